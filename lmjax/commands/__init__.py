@@ -1,0 +1,1 @@
+"""Subcommands of the `lmjax` CLI; each module has `register(subparsers)`."""

@@ -1,0 +1,294 @@
+"""Typed experiment configs: dataclasses, named YAML configs in `configs/`, dotlist overrides.
+
+A config is plain data. OmegaConf merges a named YAML file and `key=value` overrides onto the
+dataclass defaults, rejecting unknown keys and wrong types; `validate` then checks what types
+cannot (divisibility, ranges, cross-field constraints). Everything runs before JAX compiles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+from typing import Any
+
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from lmjax.errors import ConfigError
+
+CONFIGS_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
+
+ARCHS = ("gpt", "bert", "t5")
+NORMS = ("layernorm", "rmsnorm")
+POSITIONS = ("learned", "rope", "relative")
+MLPS = ("gelu", "relu", "swiglu", "geglu")
+DTYPES = ("float32", "bfloat16")
+REMAT = ("none", "full", "dots_saveable")
+OBJECTIVES = ("causal_lm", "masked_lm", "span_corruption")
+TOKENIZERS = ("sentencepiece", "bpe", "wordpiece")
+UTF8_POLICIES = ("replace", "error")
+
+# Logical axis -> mesh axes. Rules are tried in order; a mesh axis already used by an
+# earlier dimension of the same array is skipped, so activations (batch, length, embed)
+# shard batch over data+fsdp while parameters (vocab, embed) shard embed over fsdp.
+DEFAULT_AXIS_RULES: list[list[Any]] = [
+    ["batch", ["data", "fsdp"]],
+    ["embed", "fsdp"],
+    ["heads", "tensor"],
+    ["kv_heads", "tensor"],
+    ["mlp", "tensor"],
+    ["vocab", "tensor"],
+    ["length", None],
+    ["kv", None],
+    ["layers", None],
+]
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    arch: str = "gpt"
+    vocab_size: int = 512
+    d_model: int = 128
+    n_layers: int = 2
+    n_heads: int = 4
+    n_kv_heads: int | None = None  # grouped-query attention; None means n_heads
+    d_ff: int = 512
+    max_len: int = 256
+    norm: str = "layernorm"
+    norm_eps: float = 1e-5
+    position: str = "learned"
+    rope_theta: float = 10000.0
+    mlp: str = "gelu"
+    use_bias: bool = True
+    tie_embeddings: bool = True
+    dtype: str = "float32"  # compute dtype; parameters stay float32
+    remat: str = "none"
+    attention_blocks: int = 1  # >1 splits causal attention into blocks, skipping masked ones
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_heads or self.n_heads
+
+
+@dataclasses.dataclass
+class DataConfig:
+    corpus: str = "tiny_shakespeare"
+    data_dir: str = ""  # empty: $LMJAX_DATA_DIR, else ~/lmjax_data
+    cache_dir: str = ""  # prepared tfds data and trained tokenizers; empty: ~/.cache/lmjax
+    download: bool = True
+    seq_len: int = 128
+    tokenizer: str = "sentencepiece"
+    tokenizer_dir: str = ""  # a saved tokenizer to use instead of training one
+    invalid_utf8: str = "replace"
+    objective: str = "causal_lm"
+    shuffle_seed: int = 0
+    worker_count: int = 0
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    seed: int = 0
+    steps: int = 100
+    global_batch_size: int = 16
+    grad_accum_steps: int = 1
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 10
+    weight_decay: float = 0.1
+    b1: float = 0.9
+    b2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+    log_every: int = 10
+    eval_every: int = 50
+    eval_batches: int = 4
+    peak_flops: float = 0.0  # per device; 0 measures a float32 matmul at start
+
+
+@dataclasses.dataclass
+class MeshConfig:
+    data: int = -1
+    fsdp: int = 1
+    tensor: int = 1
+    axis_rules: list[Any] = dataclasses.field(
+        default_factory=lambda: [list(rule) for rule in DEFAULT_AXIS_RULES]
+    )
+    coordinator_address: str = ""  # host:port of process 0 when running several hosts
+    num_processes: int = 1
+    process_id: int = 0
+
+
+@dataclasses.dataclass
+class CheckpointConfig:
+    every: int = 50
+    keep: int = 3
+
+
+@dataclasses.dataclass
+class Config:
+    name: str = MISSING
+    run_dir: str = ""  # empty: runs/<name>
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
+    checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
+
+
+def named_configs() -> list[str]:
+    return sorted(path.stem for path in CONFIGS_DIR.glob("*.yaml"))
+
+
+def load_config(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """The named config (or a YAML path) with `key=value` overrides applied and validated."""
+    path = pathlib.Path(name_or_path)
+    if not path.suffix:
+        path = CONFIGS_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise ConfigError(
+            f"no config '{name_or_path}': pick one of {', '.join(named_configs())} or give a YAML path"
+        )
+    schema = OmegaConf.structured(Config)
+    try:
+        merged = OmegaConf.merge(
+            schema, OmegaConf.load(path), OmegaConf.from_dotlist(list(overrides))
+        )
+        config = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        raise ConfigError(_one_line(err)) from None
+    validate(config)
+    return config
+
+
+def from_dict(values: dict[str, Any]) -> Config:
+    """A Config from plain data (a saved `config.yaml`), type-checked and validated."""
+    try:
+        config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), values))
+    except OmegaConfBaseException as err:
+        raise ConfigError(_one_line(err)) from None
+    validate(config)
+    return config
+
+
+def to_dict(config: Config) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def to_yaml(config: Config) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(config))
+
+
+def _one_line(err: OmegaConfBaseException) -> str:
+    """OmegaConf's multi-line message reduced to what was wrong and where."""
+    message = str(err).splitlines()[0].strip()
+    key = getattr(err, "full_key", None)
+    if "not in struct" in message or "Key '" in message and "not" in message:
+        return f"unknown config key '{key}': check its spelling against `lmjax train --help`"
+    if key:
+        return f"bad value for config key '{key}': {message}"
+    return message
+
+
+def _choice(field: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{field}={value!r} is not one of {', '.join(allowed)}")
+
+
+def _positive(field: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(f"{field}={value} must be positive")
+
+
+def validate(config: Config) -> None:
+    """Checks what types cannot express; raises ConfigError with a one-line fix."""
+    _validate_model(config.model)
+    _validate_data(config)
+    _validate_train(config.train)
+    _validate_mesh_shape(config.mesh)
+
+
+def _validate_model(model: ModelConfig) -> None:
+    _choice("model.arch", model.arch, ARCHS)
+    _choice("model.norm", model.norm, NORMS)
+    _choice("model.position", model.position, POSITIONS)
+    _choice("model.mlp", model.mlp, MLPS)
+    _choice("model.dtype", model.dtype, DTYPES)
+    _choice("model.remat", model.remat, REMAT)
+    for field in ("vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "max_len"):
+        _positive(f"model.{field}", getattr(model, field))
+    if model.d_model % model.n_heads:
+        raise ConfigError(
+            f"model.n_heads={model.n_heads} does not divide model.d_model={model.d_model}: "
+            "pick a head count that divides it"
+        )
+    if model.n_heads % model.kv_heads:
+        raise ConfigError(
+            f"model.n_kv_heads={model.n_kv_heads} does not divide model.n_heads={model.n_heads}"
+        )
+    if model.position == "rope" and model.d_head % 2:
+        raise ConfigError(f"RoPE needs an even head size; d_model/n_heads is {model.d_head}")
+
+
+def _validate_data(config: Config) -> None:
+    data = config.data
+    _choice("data.tokenizer", data.tokenizer, TOKENIZERS)
+    _choice("data.invalid_utf8", data.invalid_utf8, UTF8_POLICIES)
+    _choice("data.objective", data.objective, OBJECTIVES)
+    _positive("data.seq_len", data.seq_len)
+    if data.seq_len > config.model.max_len:
+        raise ConfigError(
+            f"data.seq_len={data.seq_len} exceeds model.max_len={config.model.max_len}: "
+            "shorten the sequences or raise model.max_len"
+        )
+
+
+def _validate_train(train: TrainConfig) -> None:
+    for field in ("steps", "global_batch_size", "grad_accum_steps", "lr", "log_every",
+                  "eval_every", "eval_batches"):
+        _positive(f"train.{field}", getattr(train, field))
+    if train.global_batch_size % train.grad_accum_steps:
+        raise ConfigError(
+            f"train.global_batch_size={train.global_batch_size} is not divisible by "
+            f"train.grad_accum_steps={train.grad_accum_steps}"
+        )
+    if not 0 <= train.min_lr_ratio <= 1:
+        raise ConfigError(f"train.min_lr_ratio={train.min_lr_ratio} must lie in [0, 1]")
+    if train.warmup_steps < 0 or train.warmup_steps > train.steps:
+        raise ConfigError(
+            f"train.warmup_steps={train.warmup_steps} must lie in [0, train.steps={train.steps}]"
+        )
+
+
+def _validate_mesh_shape(mesh: MeshConfig) -> None:
+    sizes = {"data": mesh.data, "fsdp": mesh.fsdp, "tensor": mesh.tensor}
+    if sum(size == -1 for size in sizes.values()) > 1:
+        raise ConfigError("only one mesh axis may be -1 (fill the remaining devices)")
+    for axis, size in sizes.items():
+        if size == 0 or size < -1:
+            raise ConfigError(f"mesh.{axis}={size} must be a positive size or -1")
+    for rule in mesh.axis_rules:
+        if not isinstance(rule, (list, tuple)) or len(rule) != 2:
+            raise ConfigError(f"mesh.axis_rules entry {rule!r} must be [logical_name, mesh_axes]")
+
+
+def resolve_run_dir(config: Config) -> pathlib.Path:
+    return pathlib.Path(config.run_dir or pathlib.Path("runs") / config.name)
+
+
+def resolve_data_dir(config: Config) -> pathlib.Path:
+    return pathlib.Path(
+        config.data.data_dir or os.environ.get("LMJAX_DATA_DIR") or pathlib.Path.home() / "lmjax_data"
+    )
+
+
+def resolve_cache_dir(config: Config) -> pathlib.Path:
+    return pathlib.Path(
+        config.data.cache_dir
+        or os.environ.get("LMJAX_CACHE_DIR")
+        or pathlib.Path.home() / ".cache" / "lmjax"
+    )
