@@ -1,0 +1,38 @@
+"""Tokenizers behind one interface: byte-level BPE, WordPiece and SentencePiece.
+
+The data pipeline and the trainer need only two entry points: `train_tokenizer(kind, ...)`
+to build one from the config, and `load(dir)` to rebuild whatever a run directory saved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from lmjax.errors import DataError
+from lmjax.tokenizers.base import Tokenizer, read_meta
+from lmjax.tokenizers.spm import SentencePieceTokenizer
+
+KINDS: dict[str, type[Tokenizer]] = {
+    SentencePieceTokenizer.kind: SentencePieceTokenizer,
+}
+
+__all__ = ["KINDS", "SentencePieceTokenizer", "Tokenizer", "load", "train_tokenizer"]
+
+
+def load(directory: str | Path) -> Tokenizer:
+    """Rebuild any tokenizer saved with `Tokenizer.save`, whatever its kind."""
+    directory = Path(directory)
+    meta = read_meta(directory)
+    return _tokenizer_class(meta["kind"], f"{directory} holds").load(directory)
+
+
+def train_tokenizer(kind: str, files: Sequence[str | Path], vocab_size: int, **options) -> Tokenizer:
+    """Train a tokenizer of `kind` ("bpe", "wordpiece" or "sentencepiece") on text files."""
+    return _tokenizer_class(kind, "kind").train(files, vocab_size=vocab_size, **options)
+
+
+def _tokenizer_class(kind: str, where: str) -> type[Tokenizer]:
+    if kind not in KINDS:
+        raise DataError(f"{where} an unknown tokenizer kind {kind!r}; known kinds: {', '.join(sorted(KINDS))}")
+    return KINDS[kind]
