@@ -188,7 +188,7 @@ def _one_line(err: OmegaConfBaseException) -> str:
     message = str(err).splitlines()[0].strip()
     key = getattr(err, "full_key", None)
     if "not in struct" in message or "Key '" in message and "not" in message:
-        return f"unknown config key '{key}': check its spelling against `lmjax train --help`"
+        return f"unknown config key '{key}': `lmjax train --config NAME --print-config` lists the keys"
     if key:
         return f"bad value for config key '{key}': {message}"
     return message

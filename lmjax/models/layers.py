@@ -1,0 +1,288 @@
+"""Building blocks shared by GPT, BERT and T5.
+
+Every parameter is created through `nn.with_logical_partitioning`, so its dimensions carry
+logical names (vocab, embed, heads, kv, mlp, ...), and the main activations pass through
+`constrain`; `lmjax.parallel` maps those names to mesh axes. Shapes are suffixed on names:
+B batch, T query length, S key length, D d_model, H query heads, G key/value heads,
+K head size, F feed-forward size, V vocabulary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Initializer = Callable[..., jax.Array]
+NEG_INF = -1e9
+
+
+def constrain(x: jax.Array, names: tuple[str | None, ...]) -> jax.Array:
+    """Ties an activation's dimensions to logical axes (a no-op without a mesh)."""
+    return nn.with_logical_constraint(x, names)
+
+
+def normal(stddev: float) -> Initializer:
+    return nn.initializers.normal(stddev)
+
+
+class Embed(nn.Module):
+    """Token (or position, or segment) embedding table, reusable as a tied output layer."""
+
+    num_embeddings: int
+    features: int
+    dtype: Any = jnp.float32
+    init_std: float = 0.02
+    axes: tuple[str, str] = ("vocab", "embed")
+
+    def setup(self) -> None:
+        self.embedding = self.param(
+            "embedding",
+            nn.with_logical_partitioning(normal(self.init_std), self.axes),
+            (self.num_embeddings, self.features),
+            jnp.float32,
+        )
+
+    def __call__(self, ids: jax.Array) -> jax.Array:
+        """Looks ids up in a gathered copy of the table: a lookup into a vocab- and
+        embed-sharded table cannot be partitioned and would be replicated anyway."""
+        table = constrain(self.embedding, (None, None))
+        return jnp.take(table, ids, axis=0).astype(self.dtype)
+
+    def attend(self, x_BTD: jax.Array) -> jax.Array:
+        """Logits against the embedding table (GPT-2's tied output layer)."""
+        return jnp.einsum("btd,vd->btv", x_BTD, self.embedding.astype(self.dtype))
+
+
+class Dense(nn.Module):
+    """x[..., *in] · W[*in, *out] + b[*out], with logical names on every dimension of W.
+
+    Multi-dimensional kernels such as (embed, heads, kv) keep attention free of reshapes,
+    so each head dimension can be sharded by name.
+    """
+
+    features: Sequence[int]
+    axes: Sequence[str]
+    in_dims: int = 1
+    use_bias: bool = True
+    dtype: Any = jnp.float32
+    kernel_init: Initializer = normal(0.02)
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        in_shape = x.shape[-self.in_dims:]
+        kernel = self.param(
+            "kernel",
+            nn.with_logical_partitioning(self.kernel_init, tuple(self.axes)),
+            (*in_shape, *self.features),
+            jnp.float32,
+        )
+        letters = "abcdefgh"
+        x_in = letters[: self.in_dims]
+        k_out = "uvwxyz"[: len(self.features)]
+        y = jnp.einsum(f"...{x_in},{x_in}{k_out}->...{k_out}", x, kernel.astype(self.dtype))
+        if self.use_bias:
+            bias = self.param(
+                "bias",
+                nn.with_logical_partitioning(
+                    nn.initializers.zeros, tuple(self.axes[self.in_dims:])
+                ),
+                tuple(self.features),
+                jnp.float32,
+            )
+            y = y + bias.astype(self.dtype)
+        return y
+
+
+class Norm(nn.Module):
+    """LayerNorm (mean and variance, optional bias) or RMSNorm (no mean, no bias), in float32."""
+
+    kind: str = "layernorm"
+    eps: float = 1e-5
+    use_bias: bool = True
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        features = x.shape[-1]
+        x32 = x.astype(jnp.float32)
+        scale = self.param(
+            "scale", nn.with_logical_partitioning(nn.initializers.ones, ("embed",)), (features,)
+        )
+        if self.kind == "rmsnorm":
+            y = x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + self.eps)
+            return (y * scale).astype(self.dtype)
+        mean = jnp.mean(x32, axis=-1, keepdims=True)
+        var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
+        y = (x32 - mean) * jax.lax.rsqrt(var + self.eps) * scale
+        if self.use_bias:
+            bias = self.param(
+                "bias", nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)), (features,)
+            )
+            y = y + bias
+        return y.astype(self.dtype)
+
+
+def rope(x_BTHK: jax.Array, positions_BT: jax.Array, theta: float) -> jax.Array:
+    """Rotary position embedding on interleaved pairs (x0,x1), (x2,x3), ... as in Meta's Llama
+    and llama2.c, so their checkpoints load without permuting weights."""
+    head_dim = x_BTHK.shape[-1]
+    inv_freq_K2 = 1.0 / theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim)
+    angle_BTK2 = positions_BT[..., None].astype(jnp.float32) * inv_freq_K2
+    cos_BT1K2 = jnp.cos(angle_BTK2)[:, :, None, :]
+    sin_BT1K2 = jnp.sin(angle_BTK2)[:, :, None, :]
+    x32 = x_BTHK.astype(jnp.float32).reshape(*x_BTHK.shape[:-1], head_dim // 2, 2)
+    even, odd = x32[..., 0], x32[..., 1]
+    rotated = jnp.stack(
+        [even * cos_BT1K2 - odd * sin_BT1K2, even * sin_BT1K2 + odd * cos_BT1K2], axis=-1
+    )
+    return rotated.reshape(x_BTHK.shape).astype(x_BTHK.dtype)
+
+
+def causal_mask(query_len: int, key_len: int, offset: int = 0) -> jax.Array:
+    """True where query position i (shifted by `offset`) may attend to key position j <= i."""
+    q = jnp.arange(query_len)[:, None] + offset
+    k = jnp.arange(key_len)[None, :]
+    return k <= q
+
+
+def padding_mask(query_valid_BT: jax.Array, key_valid_BS: jax.Array) -> jax.Array:
+    """B×T×S mask of pairs where both query and key are real tokens."""
+    return query_valid_BT[:, :, None].astype(bool) & key_valid_BS[:, None, :].astype(bool)
+
+
+def attend(
+    q_BTHK: jax.Array,
+    k_BSGK: jax.Array,
+    v_BSGK: jax.Array,
+    mask: jax.Array | None = None,
+    bias_HTS: jax.Array | None = None,
+    scale: float | None = None,
+) -> jax.Array:
+    """Softmax attention with grouped-query heads (H = G·R query heads share G kv heads).
+
+    `mask` broadcasts to B×T×S (True = attend); `bias_HTS` (T5's relative bias) may carry a
+    leading batch dimension. Scores and softmax run in float32.
+    """
+    batch, q_len, n_heads, head_dim = q_BTHK.shape
+    n_kv = k_BSGK.shape[2]
+    scale = head_dim**-0.5 if scale is None else scale
+    q_BTGRK = q_BTHK.reshape(batch, q_len, n_kv, n_heads // n_kv, head_dim)
+    scores_BGRTS = jnp.einsum("btgrk,bsgk->bgrts", q_BTGRK, k_BSGK).astype(jnp.float32) * scale
+    if bias_HTS is not None:
+        bias = bias_HTS.astype(jnp.float32)
+        bias_BHTS = bias if bias.ndim == 4 else bias[None]
+        scores_BGRTS = scores_BGRTS + bias_BHTS.reshape(
+            bias_BHTS.shape[0], n_kv, n_heads // n_kv, *bias_BHTS.shape[-2:]
+        )
+    if mask is not None:
+        mask_BTS = jnp.broadcast_to(mask, (batch, q_len, k_BSGK.shape[1]))
+        scores_BGRTS = jnp.where(mask_BTS[:, None, None], scores_BGRTS, NEG_INF)
+    probs_BGRTS = jax.nn.softmax(scores_BGRTS, axis=-1).astype(v_BSGK.dtype)
+    out_BTGRK = jnp.einsum("bgrts,bsgk->btgrk", probs_BGRTS, v_BSGK)
+    return out_BTGRK.reshape(batch, q_len, n_heads, head_dim)
+
+
+def blocked_causal_attend(q_BTHK, k_BSGK, v_BSGK, blocks: int, scale: float | None = None):
+    """Causal self-attention in `blocks` query blocks, each attending only to keys up to its
+    end, which skips the fully masked upper blocks (measured faster on CPU; same result)."""
+    q_len = q_BTHK.shape[1]
+    if blocks <= 1 or q_len % blocks:
+        return attend(q_BTHK, k_BSGK, v_BSGK, causal_mask(q_len, q_len), scale=scale)
+    size = q_len // blocks
+    outputs = []
+    for block in range(blocks):
+        end = (block + 1) * size
+        mask = causal_mask(size, end, offset=block * size)
+        outputs.append(
+            attend(q_BTHK[:, block * size:end], k_BSGK[:, :end], v_BSGK[:, :end], mask, scale=scale)
+        )
+    return jnp.concatenate(outputs, axis=1)
+
+
+class MultiHeadAttention(nn.Module):
+    """Projections around `attend`: self- or cross-attention, optional RoPE, grouped kv heads."""
+
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    use_bias: bool = True
+    dtype: Any = jnp.float32
+    init_std: float = 0.02
+    out_init_std: float = 0.02
+    rope_theta: float | None = None
+    scale: float | None = None
+    causal_blocks: int = 1
+
+    @nn.compact
+    def __call__(
+        self,
+        x_BTD: jax.Array,
+        context_BSD: jax.Array | None = None,
+        *,
+        causal: bool = False,
+        mask: jax.Array | None = None,
+        bias_HTS: jax.Array | None = None,
+        positions_BT: jax.Array | None = None,
+    ) -> jax.Array:
+        d_model = x_BTD.shape[-1]
+        context_BSD = x_BTD if context_BSD is None else context_BSD
+        q_BTHK = self._project(x_BTD, self.n_heads, "heads", "query")
+        k_BSGK = self._project(context_BSD, self.n_kv_heads, "kv_heads", "key")
+        v_BSGK = self._project(context_BSD, self.n_kv_heads, "kv_heads", "value")
+        if self.rope_theta is not None:
+            q_BTHK = rope(q_BTHK, positions_BT, self.rope_theta)
+            k_BSGK = rope(k_BSGK, positions_BT, self.rope_theta)
+        if causal and mask is None and bias_HTS is None:
+            out_BTHK = blocked_causal_attend(
+                q_BTHK, k_BSGK, v_BSGK, self.causal_blocks, scale=self.scale
+            )
+        else:
+            if causal:
+                causal_TS = causal_mask(x_BTD.shape[1], context_BSD.shape[1])
+                mask = causal_TS if mask is None else mask & causal_TS
+            out_BTHK = attend(q_BTHK, k_BSGK, v_BSGK, mask, bias_HTS, scale=self.scale)
+        out_BTHK = constrain(out_BTHK, ("batch", "length", "heads", "kv"))
+        out = Dense((d_model,), ("heads", "kv", "embed"), in_dims=2, use_bias=self.use_bias,
+                    dtype=self.dtype, kernel_init=normal(self.out_init_std), name="out")
+        return out(out_BTHK)
+
+    def _project(self, x_BTD: jax.Array, heads: int, heads_axis: str, name: str) -> jax.Array:
+        dense = Dense((heads, self.head_dim), ("embed", heads_axis, "kv"), use_bias=self.use_bias,
+                      dtype=self.dtype, kernel_init=normal(self.init_std), name=name)
+        return constrain(dense(x_BTD), ("batch", "length", heads_axis, "kv"))
+
+
+ACTIVATIONS = {
+    "gelu": lambda x: jax.nn.gelu(x, approximate=True),
+    "relu": jax.nn.relu,
+    "swiglu": jax.nn.silu,
+    "geglu": lambda x: jax.nn.gelu(x, approximate=True),
+}
+GATED = ("swiglu", "geglu")
+
+
+class Mlp(nn.Module):
+    """Feed-forward block: act(x·W_in)·W_out, or gated act(x·W_gate)·(x·W_in)·W_out."""
+
+    d_ff: int
+    kind: str = "gelu"
+    use_bias: bool = True
+    dtype: Any = jnp.float32
+    init_std: float = 0.02
+    out_init_std: float = 0.02
+
+    @nn.compact
+    def __call__(self, x_BTD: jax.Array) -> jax.Array:
+        def dense(features: int, axes: tuple[str, str], std: float, name: str) -> Dense:
+            return Dense((features,), axes, use_bias=self.use_bias, dtype=self.dtype,
+                         kernel_init=normal(std), name=name)
+
+        h_BTF = ACTIVATIONS[self.kind](dense(self.d_ff, ("embed", "mlp"), self.init_std, "wi")(x_BTD))
+        if self.kind in GATED:
+            h_BTF = h_BTF * dense(self.d_ff, ("embed", "mlp"), self.init_std, "wi_up")(x_BTD)
+        h_BTF = constrain(h_BTF, ("batch", "length", "mlp"))
+        return dense(x_BTD.shape[-1], ("mlp", "embed"), self.out_init_std, "wo")(h_BTF)

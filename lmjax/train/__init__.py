@@ -1,0 +1,1 @@
+"""Training: optimizer, state, sharded step functions, the loop, checkpoints and logging."""

@@ -1,0 +1,55 @@
+"""A run directory: its saved config decides whether a new start may resume it."""
+
+from __future__ import annotations
+
+import pathlib
+
+import yaml
+
+from lmjax import config as config_lib
+from lmjax.errors import CheckpointError
+
+CONFIG_FILE = "config.yaml"
+
+# Settings a resumed run may change without changing what it trains.
+RESUMABLE = (
+    "name", "run_dir", "train.steps", "train.log_every", "train.eval_every", "train.eval_batches",
+    "train.peak_flops", "checkpoint.every", "checkpoint.keep", "data.data_dir", "data.cache_dir",
+    "data.download", "data.worker_count", "mesh.data", "mesh.fsdp", "mesh.tensor",
+    "mesh.coordinator_address", "mesh.num_processes", "mesh.process_id",
+)
+
+
+def _flatten(values: dict, prefix: str = "") -> dict[str, object]:
+    flat = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def check_compatible(run_dir: pathlib.Path, config: config_lib.Config) -> bool:
+    """True when `run_dir` holds an earlier run of this config (to resume); raises if it holds
+    a different one, before anything is written or compiled."""
+    path = run_dir / CONFIG_FILE
+    if not path.exists():
+        return False
+    saved = _flatten(yaml.safe_load(path.read_text()) or {})
+    new = _flatten(config_lib.to_dict(config))
+    for key in sorted(set(saved) | set(new)):
+        if key in RESUMABLE:
+            continue
+        if saved.get(key) != new.get(key):
+            raise CheckpointError(
+                f"run dir {run_dir} holds a run with {key}={saved.get(key)!r} but this run asks "
+                f"for {new.get(key)!r}: pass a new run_dir=... or match the saved config"
+            )
+    return True
+
+
+def save_config(run_dir: pathlib.Path, config: config_lib.Config) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / CONFIG_FILE).write_text(config_lib.to_yaml(config))
