@@ -11,13 +11,15 @@ from pathlib import Path
 
 from lmjax.errors import DataError
 from lmjax.tokenizers.base import Tokenizer, read_meta
+from lmjax.tokenizers.bpe import BPETokenizer
 from lmjax.tokenizers.spm import SentencePieceTokenizer
 
 KINDS: dict[str, type[Tokenizer]] = {
+    BPETokenizer.kind: BPETokenizer,
     SentencePieceTokenizer.kind: SentencePieceTokenizer,
 }
 
-__all__ = ["KINDS", "SentencePieceTokenizer", "Tokenizer", "load", "train_tokenizer"]
+__all__ = ["KINDS", "BPETokenizer", "SentencePieceTokenizer", "Tokenizer", "load", "train_tokenizer"]
 
 
 def load(directory: str | Path) -> Tokenizer:
