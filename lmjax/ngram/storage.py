@@ -1,0 +1,60 @@
+"""Save and load n-gram models as one JSON file: settings, vocabulary and order-n counts.
+
+Only the distinct order-n n-grams and their counts are stored; lower orders are their
+marginals and the estimator is recomputed on load, so the file stays plain, readable and
+independent of the in-memory layout. `version` changes whenever that layout of the file
+changes; a file of another version is refused with a one-line message.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+
+from lmjax.errors import CheckpointError
+from lmjax.ngram.model import NGramLM
+from lmjax.ngram.vocab import RESERVED, Vocabulary
+
+FORMAT = "lmjax-ngram"
+VERSION = 1
+
+
+def save(model: NGramLM, path: str | pathlib.Path) -> None:
+    """Write the model to `path` (JSON)."""
+    model._require_fitted()
+    ngrams = model.table.ngrams()
+    record = {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": model.config,
+        "meta": model.meta,
+        "vocab": model.vocab.tokens[len(RESERVED) :],
+        "ngrams": ngrams.ravel().tolist(),
+        "counts": model.table.counts[model.order].tolist(),
+    }
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(record, f, ensure_ascii=False, separators=(",", ":"))
+
+
+def load(path: str | pathlib.Path) -> NGramLM:
+    """Read a model written by `save`, refusing other formats and versions."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+    except FileNotFoundError:
+        raise CheckpointError(f"no n-gram model at {path}: train one with `lmjax ngram train`") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise CheckpointError(f"{path} is not an lmjax n-gram model (not valid JSON)") from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an lmjax n-gram model (no '{FORMAT}' format tag)")
+    if record.get("version") != VERSION:
+        raise CheckpointError(
+            f"{path} is an n-gram model of format version {record.get('version')}, this lmjax reads "
+            f"version {VERSION}: retrain it with `lmjax ngram train`"
+        )
+    model = NGramLM(**record["config"])
+    model.meta = record["meta"]
+    ngrams = np.asarray(record["ngrams"], dtype=np.int64).reshape(-1, model.order)
+    return model._fit_counts(Vocabulary(record["vocab"]), ngrams, np.asarray(record["counts"], dtype=np.int64))
