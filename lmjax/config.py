@@ -127,6 +127,7 @@ class MeshConfig:
 class CheckpointConfig:
     every: int = 50
     keep: int = 3
+    init_from: str = ""  # a run dir or `lmjax convert` export whose parameters start training
 
 
 @dataclasses.dataclass

@@ -75,3 +75,37 @@ class Checkpointer:
 
 def is_primary() -> bool:
     return jax.process_index() == 0
+
+
+PARAMS_DIR = "params"
+
+
+def save_params(run_dir: pathlib.Path, params: Any) -> pathlib.Path:
+    """Writes a parameters-only checkpoint (what `lmjax convert` exports) under `run_dir`."""
+    target = pathlib.Path(run_dir).absolute() / PARAMS_DIR
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(target, params, force=True)
+    checkpointer.wait_until_finished()
+    return target
+
+
+def load_params(run_dir: pathlib.Path, abstract_params: Any | None = None) -> Any:
+    """Parameters from a run directory: its exported `params/`, else its latest training
+    checkpoint. `abstract_params` (ShapeDtypeStructs with shardings) places them on devices."""
+    run_dir = pathlib.Path(run_dir).absolute()
+    if (run_dir / PARAMS_DIR).is_dir():
+        return ocp.StandardCheckpointer().restore(run_dir / PARAMS_DIR, abstract_params)
+    manager = ocp.CheckpointManager(run_dir / "checkpoints", item_names=("state", "data"))
+    step = manager.latest_step()
+    if step is None:
+        raise CheckpointError(
+            f"{run_dir} has neither params/ nor checkpoints/: give a run directory of "
+            "`lmjax train` or an export of `lmjax convert`"
+        )
+    target = None if abstract_params is None else {"params": abstract_params}
+    restored = manager.restore(
+        step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+            item=target, partial_restore=True) if target else ocp.args.PyTreeRestore()),
+    )
+    manager.close()
+    return restored["state"]["params"]

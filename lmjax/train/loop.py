@@ -23,7 +23,7 @@ from lmjax.models import build_model
 from lmjax.objectives import make_objective
 from lmjax.train import flops as flops_lib
 from lmjax.train import run_dir as run_dir_lib
-from lmjax.train.checkpoint import Checkpointer, is_primary
+from lmjax.train.checkpoint import Checkpointer, is_primary, load_params
 from lmjax.train.optimizer import learning_rate_schedule, make_optimizer
 from lmjax.train.reporting import RunReporter, plot_loss_curve, truncate_metrics
 from lmjax.train.state import abstract_state, count_params, init_state, state_shardings
@@ -135,8 +135,12 @@ class Trainer:
             restored = self.checkpointer.restore_latest(abstract)
         if restored is None:
             rng = jax.random.key(self.config.train.seed)
-            return 0, init_state(self.model, self.optimizer, self.example, rng, self.shardings,
-                                 self.mesh, self.rules)
+            state = init_state(self.model, self.optimizer, self.example, rng, self.shardings,
+                               self.mesh, self.rules)
+            if self.config.checkpoint.init_from:
+                state["params"] = load_params(self.config.checkpoint.init_from,
+                                              abstract["params"])
+            return 0, state
         step, state, data_state = restored
         train_iter.set_state(data_state)
         return step, state
@@ -153,8 +157,10 @@ class Trainer:
         if not totals or totals["tokens"] == 0:
             raise DataError("the validation split gave no tokens: use a larger corpus")
         tokens = totals["tokens"]
+        loss = totals["loss_sum"] / tokens
         return {
-            "eval_loss": totals["loss_sum"] / tokens,
+            "eval_loss": loss,
+            f"eval_{self.objective.loss_name}": loss,
             "eval_perplexity": metrics_lib.perplexity(totals["loss_sum"], tokens),
             "eval_bits_per_token": metrics_lib.entropy(totals["loss_sum"], tokens, base=2),
             "eval_accuracy": totals["accuracy"] / tokens,
@@ -206,6 +212,7 @@ class Trainer:
                         record = _summarise(fetched, step, step * tokens_per_step, throughput,
                                             throughput * flops_per_token / system_peak,
                                             time.perf_counter() - run_start)
+                        record[self.objective.loss_name] = record["loss"]
                         if step % config.train.eval_every == 0 or at_end:
                             record.update(self.evaluate(state["params"]))
                         reporter.record(record)

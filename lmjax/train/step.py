@@ -18,7 +18,7 @@ from lmjax.objectives.base import Batch, Objective
 from lmjax.train.state import TrainState
 
 
-def _summed_loss_fn(model: nn.Module, objective: Objective):
+def summed_loss_fn(model: nn.Module, objective: Objective):
     def summed_loss(params: Any, batch: Batch):
         logits = model.apply({"params": params}, **objective.model_inputs(batch))
         loss_sum, weight_sum, extra = objective.loss(logits, batch)
@@ -51,7 +51,7 @@ def _accumulated_grads(summed_loss, params: Any, batch: Batch, accum: int):
 
 def make_train_step(model: nn.Module, objective: Objective, optimizer: optax.GradientTransformation,
                     schedule: optax.Schedule, accum: int = 1) -> Callable:
-    summed_loss = _summed_loss_fn(model, objective)
+    summed_loss = summed_loss_fn(model, objective)
 
     def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
         (loss_sum, (weight_sum, extra)), grads = _accumulated_grads(
@@ -78,7 +78,7 @@ def make_train_step(model: nn.Module, objective: Objective, optimizer: optax.Gra
 
 
 def make_eval_step(model: nn.Module, objective: Objective) -> Callable:
-    summed_loss = _summed_loss_fn(model, objective)
+    summed_loss = summed_loss_fn(model, objective)
 
     def eval_step(params: Any, batch: Batch) -> dict[str, jax.Array]:
         loss_sum, (weight_sum, extra) = summed_loss(params, batch)
