@@ -99,15 +99,17 @@ class NGramLM:
         """A model with nltk.lm's conventions: n-1 `</s>` per sentence and `<s>` counted in V."""
         return cls(order, smoothing, end_symbols=order - 1, bos_in_vocab=True, **kwargs)
 
-    def _check_k(self, k: float | None) -> float:
+    def _check_k(self, k: float | None) -> float | None:
         if self.smoothing == "laplace":
             if k not in (None, 1):
                 raise ConfigError(f"laplace smoothing is add-k with k=1, got k={k}: use smoothing='add_k'")
             return 1.0
+        if k is not None and self.smoothing != "add_k":
+            raise ConfigError(f"k is only used by add_k smoothing, not {self.smoothing}")
+        if self.smoothing != "add_k":
+            return None
         if k is None:
             return 1.0
-        if self.smoothing != "add_k":
-            raise ConfigError(f"k is only used by add_k smoothing, not {self.smoothing}")
         if not k > 0:
             raise ConfigError(f"add-k needs k > 0, got {k}")
         return float(k)
@@ -247,7 +249,7 @@ class NGramLM:
         gram = " ".join(str(self.vocab.tokens[t]) for t in [*contexts[i], words[i]])
         raise LmjaxError(
             f"MLE gives probability 0 to the unseen {contexts.shape[1] + 1}-gram '{gram}': "
-            "use a smoothed estimator, or allow_zero=True for an infinite perplexity"
+            "use a smoothed estimator, or allow zero probabilities (allow_zero=True, --allow-zero) for an infinite perplexity"
         )
 
     def prob(self, word: Hashable, context: Sequence[Hashable] = (), allow_zero: bool = False) -> float:
