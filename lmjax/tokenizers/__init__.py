@@ -13,13 +13,15 @@ from lmjax.errors import DataError
 from lmjax.tokenizers.base import Tokenizer, read_meta
 from lmjax.tokenizers.bpe import BPETokenizer
 from lmjax.tokenizers.spm import SentencePieceTokenizer
+from lmjax.tokenizers.wordpiece import WordPieceTokenizer
 
 KINDS: dict[str, type[Tokenizer]] = {
     BPETokenizer.kind: BPETokenizer,
     SentencePieceTokenizer.kind: SentencePieceTokenizer,
+    WordPieceTokenizer.kind: WordPieceTokenizer,
 }
 
-__all__ = ["KINDS", "BPETokenizer", "SentencePieceTokenizer", "Tokenizer", "load", "train_tokenizer"]
+__all__ = ["KINDS", "BPETokenizer", "SentencePieceTokenizer", "Tokenizer", "WordPieceTokenizer", "load", "train_tokenizer"]
 
 
 def load(directory: str | Path) -> Tokenizer:
