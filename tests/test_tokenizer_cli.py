@@ -1,0 +1,50 @@
+"""`lmjax tokenizer train/encode`: what is saved is what `load` rebuilds, errors are one line."""
+
+import io
+
+import pytest
+
+from lmjax.cli import main
+from lmjax.tokenizers import load
+
+
+@pytest.fixture(scope="module")
+def corpus(data_dir, tmp_path_factory):
+    path = tmp_path_factory.mktemp("corpus") / "excerpt.txt"
+    path.write_text((data_dir / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")[:100_000])
+    return path
+
+
+@pytest.mark.parametrize(
+    "kind, vocab_size, extra",
+    [("bpe", 400, []), ("wordpiece", 300, ["--lowercase"]), ("sentencepiece", 400, ["--extra-ids", "4"])],
+)
+def test_train_then_encode(kind, vocab_size, extra, corpus, tmp_path, capsys, monkeypatch):
+    out = tmp_path / kind
+    assert main(["tokenizer", "train", "--kind", kind, "--vocab-size", str(vocab_size), "--out", str(out),
+                 *extra, str(corpus)]) == 0
+    tokenizer = load(out)
+    assert tokenizer.kind == kind and tokenizer.vocab_size == vocab_size
+    capsys.readouterr()
+    text = "Before we proceed any further, hear me speak.\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    assert main(["tokenizer", "encode", "--tokenizer", str(out)]) == 0
+    assert capsys.readouterr().out.split() == [str(i) for i in tokenizer.encode(text)]
+
+
+def test_encode_reads_non_utf8_files_as_bytes_for_bpe(corpus, tmp_path, capsys):
+    main(["tokenizer", "train", "--kind", "bpe", "--vocab-size", "300", "--out", str(tmp_path / "bpe"), str(corpus)])
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("año".encode("latin-1"))
+    capsys.readouterr()
+    assert main(["tokenizer", "encode", "--tokenizer", str(tmp_path / "bpe"), str(latin1)]) == 0
+    ids = [int(i) for i in capsys.readouterr().out.split()]
+    assert load(tmp_path / "bpe").decode_bytes(ids) == latin1.read_bytes()
+
+
+def test_errors_are_one_line(corpus, tmp_path, capsys):
+    assert main(["tokenizer", "encode", "--tokenizer", str(tmp_path / "missing")]) == 2
+    assert main(["tokenizer", "train", "--kind", "bpe", "--vocab-size", "100", "--out", str(tmp_path), str(corpus)]) == 2
+    lines = capsys.readouterr().err.strip().split("\n")
+    assert len(lines) == 2
+    assert "does not exist" in lines[0] and "smaller than the 256 byte tokens" in lines[1]
