@@ -45,9 +45,9 @@ def init_state(model, optimizer, example: dict, rng: jax.Array, shardings: Any,
 def abstract_state(shardings: Any, model, optimizer, example: dict, mesh: Mesh,
                    rules: parallel.Rules) -> TrainState:
     """ShapeDtypeStructs with shardings: what a checkpoint restore fills in."""
+    init = _boxed_state_fn(model, optimizer, example)
     with parallel.activate(mesh, rules):
-        shapes = nn.unbox(jax.eval_shape(_boxed_state_fn(model, optimizer, example),
-                                         jax.random.key(0)))
+        shapes = jax.eval_shape(lambda key: nn.unbox(init(key)), jax.random.key(0))
     return jax.tree.map(
         lambda shape, sharding: jax.ShapeDtypeStruct(shape.shape, shape.dtype, sharding=sharding),
         shapes, shardings,
