@@ -22,10 +22,13 @@ CONFIGS_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
 ARCHS = ("gpt", "bert", "t5")
 NORMS = ("layernorm", "rmsnorm")
 POSITIONS = ("learned", "rope", "relative")
-MLPS = ("gelu", "relu", "swiglu", "geglu")
+MLPS = ("gelu", "gelu_exact", "relu", "swiglu", "geglu")  # gelu: tanh approximation; gelu_exact: erf
 DTYPES = ("float32", "bfloat16")
 REMAT = ("none", "full", "dots_saveable")
 OBJECTIVES = ("causal_lm", "masked_lm", "span_corruption")
+OBJECTIVE_ARCH = {"causal_lm": "gpt", "masked_lm": "bert", "span_corruption": "t5"}
+ARCH_POSITIONS = {"gpt": ("learned", "rope"), "bert": ("learned",), "t5": ("relative",)}
+ARCH_OBJECTIVE = {arch: objective for objective, arch in OBJECTIVE_ARCH.items()}
 TOKENIZERS = ("sentencepiece", "bpe", "wordpiece")
 UTF8_POLICIES = ("replace", "error")
 
@@ -42,6 +45,9 @@ DEFAULT_AXIS_RULES: list[list[Any]] = [
     ["length", None],
     ["kv", None],
     ["layers", None],
+    ["type_vocab", None],
+    ["relpos_buckets", None],
+    ["classes", None],
 ]
 
 
@@ -65,10 +71,20 @@ class ModelConfig:
     dtype: str = "float32"  # compute dtype; parameters stay float32
     remat: str = "none"
     attention_blocks: int = 1  # >1 splits causal attention into blocks, skipping masked ones
+    head_dim: int | None = None  # None means d_model // n_heads; T5 sets it (d_kv) independently
+    n_decoder_layers: int | None = None  # T5's decoder depth; None means n_layers
+    type_vocab_size: int = 2  # BERT's segment (token-type) embeddings
+    nsp: bool = False  # BERT's next-sentence-prediction head on [CLS] (off, as in RoBERTa)
+    relpos_buckets: int = 32  # T5's relative position buckets
+    relpos_max_distance: int = 128  # T5: distances beyond this share the last bucket
 
     @property
     def d_head(self) -> int:
-        return self.d_model // self.n_heads
+        return self.head_dim or self.d_model // self.n_heads
+
+    @property
+    def decoder_layers(self) -> int:
+        return self.n_decoder_layers or self.n_layers
 
     @property
     def kv_heads(self) -> int:
@@ -86,6 +102,10 @@ class DataConfig:
     tokenizer_dir: str = ""  # a saved tokenizer to use instead of training one
     invalid_utf8: str = "replace"
     objective: str = "causal_lm"
+    mask_prob: float = 0.15  # masked_lm: share of (non-special) tokens selected for prediction
+    whole_word_mask: bool = False  # masked_lm: select whole words, not single pieces
+    noise_density: float = 0.15  # span_corruption: share of tokens dropped into the targets
+    mean_noise_span_length: float = 3.0  # span_corruption
     shuffle_seed: int = 0
     worker_count: int = 0
 
@@ -222,7 +242,7 @@ def _validate_model(model: ModelConfig) -> None:
     _choice("model.remat", model.remat, REMAT)
     for field in ("vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "max_len"):
         _positive(f"model.{field}", getattr(model, field))
-    if model.d_model % model.n_heads:
+    if model.head_dim is None and model.d_model % model.n_heads:
         raise ConfigError(
             f"model.n_heads={model.n_heads} does not divide model.d_model={model.d_model}: "
             "pick a head count that divides it"
@@ -233,6 +253,23 @@ def _validate_model(model: ModelConfig) -> None:
         )
     if model.position == "rope" and model.d_head % 2:
         raise ConfigError(f"RoPE needs an even head size; d_model/n_heads is {model.d_head}")
+    _validate_arch(model)
+
+
+def _validate_arch(model: ModelConfig) -> None:
+    """What each family supports: BERT has learned positions, T5 only relative ones."""
+    for field in ("head_dim", "n_decoder_layers"):
+        if getattr(model, field) is not None:
+            _positive(f"model.{field}", getattr(model, field))
+    for field in ("type_vocab_size", "relpos_buckets", "relpos_max_distance"):
+        _positive(f"model.{field}", getattr(model, field))
+    if model.position not in ARCH_POSITIONS[model.arch]:
+        raise ConfigError(
+            f"model.position={model.position!r} is not available for model.arch={model.arch!r}: "
+            f"use {' or '.join(ARCH_POSITIONS[model.arch])}"
+        )
+    if model.nsp and model.arch != "bert":
+        raise ConfigError("model.nsp=true needs model.arch=bert: only BERT has a next-sentence head")
 
 
 def _validate_data(config: Config) -> None:
@@ -240,7 +277,17 @@ def _validate_data(config: Config) -> None:
     _choice("data.tokenizer", data.tokenizer, TOKENIZERS)
     _choice("data.invalid_utf8", data.invalid_utf8, UTF8_POLICIES)
     _choice("data.objective", data.objective, OBJECTIVES)
+    if config.model.arch != OBJECTIVE_ARCH[data.objective]:
+        raise ConfigError(
+            f"data.objective={data.objective} trains model.arch={OBJECTIVE_ARCH[data.objective]}, "
+            f"not {config.model.arch}: set data.objective={ARCH_OBJECTIVE[config.model.arch]}"
+        )
     _positive("data.seq_len", data.seq_len)
+    for field in ("mask_prob", "noise_density"):
+        if not 0 < getattr(data, field) < 1:
+            raise ConfigError(f"data.{field}={getattr(data, field)} must lie strictly between 0 and 1")
+    if data.mean_noise_span_length < 1:
+        raise ConfigError(f"data.mean_noise_span_length={data.mean_noise_span_length} must be at least 1")
     if data.seq_len > config.model.max_len:
         raise ConfigError(
             f"data.seq_len={data.seq_len} exceeds model.max_len={config.model.max_len}: "
