@@ -181,7 +181,10 @@ def read_meta(directory: Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DataError(f"{meta_path} is not valid JSON ({err}); re-save the tokenizer") from None
     if not isinstance(meta, dict) or "kind" not in meta:
-        raise DataError(f"{meta_path} has no 'kind' field; re-save the tokenizer")
+        raise DataError(
+            f"{meta_path} is not an lmjax tokenizer file (no 'kind' field; perhaps another library's); "
+            "train one with `lmjax tokenizer train` or rebuild it with Tokenizer.save"
+        )
     if meta.get("format_version") != FORMAT_VERSION:
         raise DataError(
             f"{meta_path} has format_version {meta.get('format_version')!r}, this lmjax reads {FORMAT_VERSION}; "

@@ -162,15 +162,15 @@ class BPETokenizer(Tokenizer):
         return ids
 
     def decode_bytes(self, ids: Sequence[int]) -> bytes:
-        try:
-            return b"".join(self.token_bytes[token_id] for token_id in ids)
-        except (IndexError, TypeError):
-            bad = next(i for i in ids if not (isinstance(i, int) and 0 <= i < self.vocab_size))
-            raise DataError(f"token id {bad!r} is outside this tokenizer's vocabulary (size {self.vocab_size})") from None
+        ids = [int(token_id) for token_id in ids]
+        if ids and (min(ids) < 0 or max(ids) >= self.vocab_size):
+            bad = next(i for i in ids if not 0 <= i < self.vocab_size)
+            raise DataError(f"token id {bad} is outside this tokenizer's vocabulary (size {self.vocab_size})")
+        return b"".join([self.token_bytes[token_id] for token_id in ids])
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text of the ids; bytes that are not valid UTF-8 (a cut sequence) become U+FFFD."""
-        data = self.decode_bytes([int(token_id) for token_id in ids])
+        data = self.decode_bytes(ids)
         try:
             return data.decode("utf-8", "surrogatepass")
         except UnicodeDecodeError:
