@@ -83,6 +83,8 @@ def test_train_tokenizer_dispatches_on_kind(shakespeare):
 def test_bad_input_is_one_line(tmp_path, shakespeare):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n")
+    tiny = tmp_path / "tiny.txt"
+    tiny.write_text("hello world\nfoo bar\n")
     latin1 = tmp_path / "latin1.txt"
     latin1.write_bytes("año\nniño".encode("latin-1"))
     cases = [
@@ -91,6 +93,7 @@ def test_bad_input_is_one_line(tmp_path, shakespeare):
         (lambda: SentencePieceTokenizer.train([shakespeare], vocab_size=200), "too small"),
         (lambda: SentencePieceTokenizer.train([shakespeare], vocab_size=400, model_type="wordpiece"), "model_type"),
         (lambda: SentencePieceTokenizer.from_file(empty), "not a SentencePiece model"),
+        (lambda: SentencePieceTokenizer.train([tiny], vocab_size=400), "Vocabulary size too high"),
     ]
     for call, message in cases:
         with pytest.raises(DataError, match=message) as err:

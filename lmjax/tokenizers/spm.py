@@ -193,5 +193,6 @@ def _present(token_id: int) -> int | None:
 
 
 def _first_line(err: Exception) -> str:
+    """The last line of a SentencePiece error, without its "src/file.cc(123) [check]" prefix."""
     lines = [line for line in str(err).splitlines() if line.strip()]
-    return lines[-1] if lines else type(err).__name__
+    return lines[-1].split("] ", 1)[-1] if lines else type(err).__name__
