@@ -17,6 +17,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import sentencepiece
@@ -107,7 +108,7 @@ def bench_corpus(name: str, path: Path, vocab_size: int, repeats: int, workdir: 
           f"HF (merges by frequency) {hf_bpt:.3f} | difference {100 * (ours_bpt / hf_bpt - 1):+.2f}%")
 
     for model_type in ("bpe", "unigram"):
-        spm_s, spm = best_time(lambda: spm_train(train_file, vocab_size, model_type), 1)
+        spm_s, spm = best_time(partial(spm_train, train_file, vocab_size, model_type), 1)
         if isinstance(spm, str):
             print(f"SentencePiece {model_type:7s} refused: {spm}")
             continue

@@ -44,7 +44,8 @@ def test_encode_reads_non_utf8_files_as_bytes_for_bpe(corpus, tmp_path, capsys):
 
 def test_errors_are_one_line(corpus, tmp_path, capsys):
     assert main(["tokenizer", "encode", "--tokenizer", str(tmp_path / "missing")]) == 2
-    assert main(["tokenizer", "train", "--kind", "bpe", "--vocab-size", "100", "--out", str(tmp_path), str(corpus)]) == 2
+    train = ["tokenizer", "train", "--kind", "bpe", "--vocab-size", "100", "--out", str(tmp_path), str(corpus)]
+    assert main(train) == 2
     lines = capsys.readouterr().err.strip().split("\n")
     assert len(lines) == 2
     assert "does not exist" in lines[0] and "smaller than the 256 byte tokens" in lines[1]

@@ -21,7 +21,15 @@ KINDS: dict[str, type[Tokenizer]] = {
     WordPieceTokenizer.kind: WordPieceTokenizer,
 }
 
-__all__ = ["KINDS", "BPETokenizer", "SentencePieceTokenizer", "Tokenizer", "WordPieceTokenizer", "load", "train_tokenizer"]
+__all__ = [
+    "KINDS",
+    "BPETokenizer",
+    "SentencePieceTokenizer",
+    "Tokenizer",
+    "WordPieceTokenizer",
+    "load",
+    "train_tokenizer",
+]
 
 
 def load(directory: str | Path) -> Tokenizer:

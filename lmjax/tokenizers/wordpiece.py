@@ -46,7 +46,9 @@ class WordPieceTokenizer(Tokenizer):
             raise DataError(f"the WordPiece vocabulary lists {duplicate!r} twice; each token must appear once")
         missing = [token for token in special_tokens if token not in self.token_ids]
         if missing:
-            raise DataError(f"special token {missing[0]!r} is not in the vocabulary; add it or drop it from special_tokens")
+            raise DataError(
+                f"special token {missing[0]!r} is not in the vocabulary; add it or drop it from special_tokens"
+            )
         self._special_tokens = {token: self.token_ids[token] for token in special_tokens}
         self.pretokenizer = BertPreTokenizer(lowercase, strip_accents)
         self.max_input_chars_per_word = max_input_chars_per_word
@@ -74,8 +76,9 @@ class WordPieceTokenizer(Tokenizer):
         vocab += [token for token in base_alphabet(word_counts) if token not in vocab]
         if vocab_size < len(vocab):
             raise DataError(
-                f"vocab_size {vocab_size} is smaller than the {len(vocab) - len(special_tokens)} characters of the "
-                f"corpus (with and without ##) plus {len(special_tokens)} special tokens; ask for at least {len(vocab)}"
+                f"vocab_size {vocab_size} is smaller than the {len(vocab) - len(special_tokens)} one-character tokens "
+                f"of the corpus (each with and without ##) plus {len(special_tokens)} special tokens; "
+                f"ask for at least {len(vocab)}"
             )
         learn_vocabulary(word_counts, vocab, vocab_size, progress=progress)
         if len(vocab) < vocab_size:
