@@ -9,8 +9,9 @@ K head size, F feed-forward size, V vocabulary.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -203,6 +204,37 @@ def blocked_causal_attend(q_BTHK, k_BSGK, v_BSGK, blocks: int, scale: float | No
     return jnp.concatenate(outputs, axis=1)
 
 
+class LayerCache(NamedTuple):
+    """One self-attention layer's keys and values for decoding, passed in and returned by the
+    model (no mutable collection, so decoding stays a pure function of params and cache).
+
+    Slots 0..index-1 hold the keys and values of the tokens seen so far; later slots are
+    masked out. A fixed length S keeps every decoding step the same shape, so it compiles once.
+    """
+
+    key_BSGK: jax.Array
+    value_BSGK: jax.Array
+    index: jax.Array  # int32 scalar: the slot of the next token
+
+    @classmethod
+    def empty(cls, batch: int, length: int, n_kv_heads: int, head_dim: int, dtype: Any) -> LayerCache:
+        shape = (batch, length, n_kv_heads, head_dim)
+        return cls(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype), jnp.zeros((), jnp.int32))
+
+    def append(self, k_BTGK: jax.Array, v_BTGK: jax.Array) -> LayerCache:
+        """Writes T new tokens at `index` (in place when the caller donates the cache)."""
+        start = (0, self.index, 0, 0)
+        return LayerCache(
+            jax.lax.dynamic_update_slice(self.key_BSGK, k_BTGK.astype(self.key_BSGK.dtype), start),
+            jax.lax.dynamic_update_slice(self.value_BSGK, v_BTGK.astype(self.value_BSGK.dtype), start),
+            self.index + k_BTGK.shape[1],
+        )
+
+    def visible_mask(self, query_len: int) -> jax.Array:
+        """T×S: the last `query_len` appended tokens see every slot up to their own."""
+        return causal_mask(query_len, self.key_BSGK.shape[1], offset=self.index - query_len)
+
+
 class MultiHeadAttention(nn.Module):
     """Projections around `attend`: self- or cross-attention, optional RoPE, grouped kv heads."""
 
@@ -227,7 +259,10 @@ class MultiHeadAttention(nn.Module):
         mask: jax.Array | None = None,
         bias_HTS: jax.Array | None = None,
         positions_BT: jax.Array | None = None,
-    ) -> jax.Array:
+        cache: LayerCache | None = None,
+    ) -> jax.Array | tuple[jax.Array, LayerCache]:
+        """Attention output B×T×D; with a `cache` (causal self-attention while decoding), the
+        output and the cache with this call's keys and values appended."""
         d_model = x_BTD.shape[-1]
         context_BSD = x_BTD if context_BSD is None else context_BSD
         q_BTHK = self._project(x_BTD, self.n_heads, "heads", "query")
@@ -236,7 +271,12 @@ class MultiHeadAttention(nn.Module):
         if self.rope_theta is not None:
             q_BTHK = rope(q_BTHK, positions_BT, self.rope_theta)
             k_BSGK = rope(k_BSGK, positions_BT, self.rope_theta)
-        if causal and mask is None and bias_HTS is None:
+        if cache is not None:
+            cache = cache.append(k_BSGK, v_BSGK)
+            mask_TS = cache.visible_mask(x_BTD.shape[1])
+            mask = mask_TS if mask is None else mask & mask_TS
+            out_BTHK = attend(q_BTHK, cache.key_BSGK, cache.value_BSGK, mask, bias_HTS, scale=self.scale)
+        elif causal and mask is None and bias_HTS is None:
             out_BTHK = blocked_causal_attend(
                 q_BTHK, k_BSGK, v_BSGK, self.causal_blocks, scale=self.scale
             )
@@ -248,7 +288,8 @@ class MultiHeadAttention(nn.Module):
         out_BTHK = constrain(out_BTHK, ("batch", "length", "heads", "kv"))
         out = Dense((d_model,), ("heads", "kv", "embed"), in_dims=2, use_bias=self.use_bias,
                     dtype=self.dtype, kernel_init=normal(self.out_init_std), name="out")
-        return out(out_BTHK)
+        y_BTD = out(out_BTHK)
+        return y_BTD if cache is None else (y_BTD, cache)
 
     def _project(self, x_BTD: jax.Array, heads: int, heads_axis: str, name: str) -> jax.Array:
         dense = Dense((heads, self.head_dim), ("embed", heads_axis, "kv"), use_bias=self.use_bias,
@@ -258,6 +299,7 @@ class MultiHeadAttention(nn.Module):
 
 ACTIVATIONS = {
     "gelu": lambda x: jax.nn.gelu(x, approximate=True),
+    "gelu_exact": lambda x: jax.nn.gelu(x, approximate=False),
     "relu": jax.nn.relu,
     "swiglu": jax.nn.silu,
     "geglu": lambda x: jax.nn.gelu(x, approximate=True),
@@ -286,3 +328,55 @@ class Mlp(nn.Module):
             h_BTF = h_BTF * dense(self.d_ff, ("embed", "mlp"), self.init_std, "wi_up")(x_BTD)
         h_BTF = constrain(h_BTF, ("batch", "length", "mlp"))
         return dense(x_BTD.shape[-1], ("mlp", "embed"), self.out_init_std, "wo")(h_BTF)
+
+
+def key_padding_mask(attention_mask_BS: jax.Array) -> jax.Array:
+    """B×1×S mask hiding padded keys only, as BERT and T5 do: a padded query still attends to
+    the real tokens, so no softmax row is empty and every position matches transformers."""
+    return jnp.asarray(attention_mask_BS).astype(bool)[:, None, :]
+
+
+def relative_position_bucket(
+    relative_TS: jax.Array, bidirectional: bool, num_buckets: int, max_distance: int
+) -> jax.Array:
+    """T5's bucket of each key-minus-query offset: exact for small offsets, logarithmic up to
+    `max_distance`, one shared bucket beyond; the decoder only sees the past, so it spends all
+    buckets on non-positive offsets."""
+    bucket_TS = jnp.zeros_like(relative_TS)
+    if bidirectional:
+        num_buckets //= 2
+        bucket_TS = bucket_TS + (relative_TS > 0) * num_buckets
+        distance_TS = jnp.abs(relative_TS)
+    else:
+        distance_TS = -jnp.minimum(relative_TS, 0)
+    max_exact = num_buckets // 2
+    safe_TS = jnp.maximum(distance_TS, 1).astype(jnp.float32)
+    log_ratio_TS = jnp.log(safe_TS / max_exact) / math.log(max_distance / max_exact)
+    large_TS = max_exact + (log_ratio_TS * (num_buckets - max_exact)).astype(relative_TS.dtype)
+    large_TS = jnp.minimum(large_TS, num_buckets - 1)
+    return bucket_TS + jnp.where(distance_TS < max_exact, distance_TS, large_TS)
+
+
+class RelativePositionBias(nn.Module):
+    """T5's learned attention bias per head and offset bucket, computed once per stack and
+    shared by all its layers."""
+
+    n_heads: int
+    num_buckets: int = 32
+    max_distance: int = 128
+    bidirectional: bool = True
+
+    @nn.compact
+    def __call__(self, query_len: int, key_len: int) -> jax.Array:
+        """H×T×S float32 bias to add to attention scores."""
+        table_NH = self.param(
+            "embedding",
+            nn.with_logical_partitioning(normal(0.02), ("relpos_buckets", "heads")),
+            (self.num_buckets, self.n_heads),
+            jnp.float32,
+        )
+        relative_TS = jnp.arange(key_len)[None, :] - jnp.arange(query_len)[:, None]
+        bucket_TS = relative_position_bucket(
+            relative_TS, self.bidirectional, self.num_buckets, self.max_distance
+        )
+        return jnp.transpose(jnp.take(table_NH, bucket_TS, axis=0), (2, 0, 1))
