@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import sys
 from typing import Any
 
 import tqdm
@@ -42,7 +43,7 @@ class RunReporter:
 
     def message(self, text: str) -> None:
         if self.enabled:
-            self.bar.write(text)
+            self.bar.write(text, file=sys.stderr)
 
     def close(self) -> None:
         self.bar.close()

@@ -33,13 +33,14 @@ def _flatten(values: dict, prefix: str = "") -> dict[str, object]:
 
 def check_compatible(run_dir: pathlib.Path, config: config_lib.Config) -> bool:
     """True when `run_dir` holds an earlier run of this config (to resume); raises if it holds
-    a different one, before anything is written or compiled."""
+    a different one, before anything is written or compiled. Keys the saved config lacks
+    were added to lmjax since; their defaults keep the old behaviour, so they do not conflict."""
     path = run_dir / CONFIG_FILE
     if not path.exists():
         return False
     saved = _flatten(yaml.safe_load(path.read_text()) or {})
     new = _flatten(config_lib.to_dict(config))
-    for key in sorted(set(saved) | set(new)):
+    for key in sorted(saved):
         if key in RESUMABLE:
             continue
         if saved.get(key) != new.get(key):
