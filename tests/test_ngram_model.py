@@ -104,11 +104,13 @@ def test_kneser_ney_continuation_counts_by_hand():
 def test_kneser_ney_probabilities_by_hand():
     model = NGramLM(2, "kneser_ney", discount=0.5).fit(KN_CORPUS)
     # Unigrams: continuation counts a 2, b 3, c 1, </s> 1 (sum 7); γ = 0.5*4/7 spread over |V| = 5.
-    p1 = {w: (max(c - F(1, 2), 0)) / 7 + F(2, 7) / 5 for w, c in {"a": 2, "b": 3, "c": 1, "</s>": 1, "<unk>": 0}.items()}
+    continuation = {"a": 2, "b": 3, "c": 1, "</s>": 1, "<unk>": 0}
+    p1 = {w: max(c - F(1, 2), 0) / 7 + F(2, 7) / 5 for w, c in continuation.items()}
     assert p1["a"] == F(19, 70)
     assert sum(p1.values()) == 1
     # After b: b a once, b </s> three times; γ(b) = 0.5*2/4.
-    expected = {w: max(c - F(1, 2), 0) / 4 + F(1, 4) * p1[w] for w, c in {"a": 1, "</s>": 3, "b": 0, "c": 0, "<unk>": 0}.items()}
+    after_b = {"a": 1, "</s>": 3, "b": 0, "c": 0, "<unk>": 0}
+    expected = {w: max(c - F(1, 2), 0) / 4 + F(1, 4) * p1[w] for w, c in after_b.items()}
     assert expected["a"] == F(27, 140)
     for word, p in expected.items():
         assert model.prob(word, ["b"]) == pytest.approx(float(p), rel=1e-12)

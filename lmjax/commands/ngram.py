@@ -77,7 +77,8 @@ def train(args: argparse.Namespace) -> int:
     from lmjax.ngram.units import TextUnit
 
     unit = TextUnit(args.unit, args.tokenizer)
-    options = {"k": args.k, "discount": args.discount, "unk_cutoff": args.unk_cutoff, "end_symbols": 0 if args.no_end else 1}
+    options = {"k": args.k, "discount": args.discount, "unk_cutoff": args.unk_cutoff}
+    options["end_symbols"] = 0 if args.no_end else 1
     if args.nltk_compat:
         options.update(end_symbols=args.order - 1, bos_in_vocab=True)
     model = NGramLM(args.order, args.smoothing, **options)
@@ -85,7 +86,8 @@ def train(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     model.fit(sentences)
     seconds = time.perf_counter() - start
-    model.meta = {"unit": unit.unit, "tokenizer": str(pathlib.Path(args.tokenizer).resolve()) if args.tokenizer else None}
+    tokenizer = str(pathlib.Path(args.tokenizer).resolve()) if args.tokenizer else None
+    model.meta = {"unit": unit.unit, "tokenizer": tokenizer}
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / MODEL_FILE)

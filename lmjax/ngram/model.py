@@ -249,7 +249,8 @@ class NGramLM:
         gram = " ".join(str(self.vocab.tokens[t]) for t in [*contexts[i], words[i]])
         raise LmjaxError(
             f"MLE gives probability 0 to the unseen {contexts.shape[1] + 1}-gram '{gram}': "
-            "use a smoothed estimator, or allow zero probabilities (allow_zero=True, --allow-zero) for an infinite perplexity"
+            "use a smoothed estimator, or allow zero probabilities (allow_zero=True, --allow-zero) "
+            "for an infinite perplexity"
         )
 
     def prob(self, word: Hashable, context: Sequence[Hashable] = (), allow_zero: bool = False) -> float:
@@ -306,9 +307,9 @@ class NGramLM:
         return [t for t, keep in zip(self.vocab.tokens, self._support) if keep]
 
     def _event_index(self, ngram: Sequence[Hashable]) -> int:
+        if not 1 <= len(ngram) <= self.order:
+            raise LmjaxError(f"the model counts n-grams of 1 to {self.order} tokens, got {len(ngram)}")
         ids = self._context_ids(list(ngram)[:-1])
-        if len(ngram) > self.order:
-            raise LmjaxError(f"the model counts n-grams up to order {self.order}, got {len(ngram)} tokens")
         histories = self.table.lookup_histories(ids[None, :])
         return int(self.table.lookup_events(histories, np.array([self._word_id(ngram[-1])]))[len(ngram)][0])
 
