@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "lmjax.commands.train",
     "lmjax.commands.tokenizer",
     "lmjax.commands.ngram",
+    "lmjax.commands.generate",
 )
 
 

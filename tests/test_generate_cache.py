@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import linen as nn
 
 from lmjax.config import ModelConfig
 from lmjax.decoding import Generator, Sampling
@@ -18,8 +19,11 @@ LLAMA_SHAPE = ModelConfig(vocab_size=50, d_model=32, n_layers=2, n_heads=4, n_kv
 
 
 def _model_and_params(config):
+    """Random parameters drawn in numpy: an un-jitted `init` runs op by op and is slow."""
     model = build_model(config)
-    params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 4), jnp.int32))["params"]
+    shapes = nn.meta.unbox(jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 4), jnp.int32)))
+    rng = np.random.default_rng(0)
+    params = jax.tree.map(lambda leaf: rng.normal(0, 0.2, leaf.shape).astype(np.float32), shapes["params"])
     return model, params
 
 
@@ -27,12 +31,12 @@ def _model_and_params(config):
 def test_prefill_then_steps_match_the_full_forward_pass(config):
     model, params = _model_and_params(config)
     ids_BT = jax.random.randint(jax.random.PRNGKey(1), (2, 9), 0, config.vocab_size)
-    full_BTV = model.apply({"params": params}, ids_BT)
-    cache = init_cache(config, batch=2, length=12)
-    logits_BTV, cache = model.apply({"params": params}, ids_BT[:, :5], cache=cache)
+    apply = jax.jit(lambda ids, cache=None: model.apply({"params": params}, ids, cache=cache))
+    full_BTV = apply(ids_BT)
+    logits_BTV, cache = apply(ids_BT[:, :5], init_cache(config, batch=2, length=12))
     pieces = [logits_BTV]
     for t in range(5, 9):
-        logits_BTV, cache = model.apply({"params": params}, ids_BT[:, t:t + 1], cache=cache)
+        logits_BTV, cache = apply(ids_BT[:, t:t + 1], cache)
         pieces.append(logits_BTV)
     np.testing.assert_allclose(jnp.concatenate(pieces, axis=1), full_BTV, atol=1e-5)
     assert [int(layer.index) for layer in cache] == [9, 9]

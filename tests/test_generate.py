@@ -1,0 +1,114 @@
+"""`lmjax generate`: the llama2.c reference, prompts, lmjax run directories and bad input."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import yaml
+from flax import linen as nn
+
+from lmjax import config as config_lib
+from lmjax import llama2c
+from lmjax.cli import main
+from lmjax.decoding import Generator, Sampling
+from lmjax.generate import generate
+from lmjax.models import build_model
+from lmjax.tokenizers import SentencePieceTokenizer
+from lmjax.train.checkpoint import save_params
+
+
+@pytest.fixture(scope="module")
+def stories(data_dir):
+    folder = data_dir / "stories260K"
+    reference = json.loads((folder / "greedy_reference.json").read_text())
+    return folder / "stories260K.bin", folder / "tok512.model", reference
+
+
+def _run_cli(capsys, *args):
+    code = main(["generate", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_reproduces_the_llama2c_greedy_reference(stories, capsys):
+    checkpoint, tokenizer, reference = stories
+    code, out, _ = _run_cli(capsys, "--checkpoint", checkpoint, "--tokenizer", tokenizer,
+                            "--max-new-tokens", 200, "--temperature", 0, "--ids")
+    assert code == 0
+    assert json.loads(out) == reference["generated_ids"]
+    decoded = SentencePieceTokenizer.from_file(tokenizer).decode(reference["generated_ids"])
+    assert decoded == reference["generated_text"]  # what the CLI prints without --ids
+
+
+def test_prompt_continues_greedily_like_llama2c(stories):
+    """The reference's first sentence as a prompt: BOS + its SentencePiece ids are exactly the
+    reference's first 15 tokens, so the greedy continuation is the reference's remainder."""
+    checkpoint, tokenizer, reference = stories
+    prompt = "Once upon a time, there was a little girl named Lily."
+    result = generate(checkpoint, tokenizer, prompt, 40, Sampling(temperature=0), use_cache=False)
+    assert result.prompt_ids == [1] + reference["generated_ids"][:15]
+    assert result.generated_ids == reference["generated_ids"][15:55]
+    assert result.text.startswith(prompt + " She loved to play")
+
+
+def test_sampling_is_reproducible_for_a_seed(stories):
+    checkpoint, _, _ = stories
+    config, params = llama2c.load(checkpoint)
+    generator = Generator(build_model(config), params, Sampling(temperature=1.0, top_k=40, top_p=0.9))
+    first, again, other = (generator.generate([1], 30, seed=seed)[0] for seed in (5, 5, 6))
+    assert first == again and first != other
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory, stories):
+    """An lmjax export (config.yaml, params/, tokenizer/) of a tiny random GPT over tok512."""
+    _, tokenizer, _ = stories
+    directory = tmp_path_factory.mktemp("export")
+    config = config_lib.load_config("gpt_tiny", ["model.vocab_size=512", "model.d_model=32",
+                                                 "model.n_layers=1"])
+    model = build_model(config.model)
+    shapes = nn.meta.unbox(jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 4), jnp.int32)))
+    rng = np.random.default_rng(0)
+    params = jax.tree.map(lambda leaf: rng.normal(0, 0.1, leaf.shape).astype(np.float32), shapes["params"])
+    save_params(directory, params)
+    (directory / "config.yaml").write_text(config_lib.to_yaml(config))
+    SentencePieceTokenizer.from_file(tokenizer).save(directory / "tokenizer")
+    return directory
+
+
+def test_cli_generates_from_an_export_dir_with_its_own_tokenizer(export_dir, capsys):
+    code, out, _ = _run_cli(capsys, "--checkpoint", export_dir, "--max-new-tokens", 8,
+                            "--temperature", 0.7, "--ids", "--no-stop")
+    ids = json.loads(out)
+    assert code == 0 and len(ids) == 8 and all(0 <= i < 512 for i in ids)
+
+
+def _assert_one_line_error(code, err, *fragments):
+    assert code == 2 and err.count("\n") == 1, err
+    for fragment in fragments:
+        assert fragment in err
+
+
+def test_tokenizer_of_another_vocabulary_size(stories, tmp_path, capsys):
+    checkpoint, tokenizer, _ = stories
+    bigger = SentencePieceTokenizer.from_file(tokenizer, extra_ids=4).save(tmp_path / "tok516")
+    code, _, err = _run_cli(capsys, "--checkpoint", checkpoint, "--tokenizer", bigger)
+    _assert_one_line_error(code, err, "has 516 ids but the model's vocabulary is 512")
+
+
+def test_prompt_longer_than_the_context(stories, capsys):
+    checkpoint, tokenizer, _ = stories
+    code, _, err = _run_cli(capsys, "--checkpoint", checkpoint, "--tokenizer", tokenizer,
+                            "--prompt", "Lily and Tom played. " * 100)
+    _assert_one_line_error(code, err, "the model's context is 512", "shorten the prompt")
+
+
+@pytest.mark.parametrize("arch", ["bert", "t5"])
+def test_models_that_are_not_decoder_only_are_refused(export_dir, tmp_path, capsys, arch):
+    values = yaml.safe_load((export_dir / "config.yaml").read_text())
+    values["model"]["arch"] = arch
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(values))
+    code, _, err = _run_cli(capsys, "--checkpoint", tmp_path)
+    _assert_one_line_error(code, err, f"holds a {arch} model", "decoder-only")
