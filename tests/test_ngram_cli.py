@@ -32,7 +32,7 @@ def test_train_eval_sample_words(capsys, tmp_path, corpus):
     assert code == 0 and "2-gram mle on 17 word tokens" in out
     code, out, _ = run(capsys, "ngram", "eval", tmp_path / "m", corpus)
     # Hand-counted: p(the|<s>) = 2/3 twice, p(a|<s>) = 1/3, five "the x" at 1/5, two "cat x" at 1/2, the rest 1.
-    assert code == 0 and "17 words, 20 predicted symbols" in out
+    assert code == 0 and "17 word tokens, 20 predicted symbols" in out
     expected = ((2 / 3) ** 2 * (1 / 3) * (1 / 5) ** 5 * (1 / 2) ** 2) ** (-1 / 20)
     assert value(out, "perplexity") == pytest.approx(expected, rel=1e-4)
     assert value(out, "oov rate") == 0.0
@@ -61,7 +61,7 @@ def test_tokenizer_unit(capsys, tmp_path, corpus):
     assert code == 0
     code, out, _ = run(capsys, "ngram", "eval", tmp_path / "t", corpus)
     n_ids = sum(len(tokenizer.encode(line)) for line in TRAIN.splitlines() if line.strip())
-    assert code == 0 and f"{n_ids} tokenizers" in out
+    assert code == 0 and f"{n_ids} tokenizer tokens" in out
     code, out, _ = run(capsys, "ngram", "sample", tmp_path / "t", "--seed", 0)
     assert code == 0
 

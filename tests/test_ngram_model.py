@@ -157,6 +157,11 @@ def test_save_load_keeps_int_tokens(tmp_path):
     assert loaded.prob(7, [5]) == model.prob(7, [5]) == pytest.approx((1 + 1) / (2 + 4))
 
 
+def test_saving_unsupported_tokens_is_a_one_line_error(tmp_path):
+    with pytest.raises(DataError, match="cannot save a model over bytes tokens"):
+        NGramLM(1, "laplace").fit([[b"x", b"y"]]).save(tmp_path / "m.json")
+
+
 def test_generate_follows_the_model():
     model = NGramLM(2, "mle").fit([["a", "b", "c"]])
     assert model.generate(seed=0) == ["a", "b", "c"]

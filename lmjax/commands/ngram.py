@@ -112,7 +112,7 @@ def _load_with_unit(model_dir: str, unit_name: str | None, tokenizer: str | None
 def evaluate(args: argparse.Namespace) -> int:
     model, unit = _load_with_unit(args.model_dir, args.unit, args.tokenizer)
     result = model.evaluate(unit.read(args.file), allow_zero=args.allow_zero)
-    print(f"tokens      {result.n_tokens} {unit.unit}s, {result.n_predicted} predicted symbols (</s> included)")
+    print(f"tokens      {result.n_tokens} {unit.unit} tokens, {result.n_predicted} predicted symbols (</s> included)")
     print(f"oov rate    {100 * result.oov_rate:.2f}%")
     print(f"perplexity  {result.perplexity:.4f}")
     print(f"entropy     {result.entropy_bits:.4f} bits per symbol")

@@ -13,7 +13,7 @@ import pathlib
 
 import numpy as np
 
-from lmjax.errors import CheckpointError
+from lmjax.errors import CheckpointError, DataError
 from lmjax.ngram.model import NGramLM
 from lmjax.ngram.vocab import RESERVED, Vocabulary
 
@@ -25,17 +25,27 @@ def save(model: NGramLM, path: str | pathlib.Path) -> None:
     """Write the model to `path` (JSON)."""
     model._require_fitted()
     ngrams = model.table.ngrams()
+    tokens = [_plain(t) for t in model.vocab.tokens[len(RESERVED) :]]
     record = {
         "format": FORMAT,
         "version": VERSION,
         "config": model.config,
         "meta": model.meta,
-        "vocab": model.vocab.tokens[len(RESERVED) :],
+        "vocab": tokens,
         "ngrams": ngrams.ravel().tolist(),
         "counts": model.table.counts[model.order].tolist(),
     }
     with open(path, "w", encoding="utf-8") as f:
         json.dump(record, f, ensure_ascii=False, separators=(",", ":"))
+
+
+def _plain(token):
+    """Tokens must be strings or ints to be written as JSON (numpy ints become ints)."""
+    if isinstance(token, np.integer):
+        return int(token)
+    if isinstance(token, (str, int)) and not isinstance(token, bool):
+        return token
+    raise DataError(f"cannot save a model over {type(token).__name__} tokens: use strings or int ids")
 
 
 def load(path: str | pathlib.Path) -> NGramLM:
