@@ -20,7 +20,7 @@ from lmjax import parallel
 from lmjax.config import Config, resolve_run_dir
 from lmjax.errors import ConfigError, DataError, TrainingDiverged
 from lmjax.models import build_model
-from lmjax.objectives import make_objective
+from lmjax.objectives import objective_for
 from lmjax.train import flops as flops_lib
 from lmjax.train import run_dir as run_dir_lib
 from lmjax.train.checkpoint import Checkpointer, is_primary, load_params
@@ -95,10 +95,7 @@ class Trainer:
                 f"the tokenizer has {self.tokenizer.vocab_size} tokens but model.vocab_size="
                 f"{config.model.vocab_size}: raise model.vocab_size or use a smaller tokenizer"
             )
-        self.objective = make_objective(
-            config.data.objective, pad_id=_or_minus_one(self.tokenizer.pad_id),
-            vocab_size=self.tokenizer.vocab_size,
-        )
+        self.objective = objective_for(config, self.tokenizer)
         self.model = build_model(config.model)
         self.schedule = learning_rate_schedule(config.train)
         self.optimizer = make_optimizer(config.train)
@@ -237,10 +234,6 @@ class Trainer:
         if primary and records:
             plot_loss_curve(self.run_dir, f"{config.name} ({n_params:,} parameters)")
         return records
-
-
-def _or_minus_one(value: int | None) -> int:
-    return -1 if value is None else value
 
 
 def _fetch_checked(pending: list[tuple[int, dict]]) -> list[tuple[int, dict]]:
