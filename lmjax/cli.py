@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "lmjax.commands.tokenizer",
     "lmjax.commands.ngram",
     "lmjax.commands.generate",
+    "lmjax.commands.convert",
 )
 
 
