@@ -5,9 +5,10 @@ import sys
 import textwrap
 
 import pytest
+import tensorflow_datasets as tfds
 
 from lmjax.config import load_config
-from lmjax.data.corpora import prepare_corpus
+from lmjax.data.corpora import TINY_SHAKESPEARE_URL, prepare_corpus
 from lmjax.data.text import decode_corpus, split_documents, train_validation_split
 from lmjax.errors import DataError
 
@@ -85,6 +86,25 @@ def test_missing_tiny_shakespeare_without_download_says_where_to_put_it(tmp_path
     assert not (tmp_path / "cache").exists()
 
 
+def test_absent_tiny_shakespeare_is_fetched_by_the_download_manager(data_dir, tmp_path, monkeypatch):
+    def download(manager, url):
+        assert url == TINY_SHAKESPEARE_URL
+        return data_dir / "tinyshakespeare" / "input.txt"  # what a real download would fetch
+
+    monkeypatch.setattr(tfds.download.DownloadManager, "download", download)
+    prepared = prepare_corpus(make_config(tmp_path, "data.download=true"))
+    assert texts(prepared.documents("validation"))[0].startswith("KATHARINA")
+
+
+def test_failed_download_says_where_to_put_the_file(tmp_path, monkeypatch):
+    def download(manager, url):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(tfds.download.DownloadManager, "download", download)
+    with pytest.raises(DataError, match=r"could not download .*\(ConnectionError\); put the file at <data dir>/tiny"):
+        prepare_corpus(make_config(tmp_path, "data.download=true"))
+
+
 @pytest.mark.parametrize("content", [b"", b"  \n\n \t\n"])
 def test_empty_corpus(tmp_path, content):
     corpus = tmp_path / "empty.txt"
@@ -121,15 +141,18 @@ def test_invalid_utf8_error_names_the_byte_offset_even_when_prepared(tmp_path, b
         prepare_corpus(make_config(tmp_path, f"data.corpus={bad_utf8}", "data.invalid_utf8=error"))
 
 
-def test_preparing_and_reading_never_imports_tensorflow(tmp_path):
+def test_preparing_reading_and_batching_never_import_tensorflow(tmp_path):
     corpus = tmp_path / "c.txt"
     corpus.write_text("alpha beta\n\ngamma delta\n")
     script = textwrap.dedent(f"""
         import sys
         from lmjax.config import load_config
-        from lmjax.data.corpora import prepare_corpus
+        from lmjax.data import build_tokenizer, make_batches, prepare_corpus
+        from lmjax.objectives import make_objective
         config = load_config("gpt_tiny", ["data.corpus={corpus}", "data.cache_dir={tmp_path / 'cache'}"])
         assert prepare_corpus(config).documents("train")[0]["text"] == b"alpha beta"
+        tokenizer = build_tokenizer(config)
+        next(make_batches(config, tokenizer, make_objective("causal_lm", pad_id=tokenizer.pad_id), "train"))
         assert "tensorflow" not in sys.modules, "tensorflow was imported"
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)

@@ -1,0 +1,73 @@
+"""The run's tokenizer: loaded from `data.tokenizer_dir`, or trained by lmjax on the
+corpus's train split and kept in the cache dir beside the prepared data for later runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lmjax.config import Config, resolve_cache_dir
+from lmjax.data.corpora import PreparedCorpus, prepare_corpus
+from lmjax.data.locking import atomic_dir, file_lock
+from lmjax.errors import DataError
+from lmjax.tokenizers import Tokenizer, load, train_tokenizer
+from lmjax.tokenizers.base import META_FILE
+
+# SentencePiece's byte fallback spends 256 ids on raw bytes; below this vocabulary size
+# that would leave fewer than half the ids for learned pieces, so characters missing
+# from the train split map to <unk> instead.
+BYTE_FALLBACK_MIN_VOCAB = 512
+
+
+def build_tokenizer(config: Config) -> Tokenizer:
+    """The tokenizer named by the config, with the end-of-document and pad ids packing needs."""
+    if config.data.tokenizer_dir:
+        tokenizer = load(config.data.tokenizer_dir)
+        where = config.data.tokenizer_dir
+    else:
+        corpus = prepare_corpus(config)
+        directory = tokenizer_dir(config, corpus)
+        with file_lock(directory):
+            if not (directory / META_FILE).is_file():
+                _train_into(directory, config, corpus)
+        tokenizer = load(directory)
+        where = str(directory)
+    _check(tokenizer, where, config.model.vocab_size)
+    return tokenizer
+
+
+def tokenizer_dir(config: Config, corpus: PreparedCorpus) -> Path:
+    """Keyed by corpus (its content, for files), kind and vocabulary size."""
+    kind, vocab_size = config.data.tokenizer, config.model.vocab_size
+    return resolve_cache_dir(config) / "tokenizers" / corpus.name / f"{kind}-{vocab_size}"
+
+
+def _train_into(directory: Path, config: Config, corpus: PreparedCorpus) -> None:
+    kind, vocab_size = config.data.tokenizer, config.model.vocab_size
+    with atomic_dir(directory) as tmp:
+        train_file = tmp / "train.txt"
+        documents = (record["text"].decode("utf-8") for record in corpus.documents("train"))
+        train_file.write_text("\n".join(documents), encoding="utf-8")
+        tokenizer = train_tokenizer(kind, [train_file], vocab_size, **_train_options(kind, vocab_size))
+        train_file.unlink()
+        tokenizer.save(tmp)
+
+
+def _train_options(kind: str, vocab_size: int) -> dict:
+    """A small corpus may hold fewer pieces than asked for: take what it has, not an error."""
+    if kind == "sentencepiece":
+        return {"byte_fallback": vocab_size >= BYTE_FALLBACK_MIN_VOCAB, "hard_vocab_limit": False}
+    return {}
+
+
+def _check(tokenizer: Tokenizer, where: str, model_vocab_size: int) -> None:
+    for role in ("eos_id", "pad_id"):
+        if getattr(tokenizer, role) is None:
+            raise DataError(
+                f"the tokenizer in {where} has no {role.removesuffix('_id')} token, which packing needs; "
+                "use one trained by lmjax (unset data.tokenizer_dir)"
+            )
+    if tokenizer.vocab_size > model_vocab_size:
+        raise DataError(
+            f"the tokenizer in {where} has {tokenizer.vocab_size} ids but model.vocab_size={model_vocab_size}; "
+            f"set model.vocab_size>={tokenizer.vocab_size}"
+        )
