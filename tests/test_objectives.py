@@ -9,7 +9,9 @@ import pytest
 
 from lmjax.config import load_config
 from lmjax.errors import ConfigError, DataError
-from lmjax.objectives import MaskedLM, SpanCorruption, make_objective, objective_for
+from lmjax.objectives import (
+    MaskedLM, SpanCorruption, make_objective, objective_for, tokenizer_training_options,
+)
 from lmjax.objectives.masked_lm import word_tables
 from lmjax.objectives.span_corruption import random_spans_helper, random_spans_noise_mask
 from lmjax.tokenizers import SentencePieceTokenizer, WordPieceTokenizer
@@ -274,3 +276,18 @@ def test_make_objective_asks_for_missing_special_ids():
         make_objective("masked_lm", pad_id=0, vocab_size=100)
     assert isinstance(make_objective("span_corruption", pad_id=0, seq_len=32, vocab_end=100,
                                      eos_id=1), SpanCorruption)
+
+
+@pytest.mark.parametrize("name", ["bert_tiny", "t5_tiny"])
+def test_sentencepiece_trained_with_the_objectives_options_serves_it(tmp_path, name):
+    config = load_config(name, ["data.tokenizer=sentencepiece", "model.vocab_size=160"])
+    text = tmp_path / "text.txt"
+    text.write_text("the king and the queen speak softly to my lord\n" * 50)
+    tokenizer = SentencePieceTokenizer.train([text], vocab_size=160, byte_fallback=False,
+                                             hard_vocab_limit=False,
+                                             **tokenizer_training_options(config))
+    objective = objective_for(config, tokenizer)
+    if name == "bert_tiny":
+        assert objective.framed and objective.mask_id == tokenizer.token_to_id("[MASK]")
+    else:
+        assert objective.vocab_end == tokenizer.vocab_size and tokenizer.extra_ids == 100

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from lmjax.tokenizers import Tokenizer
 
 MASK_TOKENS = ("[MASK]", "<mask>")
+T5_EXTRA_IDS = 100  # T5's vocabulary: its SentencePiece pieces, then 100 sentinels
+BERT_CONTROL_SYMBOLS = ("[CLS]", "[SEP]", "[MASK]")
 
 
 def make_objective(name: str, *, pad_id: int = -1, vocab_size: int = 0, **options) -> Objective:
@@ -54,6 +56,19 @@ def objective_for(config: Config, tokenizer: Tokenizer) -> Objective:
     return make_objective(data.objective, pad_id=pad_id)
 
 
+def tokenizer_training_options(config: Config) -> dict:
+    """Options for training the run's tokenizer so that it has the special tokens the
+    objective needs: T5's sentinels, or BERT's [CLS], [SEP] and [MASK] for SentencePiece
+    (WordPiece always has them)."""
+    if config.data.tokenizer != "sentencepiece":
+        return {}
+    if config.data.objective == "span_corruption":
+        return {"extra_ids": T5_EXTRA_IDS}
+    if config.data.objective == "masked_lm":
+        return {"control_symbols": list(BERT_CONTROL_SYMBOLS)}
+    return {}
+
+
 def _masked_lm_options(config: Config, tokenizer: Tokenizer) -> dict:
     options = {
         "mask_id": _mask_id(tokenizer, config.model.vocab_size),
@@ -78,7 +93,7 @@ def _mask_id(tokenizer: Tokenizer, model_vocab_size: int) -> int:
         return tokenizer.vocab_size
     raise DataError(
         f"the {tokenizer.kind} tokenizer has no [MASK] token and uses all model.vocab_size="
-        f"{model_vocab_size} ids: use data.tokenizer=wordpiece, or raise model.vocab_size"
+        f"{model_vocab_size} ids: use data.tokenizer=wordpiece"
     )
 
 
@@ -95,9 +110,9 @@ def _sentinel_end(tokenizer: Tokenizer, count: int, model_vocab_size: int) -> in
         return model_vocab_size
     raise DataError(
         f"span corruption needs {count} sentinel ids but the {tokenizer.kind} tokenizer has no "
-        f"<extra_id_*> tokens and leaves no room in model.vocab_size={model_vocab_size}: use a "
-        f"SentencePiece tokenizer trained with extra_ids>={count}, or raise model.vocab_size to "
-        f"{tokenizer.vocab_size + count}"
+        f"<extra_id_*> tokens and uses all model.vocab_size={model_vocab_size} ids: train one with "
+        f"`lmjax tokenizer train --kind sentencepiece --extra-ids {max(count, T5_EXTRA_IDS)} ...` "
+        "and pass data.tokenizer_dir=DIR"
     )
 
 
@@ -105,4 +120,7 @@ def _or_minus_one(value: int | None) -> int:
     return -1 if value is None else value
 
 
-__all__ = ["CausalLM", "MaskedLM", "Objective", "SpanCorruption", "make_objective", "objective_for"]
+__all__ = [
+    "CausalLM", "MaskedLM", "Objective", "SpanCorruption", "make_objective", "objective_for",
+    "tokenizer_training_options",
+]
