@@ -68,7 +68,7 @@ def make_train_step(model: nn.Module, objective: Objective, optimizer: optax.Gra
         metrics = {
             "loss": loss_sum / denominator,
             "tokens": weight_sum,
-            "grad_norm": optax.global_norm(grads),
+            "grad_norm": optax.tree.norm(grads),
             "learning_rate": schedule(state["step"]),
             **{name: value / denominator for name, value in extra.items()},
         }
