@@ -62,7 +62,23 @@ def load_checkpoint(path: str | pathlib.Path) -> Checkpoint:
     config = config_lib.from_dict(values).model
     from lmjax.train.checkpoint import load_params
 
-    return Checkpoint(config, load_params(path), path / "tokenizer", from_llama2c=False)
+    return Checkpoint(config, load_params(path, _abstract_params(config)), path / "tokenizer",
+                      from_llama2c=False)
+
+
+def _abstract_params(config: ModelConfig) -> Any:
+    """Parameter shapes on one device: a run trained on a mesh of many devices restores here."""
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+
+    from lmjax.models import build_model
+
+    ids = jnp.zeros((1, 1), jnp.int32)
+    shapes = nn.meta.unbox(jax.eval_shape(build_model(config).init, jax.random.PRNGKey(0), ids))
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    return jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=device),
+                        shapes["params"])
 
 
 def load_tokenizer(path: str | pathlib.Path | None, checkpoint: Checkpoint) -> Tokenizer:
