@@ -24,9 +24,9 @@ import time
 
 SHAPES = {
     # GPT-2 small (124M parameters) as released
-    "gpt2-small": dict(n_embd=768, n_layer=12, n_head=12, n_positions=1024, vocab_size=50257),
+    "gpt2-small": {"n_embd": 768, "n_layer": 12, "n_head": 12, "n_positions": 1024, "vocab_size": 50257},
     # the same vocabulary and context with a narrow, shallow body: decoding is overhead-bound
-    "gpt2-mini": dict(n_embd=256, n_layer=4, n_head=4, n_positions=1024, vocab_size=50257),
+    "gpt2-mini": {"n_embd": 256, "n_layer": 4, "n_head": 4, "n_positions": 1024, "vocab_size": 50257},
 }
 
 

@@ -125,12 +125,13 @@ def generate(
     tokenizer_path: str | pathlib.Path | None = None,
     prompt: str = "",
     max_new_tokens: int = 256,
-    sampling: Sampling = Sampling(),
+    sampling: Sampling | None = None,
     seed: int = 0,
     stop: bool = True,
     use_cache: bool = True,
 ) -> Generation:
-    """Load, check, then continue `prompt`: the in-process form of `lmjax generate`."""
+    """Load, check, then continue `prompt` (sampling defaults to temperature 1): the
+    in-process form of `lmjax generate`."""
     checkpoint = load_checkpoint(checkpoint_path)
     tokenizer = load_tokenizer(tokenizer_path, checkpoint)
     ids = prompt_ids(tokenizer, prompt)
@@ -141,7 +142,8 @@ def generate(
         )
     from lmjax.models import build_model
 
-    generator = Generator(build_model(checkpoint.config), checkpoint.params, sampling, tokenizer.vocab_size)
+    generator = Generator(build_model(checkpoint.config), checkpoint.params, sampling or Sampling(),
+                          tokenizer.vocab_size)
     start = time.perf_counter()
     new_ids = generator.generate(
         ids, max_new_tokens, seed, stop_ids(tokenizer, checkpoint) if stop else (), use_cache

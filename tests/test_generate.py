@@ -2,12 +2,8 @@
 
 import json
 
-import jax
-import jax.numpy as jnp
-import numpy as np
 import pytest
 import yaml
-from flax import linen as nn
 
 from lmjax import config as config_lib
 from lmjax import llama2c
@@ -16,7 +12,6 @@ from lmjax.decoding import Generator, Sampling
 from lmjax.generate import generate
 from lmjax.models import build_model
 from lmjax.tokenizers import SentencePieceTokenizer
-from lmjax.train.checkpoint import save_params
 
 
 @pytest.fixture(scope="module")
@@ -61,30 +56,6 @@ def test_sampling_is_reproducible_for_a_seed(stories):
     assert first == again and first != other
 
 
-@pytest.fixture(scope="module")
-def export_dir(tmp_path_factory, stories):
-    """An lmjax export (config.yaml, params/, tokenizer/) of a tiny random GPT over tok512."""
-    _, tokenizer, _ = stories
-    directory = tmp_path_factory.mktemp("export")
-    config = config_lib.load_config("gpt_tiny", ["model.vocab_size=512", "model.d_model=32",
-                                                 "model.n_layers=1"])
-    model = build_model(config.model)
-    shapes = nn.meta.unbox(jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 4), jnp.int32)))
-    rng = np.random.default_rng(0)
-    params = jax.tree.map(lambda leaf: rng.normal(0, 0.1, leaf.shape).astype(np.float32), shapes["params"])
-    save_params(directory, params)
-    (directory / "config.yaml").write_text(config_lib.to_yaml(config))
-    SentencePieceTokenizer.from_file(tokenizer).save(directory / "tokenizer")
-    return directory
-
-
-def test_cli_generates_from_an_export_dir_with_its_own_tokenizer(export_dir, capsys):
-    code, out, _ = _run_cli(capsys, "--checkpoint", export_dir, "--max-new-tokens", 8,
-                            "--temperature", 0.7, "--ids", "--no-stop")
-    ids = json.loads(out)
-    assert code == 0 and len(ids) == 8 and all(0 <= i < 512 for i in ids)
-
-
 def _assert_one_line_error(code, err, *fragments):
     assert code == 2 and err.count("\n") == 1, err
     for fragment in fragments:
@@ -106,9 +77,30 @@ def test_prompt_longer_than_the_context(stories, capsys):
 
 
 @pytest.mark.parametrize("arch", ["bert", "t5"])
-def test_models_that_are_not_decoder_only_are_refused(export_dir, tmp_path, capsys, arch):
-    values = yaml.safe_load((export_dir / "config.yaml").read_text())
+def test_models_that_are_not_decoder_only_are_refused(tmp_path, capsys, arch):
+    values = config_lib.to_dict(config_lib.load_config("gpt_tiny"))
     values["model"]["arch"] = arch
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(values))
     code, _, err = _run_cli(capsys, "--checkpoint", tmp_path)
     _assert_one_line_error(code, err, f"holds a {arch} model", "decoder-only")
+
+
+def test_cli_generates_from_a_converted_gpt2_like_transformers(stories, tmp_path, capsys):
+    """An export of `lmjax convert hf`, with its tokenizer/ as the default, decodes greedily to
+    transformers' own greedy tokens."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    _, tokenizer, _ = stories
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=512, n_embd=32, n_layer=2, n_head=2, n_positions=64)
+    hf_model = transformers.GPT2LMHeadModel(config).eval()
+    hf_model.save_pretrained(tmp_path / "hf")
+    assert main(["convert", "hf", str(tmp_path / "hf"), str(tmp_path / "export")]) == 0
+    capsys.readouterr()
+    SentencePieceTokenizer.from_file(tokenizer).save(tmp_path / "export" / "tokenizer")  # the default
+    code, out, _ = _run_cli(capsys, "--checkpoint", tmp_path / "export", "--max-new-tokens", 20,
+                            "--temperature", 0, "--ids", "--no-stop")
+    with torch.inference_mode():
+        expected = hf_model.generate(torch.tensor([[1]]), max_new_tokens=20, min_new_tokens=20,
+                                     do_sample=False, pad_token_id=0)[0, 1:].tolist()
+    assert code == 0 and json.loads(out) == expected

@@ -52,7 +52,7 @@ def test_temperature_sharpens_and_zero_is_argmax():
     assert greedy.tolist() == [1]
 
 
-@pytest.mark.parametrize("bad", [dict(temperature=-1), dict(top_k=-2), dict(top_p=0), dict(top_p=1.5)])
+@pytest.mark.parametrize("bad", [{"temperature": -1}, {"top_k": -2}, {"top_p": 0}, {"top_p": 1.5}])
 def test_bad_sampling_settings_are_refused(bad):
     with pytest.raises(ConfigError):
         Sampling(**bad)

@@ -16,7 +16,14 @@ import jax.numpy as jnp
 
 from lmjax.config import ModelConfig
 from lmjax.models.layers import (
-    Dense, Embed, LayerCache, Mlp, MultiHeadAttention, Norm, constrain, normal,
+    Dense,
+    Embed,
+    LayerCache,
+    Mlp,
+    MultiHeadAttention,
+    Norm,
+    constrain,
+    normal,
 )
 
 REMAT_POLICIES = {
