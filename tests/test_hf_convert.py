@@ -1,0 +1,65 @@
+"""`lmjax convert hf` then `lmjax train --config bert_tiny checkpoint.init_from=OUT`: the run
+starts from the imported weights, logs masked-LM metrics, checkpoints and resumes."""
+
+import jax
+import numpy as np
+import pytest
+
+from lmjax import cli
+from lmjax.config import load_config
+from lmjax.hf import from_pretrained
+from lmjax.train.loop import Trainer
+from lmjax.train.reporting import read_metrics
+from lmjax.train.step import summed_loss_fn
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module")
+def bert_tiny_checkpoint(tmp_path_factory):
+    """A transformers BertForMaskedLM of exactly bert_tiny's shape."""
+    model = load_config("bert_tiny").model
+    config = transformers.BertConfig(
+        vocab_size=model.vocab_size, hidden_size=model.d_model, num_hidden_layers=model.n_layers,
+        num_attention_heads=model.n_heads, intermediate_size=model.d_ff,
+        max_position_embeddings=model.max_len, type_vocab_size=model.type_vocab_size,
+    )
+    torch.manual_seed(0)
+    directory = tmp_path_factory.mktemp("hf_bert")
+    transformers.BertForMaskedLM(config).save_pretrained(directory)
+    return directory
+
+
+def test_convert_writes_a_config_and_params_that_train_continues_from(bert_tiny_checkpoint, tmp_path,
+                                                                     capsys):
+    export = tmp_path / "export"
+    assert cli.main(["convert", "hf", str(bert_tiny_checkpoint), str(export)]) == 0
+    assert "checkpoint.init_from" in capsys.readouterr().out
+    assert load_config(str(export / "config.yaml")).model == load_config("bert_tiny").model
+    assert (export / "params").is_dir()
+
+    run = [f"run_dir={tmp_path / 'run'}", f"checkpoint.init_from={export}", "checkpoint.every=2",
+           "train.eval_every=4", "train.eval_batches=1", "train.peak_flops=1e12"]
+    trainer = Trainer(load_config("bert_tiny", [*run, "train.steps=4"]))
+    first_batch = next(trainer.batches("train"))
+    records = trainer.run()
+
+    model, params = from_pretrained(bert_tiny_checkpoint)
+    loss_sum, (tokens, _) = jax.jit(summed_loss_fn(model, trainer.objective))(params, first_batch)
+    assert records[0]["mlm_loss"] == pytest.approx(float(loss_sum / tokens), rel=1e-5)
+    final = records[-1]
+    for name in ("eval_mlm_loss", "eval_accuracy", "eval_perplexity"):
+        assert np.isfinite(final[name]), name
+
+    resumed = Trainer(load_config("bert_tiny", [*run, "train.steps=6"])).run()
+    assert [r["step"] for r in resumed] == [5, 6]
+    assert [r["step"] for r in read_metrics(tmp_path / "run")] == [1, 2, 3, 4, 5, 6]
+
+
+def test_convert_refuses_a_non_empty_output_directory(bert_tiny_checkpoint, tmp_path, capsys):
+    (tmp_path / "keep.txt").write_text("mine")
+    assert cli.main(["convert", "hf", str(bert_tiny_checkpoint), str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "not empty" in error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
