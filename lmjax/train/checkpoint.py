@@ -102,10 +102,14 @@ def load_params(run_dir: pathlib.Path, abstract_params: Any | None = None) -> An
             f"{run_dir} has neither params/ nor checkpoints/: give a run directory of "
             "`lmjax train` or an export of `lmjax convert`"
         )
-    target = None if abstract_params is None else {"params": abstract_params}
-    restored = manager.restore(
-        step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-            item=target, partial_restore=True) if target else ocp.args.PyTreeRestore()),
-    )
+    if abstract_params is None:
+        state_args = ocp.args.PyTreeRestore()
+    else:
+        target = {"params": abstract_params}
+        state_args = ocp.args.PyTreeRestore(
+            item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+            partial_restore=True,
+        )
+    restored = manager.restore(step, args=ocp.args.Composite(state=state_args))
     manager.close()
     return restored["state"]["params"]
