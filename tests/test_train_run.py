@@ -143,3 +143,17 @@ def test_two_processes_match_one_process(tmp_path):
                                rtol=1e-5)
     config = json.dumps(sorted(os.listdir(tmp_path / "multi")))
     assert "metrics.jsonl" in config and "checkpoints" in config
+
+
+@pytest.mark.parametrize("kind", ["bpe", "wordpiece"])
+def test_the_config_picks_the_tokenizer_and_the_run_dir_keeps_it(tmp_path, kind):
+    from lmjax.tokenizers import load
+
+    config = load_config("gpt_tiny", [f"run_dir={tmp_path}", f"data.tokenizer={kind}",
+                                      "model.vocab_size=512", "train.steps=2"])
+    records = Trainer(config).run()
+    assert np.isfinite(records[-1]["eval_loss"])
+    tokenizer = load(tmp_path / "tokenizer")
+    assert tokenizer.kind == kind and tokenizer.vocab_size <= 512
+    decoded = tokenizer.decode(tokenizer.encode("First Citizen:"))
+    assert decoded.replace(" ", "") == "FirstCitizen:"  # WordPiece decodes with BERT's spacing

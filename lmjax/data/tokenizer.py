@@ -11,6 +11,7 @@ from lmjax.data.locking import atomic_dir, file_lock
 from lmjax.errors import DataError
 from lmjax.tokenizers import Tokenizer, load, train_tokenizer
 from lmjax.tokenizers.base import META_FILE
+from lmjax.tokenizers.bpe import END_OF_TEXT, PAD
 
 # SentencePiece's byte fallback spends 256 ids on raw bytes; below this vocabulary size
 # that would leave fewer than half the ids for learned pieces, so characters missing
@@ -53,9 +54,12 @@ def _train_into(directory: Path, config: Config, corpus: PreparedCorpus) -> None
 
 
 def _train_options(kind: str, vocab_size: int) -> dict:
-    """A small corpus may hold fewer pieces than asked for: take what it has, not an error."""
+    """A small corpus may hold fewer pieces than asked for: take what it has, not an error.
+    BPE gets a pad token beside end-of-text, which the last, partial window needs."""
     if kind == "sentencepiece":
         return {"byte_fallback": vocab_size >= BYTE_FALLBACK_MIN_VOCAB, "hard_vocab_limit": False}
+    if kind == "bpe":
+        return {"special_tokens": (END_OF_TEXT, PAD)}
     return {}
 
 

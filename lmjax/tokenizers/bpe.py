@@ -22,6 +22,7 @@ from lmjax.tokenizers.bpe_trainer import Merge, learn_merges, merge_pair
 
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 END_OF_TEXT = "<|endoftext|>"
+PAD = "<|pad|>"  # not in GPT-2's vocabulary; lmjax adds it when training for packed batches
 CACHE_LIMIT = 1 << 18
 NO_MERGE = 1 << 62
 
@@ -147,6 +148,10 @@ class BPETokenizer(Tokenizer):
     @property
     def eos_id(self) -> int | None:
         return None if self.eos_token is None else self._special_tokens[self.eos_token]
+
+    @property
+    def pad_id(self) -> int | None:
+        return self._special_tokens.get(PAD)
 
     def encode_ordinary(self, text: str) -> list[int]:
         ids: list[int] = []
