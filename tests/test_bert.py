@@ -51,3 +51,12 @@ def test_the_next_sentence_head_is_optional(bert):
     mlm, nsp = jax.eval_shape(with_nsp.apply, variables, input_ids=ids)
     assert mlm.shape == (2, 12, 256) and nsp.shape == (2, 2)
 
+
+
+def test_masked_positions_give_the_full_logits_there(bert):
+    _, params, ids, apply = bert
+    positions = np.array([[0, 5, 11], [3, 3, 7]])
+    full = np.asarray(apply({"params": params}, input_ids=ids))
+    picked = apply({"params": params}, input_ids=ids, masked_positions=positions)
+    np.testing.assert_allclose(picked, np.take_along_axis(full, positions[..., None], axis=1),
+                               atol=1e-5)

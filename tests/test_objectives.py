@@ -26,6 +26,13 @@ def bert_objective(**options) -> MaskedLM:
                     sep_id=SEP, **options)
 
 
+def selected(example: dict) -> np.ndarray:
+    """Per input position, whether the example predicts it (from its masked_positions)."""
+    chosen = np.zeros(len(example["input_ids"]), bool)
+    chosen[example["masked_positions"][example["weights"] == 1]] = True
+    return chosen
+
+
 def windows(objective, count: int, seed: int = 0, low: int = 5) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return rng.integers(low, VOCAB, (count, objective.window_length(32)))
@@ -126,19 +133,19 @@ def test_span_loss_counts_target_tokens_only():
 
 def test_masking_selects_15_percent_never_specials_and_replaces_80_10_10():
     objective = bert_objective()
-    selected = kept = masked = randomised = 0
+    predicted = kept = masked = randomised = 0
     for seed, window in enumerate(windows(objective, 400)):
         window[::7] = EOS  # document separators are special: never selected
         example = objective.make_example(window, np.random.default_rng(seed))
         ids = np.concatenate([[CLS], window, [SEP]])
-        chosen = example["weights"] == 1
+        chosen = selected(example)
         candidates = ~np.isin(ids, SPECIALS)
         assert chosen.sum() == round(0.15 * candidates.sum())
         assert not np.any(chosen & ~candidates)
-        np.testing.assert_array_equal(example["targets"][chosen], ids[chosen])
+        np.testing.assert_array_equal(example["targets"][example["weights"] == 1], ids[chosen])
         np.testing.assert_array_equal(example["input_ids"][~chosen], ids[~chosen])
         inputs = example["input_ids"][chosen]
-        selected += chosen.sum()
+        predicted += chosen.sum()
         masked += np.sum(inputs == MASK)
         kept += np.sum(inputs == ids[chosen])
         changed = (inputs != MASK) & (inputs != ids[chosen])
@@ -146,8 +153,8 @@ def test_masking_selects_15_percent_never_specials_and_replaces_80_10_10():
         assert not np.isin(inputs[changed], SPECIALS).any()
     # A random replacement equals the original 1/195 of the time: count those as random.
     for share, expected in ((masked, 0.8), (kept, 0.1), (randomised, 0.1)):
-        sigma = math.sqrt(expected * (1 - expected) / selected)
-        assert abs(share / selected - expected) < 4 * sigma + 0.001, (share / selected, expected)
+        sigma = math.sqrt(expected * (1 - expected) / predicted)
+        assert abs(share / predicted - expected) < 4 * sigma + 0.001, (share / predicted, expected)
 
 
 def test_masking_is_deterministic_for_a_seed_and_handles_padding():
@@ -159,7 +166,7 @@ def test_masking_is_deterministic_for_a_seed_and_handles_padding():
     for key in first:
         np.testing.assert_array_equal(first[key], again[key])
     assert first["input_ids"][0] == CLS and first["input_ids"][21] == SEP
-    assert first["attention_mask"].sum() == 22 and not first["weights"][22:].any()
+    assert first["attention_mask"].sum() == 22 and not selected(first)[22:].any()
 
 
 def test_whole_word_masking_selects_whole_words():
@@ -173,7 +180,7 @@ def test_whole_word_masking_selects_whole_words():
         ids = np.concatenate([[CLS], window, [SEP]])
         special = np.isin(ids, SPECIALS)
         word_starts = np.flatnonzero(~joins_left[ids] | special | np.roll(special, 1))
-        for word in np.split(example["weights"], word_starts)[1:]:
+        for word in np.split(selected(example), word_starts)[1:]:
             assert word.all() or not word.any()
         assert 0 < example["weights"].sum() <= round(0.15 * len(window))
 
@@ -192,7 +199,8 @@ def test_next_sentence_pairs():
         window = np.arange(5, 5 + objective.window_length(32))
         example = objective.make_example(window, np.random.default_rng(seed))
         types = example["token_type_ids"]
-        ids = np.where(example["weights"] == 1, example["targets"], example["input_ids"])
+        ids = np.where(selected(example), 0, example["input_ids"])
+        ids[selected(example)] = example["targets"][example["weights"] == 1]
         first, second = ids[types == 0], ids[types == 1]
         assert first[0] == CLS and first[-1] == SEP and second[-1] == SEP
         follows = second[0] == first[-2] + 1
@@ -203,16 +211,20 @@ def test_next_sentence_pairs():
 
 def test_mlm_loss_and_accuracy_count_selected_positions_only():
     objective = bert_objective()
-    example = objective.make_example(windows(objective, 1)[0], np.random.default_rng(0))
+    window = windows(objective, 1)[0]
+    window[::3] = EOS  # fewer candidates than prediction slots: some slots stay empty
+    example = objective.make_example(window, np.random.default_rng(0))
     batch = {k: v[None] for k, v in example.items()}
     rng = np.random.default_rng(1)
-    logits = rng.normal(size=(1, 32, VOCAB)).astype(np.float32)
+    slots = objective.max_predictions(32)
+    logits = rng.normal(size=(1, slots, VOCAB)).astype(np.float32)  # at masked_positions
     chosen = example["weights"] == 1
+    assert 0 < chosen.sum() < slots
     logits[0, chosen, example["targets"][chosen]] += 100.0  # every selected position right
     loss, tokens, metrics = objective.loss(jnp.asarray(logits), batch)
     assert tokens == chosen.sum() and metrics["accuracy"] == tokens
     assert float(loss) < 1e-3
-    logits[0, ~chosen] = rng.normal(size=((~chosen).sum(), VOCAB)) * 50  # elsewhere: no effect
+    logits[0, ~chosen] = rng.normal(size=((~chosen).sum(), VOCAB)) * 50  # empty slots: no effect
     assert float(objective.loss(jnp.asarray(logits), batch)[0]) == pytest.approx(float(loss), abs=1e-6)
 
 
@@ -220,7 +232,7 @@ def test_nsp_loss_adds_the_mean_next_sentence_loss():
     objective = bert_objective(nsp=True)
     examples = [objective.make_example(np.arange(5, 63), np.random.default_rng(s)) for s in range(4)]
     batch = {k: np.stack([e[k] for e in examples]) for k in examples[0]}
-    mlm = jnp.zeros((4, 32, VOCAB))
+    mlm = jnp.zeros((4, objective.max_predictions(32), VOCAB))
     nsp = jnp.zeros((4, 2))
     loss, tokens, metrics = objective.loss((mlm, nsp), batch)
     assert float(loss / tokens) == pytest.approx(math.log(VOCAB) + math.log(2), rel=1e-5)

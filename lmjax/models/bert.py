@@ -88,11 +88,13 @@ class BERT(nn.Module):
         attention_mask: jax.Array | None = None,
         token_type_ids: jax.Array | None = None,
         positions: jax.Array | None = None,
+        masked_positions: jax.Array | None = None,
     ) -> jax.Array | tuple[jax.Array, jax.Array]:
         """MLM logits B×T×V (float32); with `config.nsp`, also next-sentence logits B×2.
 
         `attention_mask` (1 = real token) hides padding; `token_type_ids` default to
-        segment 0 and `positions` to 0..T-1.
+        segment 0 and `positions` to 0..T-1. Given `masked_positions` B×P, the MLM head runs
+        at those positions only and the logits are B×P×V (training needs no others).
         """
         cfg = self.config
         dtype = compute_dtype(cfg)
@@ -118,8 +120,11 @@ class BERT(nn.Module):
             block = nn.remat(EncoderBlock, policy=REMAT_POLICIES[cfg.remat])
         for layer in range(cfg.n_layers):
             x_BTD = block(cfg, name=f"layer_{layer}")(x_BTD, mask_BTS)
-        logits_BTV = MlmHead(cfg, name="mlm")(x_BTD, token_embed)
-        logits_BTV = constrain(logits_BTV.astype(jnp.float32), ("batch", "length", "vocab"))
+        # P predicted positions: all T of them, or the P given in masked_positions.
+        predicted_BPD = x_BTD if masked_positions is None else jnp.take_along_axis(
+            x_BTD, jnp.asarray(masked_positions)[..., None], axis=1)
+        logits_BPV = MlmHead(cfg, name="mlm")(predicted_BPD, token_embed)
+        logits_BPV = constrain(logits_BPV.astype(jnp.float32), ("batch", "length", "vocab"))
         if not cfg.nsp:
-            return logits_BTV
-        return logits_BTV, NspHead(cfg, name="nsp")(x_BTD[:, 0]).astype(jnp.float32)
+            return logits_BPV
+        return logits_BPV, NspHead(cfg, name="nsp")(x_BTD[:, 0]).astype(jnp.float32)

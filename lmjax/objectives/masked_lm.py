@@ -2,7 +2,9 @@
 
 Of the non-special tokens of an example, `mask_prob` (15%) are selected for prediction; a
 selected token becomes [MASK] 80% of the time, a random ordinary token 10% and stays as it
-is 10%. Loss and accuracy count selected positions only. With whole-word masking, words
+is 10%. Loss and accuracy count selected positions only; as in BERT's own code, the
+example lists those positions (`masked_positions`) and the model computes its MLM head
+there alone, which saves most of the vocabulary projection. With whole-word masking, words
 are selected whole (BERT's `create_masked_lm_predictions`: shuffle the words, take each
 that still fits the budget). Optionally each example is a sentence pair for BERT's
 next-sentence prediction. Everything is numpy in the data pipeline, driven by the
@@ -95,18 +97,26 @@ class MaskedLM:
         input_ids = np.full(seq_len, max(self.pad_id, 0), np.int32)
         input_ids[:length] = ids
         selected = self._select(input_ids, length, rng)
+        predictions = self.max_predictions(seq_len)
+        positions = np.flatnonzero(selected)
         example = {
             "input_ids": self._corrupt(input_ids, selected, rng),
             "attention_mask": (np.arange(seq_len) < length).astype(np.int32),
             "token_type_ids": np.zeros(seq_len, np.int32) if types is None
             else np.pad(types, (0, seq_len - length)).astype(np.int32),
-            "targets": np.where(selected, input_ids, 0).astype(np.int32),
-            "weights": selected.astype(np.float32),
+            "masked_positions": np.pad(positions, (0, predictions - len(positions))).astype(np.int32),
+            "targets": np.pad(input_ids[positions], (0, predictions - len(positions))).astype(np.int32),
+            "weights": (np.arange(predictions) < len(positions)).astype(np.float32),
         }
         if self.nsp:
             example["nsp_label"] = np.int32(nsp_label)
             example["nsp_weight"] = np.float32(length > 0)
         return example
+
+    def max_predictions(self, seq_len: int) -> int:
+        """Positions an example can select (BERT's max_predictions_per_seq): the targets and
+        weights have this length, and the model computes MLM logits at these positions only."""
+        return max(1, int(round((seq_len - self._framing_tokens()) * self.mask_prob)))
 
     def _seq_len(self, window_length: int) -> int:
         content = window_length // 2 if self.nsp else window_length
@@ -184,10 +194,12 @@ class MaskedLM:
             "input_ids": batch["input_ids"],
             "attention_mask": batch["attention_mask"],
             "token_type_ids": batch["token_type_ids"],
+            "masked_positions": batch["masked_positions"],
         }
 
     def loss(self, logits: Any, batch: Batch) -> tuple[jax.Array, jax.Array, dict]:
-        """Summed MLM loss over selected positions; with NSP, plus the mean next-sentence loss
+        """Summed MLM loss over the selected positions (logits B×P×V at `masked_positions`);
+        with NSP, plus the mean next-sentence loss
         weighted by the number of selected tokens, so that loss/tokens = mlm + nsp means."""
         mlm_BTV, nsp_B2 = logits if self.nsp else (logits, None)
         weights_BT = batch["weights"]
