@@ -342,6 +342,7 @@ def relative_position_bucket(
     """T5's bucket of each key-minus-query offset: exact for small offsets, logarithmic up to
     `max_distance`, one shared bucket beyond; the decoder only sees the past, so it spends all
     buckets on non-positive offsets."""
+    relative_TS = jnp.asarray(relative_TS, jnp.int32)
     bucket_TS = jnp.zeros_like(relative_TS)
     if bidirectional:
         num_buckets //= 2
