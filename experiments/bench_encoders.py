@@ -8,8 +8,9 @@ cancels, and medians are compared. Tokens/s counts input tokens (batch × data.s
 
     python experiments/bench_encoders.py --config bert_tiny --steps 12
     python experiments/bench_encoders.py --config t5_tiny --steps 12
-    python experiments/bench_encoders.py --config bert_base data.seq_len=128 train.global_batch_size=8 --steps 6
-    python experiments/bench_encoders.py --config t5_small data.seq_len=128 train.global_batch_size=8 --steps 6
+    python experiments/bench_encoders.py --config bert_base train.global_batch_size=8 --steps 6
+    python experiments/bench_encoders.py --config t5_small data.seq_len=128 \
+        train.global_batch_size=8 --steps 8
 """
 
 from __future__ import annotations

@@ -79,7 +79,7 @@ def test_loss_and_gradients_agree_on_a_2x2x2_mesh(t5):
     with parallel.activate(mesh, rules):
         loss, grads = grad_fn(params, jax.device_put(batch, parallel.batch_sharding(mesh)))
     np.testing.assert_allclose(loss, reference_loss, rtol=1e-5)
-    for got, expected in zip(jax.tree.leaves(grads), jax.tree.leaves(reference_grads)):
+    for got, expected in zip(jax.tree.leaves(grads), jax.tree.leaves(reference_grads), strict=True):
         np.testing.assert_allclose(got, expected, atol=2e-6, rtol=1e-4)
 
 
