@@ -8,11 +8,10 @@ import pytest
 
 from lmjax import parallel
 from lmjax.config import load_config
-from lmjax.data.corpora import prepare_corpus
 from lmjax.models import build_model
 from lmjax.models.layers import relative_position_bucket
 from lmjax.objectives import SpanCorruption
-from lmjax.tokenizers import SentencePieceTokenizer
+from lmjax.tokenizers import load
 from lmjax.train.loop import Trainer
 from lmjax.train.step import summed_loss_fn
 
@@ -83,26 +82,14 @@ def test_loss_and_gradients_agree_on_a_2x2x2_mesh(t5):
         np.testing.assert_allclose(got, expected, atol=2e-6, rtol=1e-4)
 
 
-@pytest.fixture(scope="module")
-def tokenizer_with_sentinels(tmp_path_factory):
-    """SentencePiece with T5's 100 sentinels, trained on a slice of tiny-shakespeare (fast)."""
-    config = load_config("t5_tiny")
-    text = "\n".join(r["text"].decode() for r in prepare_corpus(config).documents("train"))
-    directory = tmp_path_factory.mktemp("spm")
-    (directory / "train.txt").write_text(text[:100_000])
-    tokenizer = SentencePieceTokenizer.train([directory / "train.txt"], vocab_size=256,
-                                             extra_ids=100, byte_fallback=False,
-                                             hard_vocab_limit=False)
-    return tokenizer.save(directory / "tokenizer")
-
-
-def test_t5_tiny_trains_and_logs_span_metrics(tokenizer_with_sentinels, tmp_path):
+def test_t5_tiny_trains_and_logs_span_metrics(tmp_path):
+    """The run trains its own SentencePiece tokenizer with T5's sentinels, as GPT runs do."""
     config = load_config("t5_tiny", [f"run_dir={tmp_path}", "train.steps=4", "train.eval_every=4",
-                                     "train.eval_batches=1", "train.peak_flops=1e12",
-                                     f"data.tokenizer_dir={tokenizer_with_sentinels}"])
+                                     "train.eval_batches=1", "train.peak_flops=1e12"])
     records = Trainer(config).run()
     final = records[-1]
     assert final["step"] == 4 and np.isfinite(final["span_loss"])
     assert final["eval_perplexity"] == pytest.approx(np.exp(final["eval_span_loss"]), rel=1e-5)
     assert 0 <= final["eval_accuracy"] <= 1
     assert (tmp_path / "checkpoints" / "4").is_dir()
+    assert len(load(tmp_path / "tokenizer").sentinel_ids(100)) == 100

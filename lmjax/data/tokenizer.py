@@ -3,12 +3,15 @@ corpus's train split and kept in the cache dir beside the prepared data for late
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 from lmjax.config import Config, resolve_cache_dir
 from lmjax.data.corpora import PreparedCorpus, prepare_corpus
 from lmjax.data.locking import atomic_dir, file_lock
 from lmjax.errors import DataError
+from lmjax.objectives import tokenizer_training_options
 from lmjax.tokenizers import Tokenizer, load, train_tokenizer
 from lmjax.tokenizers.base import META_FILE
 from lmjax.tokenizers.bpe import END_OF_TEXT, PAD
@@ -37,9 +40,12 @@ def build_tokenizer(config: Config) -> Tokenizer:
 
 
 def tokenizer_dir(config: Config, corpus: PreparedCorpus) -> Path:
-    """Keyed by corpus (its content, for files), kind and vocabulary size."""
+    """Keyed by corpus (its content, for files), kind, vocabulary size and training options
+    (a tokenizer without T5's sentinels must not serve a span-corruption run)."""
     kind, vocab_size = config.data.tokenizer, config.model.vocab_size
-    return resolve_cache_dir(config) / "tokenizers" / corpus.name / f"{kind}-{vocab_size}"
+    options = json.dumps(_train_options(config), sort_keys=True, default=list)
+    digest = hashlib.sha256(options.encode()).hexdigest()[:10]
+    return resolve_cache_dir(config) / "tokenizers" / corpus.name / f"{kind}-{vocab_size}-{digest}"
 
 
 def _train_into(directory: Path, config: Config, corpus: PreparedCorpus) -> None:
@@ -48,19 +54,22 @@ def _train_into(directory: Path, config: Config, corpus: PreparedCorpus) -> None
         train_file = tmp / "train.txt"
         documents = (record["text"].decode("utf-8") for record in corpus.documents("train"))
         train_file.write_text("\n".join(documents), encoding="utf-8")
-        tokenizer = train_tokenizer(kind, [train_file], vocab_size, **_train_options(kind, vocab_size))
+        tokenizer = train_tokenizer(kind, [train_file], vocab_size, **_train_options(config))
         train_file.unlink()
         tokenizer.save(tmp)
 
 
-def _train_options(kind: str, vocab_size: int) -> dict:
-    """A small corpus may hold fewer pieces than asked for: take what it has, not an error.
-    BPE gets a pad token beside end-of-text, which the last, partial window needs."""
+def _train_options(config: Config) -> dict:
+    """The objective's special tokens (T5 sentinels, BERT's [CLS]/[SEP]/[MASK]), plus: a small
+    corpus may hold fewer pieces than asked for (take what it has, not an error), and BPE
+    gets a pad token beside end-of-text, which the last, partial window needs."""
+    kind, vocab_size = config.data.tokenizer, config.model.vocab_size
+    options = tokenizer_training_options(config)
     if kind == "sentencepiece":
-        return {"byte_fallback": vocab_size >= BYTE_FALLBACK_MIN_VOCAB, "hard_vocab_limit": False}
+        options.update(byte_fallback=vocab_size >= BYTE_FALLBACK_MIN_VOCAB, hard_vocab_limit=False)
     if kind == "bpe":
-        return {"special_tokens": (END_OF_TEXT, PAD)}
-    return {}
+        options.update(special_tokens=(END_OF_TEXT, PAD))
+    return options
 
 
 def _check(tokenizer: Tokenizer, where: str, model_vocab_size: int) -> None:
