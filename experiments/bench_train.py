@@ -20,11 +20,9 @@ import statistics
 import sys
 import time
 
-XLA_PRESETS = {
-    "default": "",
-    "cpu_fast": "--xla_cpu_experimental_ynn_fusion_type=reduce "
-    "--xla_disable_hlo_passes=tree_reduction_rewriter",
-}
+from lmjax.xla_cpu import CPU_FLAGS
+
+XLA_PRESETS = {"default": "", "cpu_fast": " ".join(CPU_FLAGS)}
 
 
 def parse_args() -> argparse.Namespace:

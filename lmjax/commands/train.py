@@ -27,6 +27,9 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(config_lib.to_yaml(config), end="")
         return 0
+    from lmjax.xla_cpu import apply_cpu_flags
+
+    apply_cpu_flags()
     from lmjax.train.loop import train
 
     train(config)

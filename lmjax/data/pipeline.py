@@ -25,9 +25,6 @@ from lmjax.errors import ConfigError, DataError
 from lmjax.objectives import Objective
 from lmjax.tokenizers import Tokenizer
 
-# A causal window's first token is only ever an input, so consecutive causal windows
-# share one token and every token but the corpus's first is predicted exactly once.
-WINDOW_OVERLAP = {"causal_lm": 1}
 READ_OPTIONS = grain.ReadOptions(num_threads=1, prefetch_buffer_size=4)
 
 
@@ -122,7 +119,7 @@ class Window(grain.transforms.Map):
     @classmethod
     def for_objective(cls, stream: np.ndarray, objective: Objective, seq_len: int, pad_id: int) -> Window:
         length = objective.window_length(seq_len)
-        return cls(stream, length, length - WINDOW_OVERLAP.get(objective.name, 0), pad_id)
+        return cls(stream, length, length - objective.window_overlap, pad_id)
 
     def map(self, index: int) -> np.ndarray:
         start = index * self.stride

@@ -13,6 +13,7 @@ Batch = dict[str, Any]
 class Objective(Protocol):
     name: str
     loss_name: str  # the metric's name in logs, e.g. "lm_loss", "mlm_loss"
+    window_overlap: int  # tokens consecutive windows share (1 for next-token prediction)
 
     def window_length(self, seq_len: int) -> int:
         """How many consecutive corpus tokens one example consumes."""

@@ -31,6 +31,9 @@ class CausalLM:
     pad_id: int = -1
     name: str = "causal_lm"
     loss_name: str = "lm_loss"
+    # A window's first token is only ever an input, so consecutive windows share one token
+    # and every token but the corpus's first is predicted exactly once.
+    window_overlap: int = 1
 
     def window_length(self, seq_len: int) -> int:
         return seq_len + 1

@@ -50,6 +50,7 @@ class MaskedLM:
     joins_left: np.ndarray | None = None
     joins_right: np.ndarray | None = None
     name: str = "masked_lm"
+    window_overlap: int = 0
 
     @property
     def loss_name(self) -> str:

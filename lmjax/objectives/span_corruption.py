@@ -98,6 +98,7 @@ class SpanCorruption:
     mean_noise_span_length: float = 3.0
     name: str = "span_corruption"
     loss_name: str = "span_loss"
+    window_overlap: int = 0
 
     @functools.cached_property
     def _lengths(self) -> tuple[int, int]:

@@ -15,6 +15,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from lmjax import data as data_lib
 from lmjax import metrics as metrics_lib
 from lmjax import parallel
 from lmjax.config import Config, resolve_run_dir
@@ -79,22 +80,14 @@ class Trainer:
     """Builds the sharded state and steps for a config; `run()` trains to `train.steps`."""
 
     def __init__(self, config: Config):
-        from lmjax import data as data_lib
-
         self.config = config
         parallel.initialize_distributed(config.mesh)
         self.mesh = parallel.make_mesh(config.mesh)
         self.rules = parallel.axis_rules(config.mesh)
         check_batch_layout(config, self.mesh)
         self.run_dir = resolve_run_dir(config)
-        self.resuming = run_dir_lib.check_compatible(self.run_dir, config)
-        self.data = data_lib
+        run_dir_lib.check_compatible(self.run_dir, config)
         self.tokenizer = data_lib.build_tokenizer(config)
-        if self.tokenizer.vocab_size > config.model.vocab_size:
-            raise DataError(
-                f"the tokenizer has {self.tokenizer.vocab_size} tokens but model.vocab_size="
-                f"{config.model.vocab_size}: raise model.vocab_size or use a smaller tokenizer"
-            )
         self.objective = objective_for(config, self.tokenizer)
         self.model = build_model(config.model)
         self.schedule = learning_rate_schedule(config.train)
@@ -103,9 +96,9 @@ class Trainer:
         self.shardings = state_shardings(self.model, self.optimizer, self.example, self.mesh,
                                          self.rules)
         self.checkpointer = Checkpointer(self.run_dir / "checkpoints", config.checkpoint.keep)
-        self._compile_steps()
+        self._jit_steps()
 
-    def _compile_steps(self) -> None:
+    def _jit_steps(self) -> None:
         batch_sharding = parallel.batch_sharding(self.mesh)
         replicated = parallel.replicated(self.mesh)
         train_step = make_train_step(self.model, self.objective, self.optimizer, self.schedule,
@@ -120,7 +113,7 @@ class Trainer:
         )
 
     def batches(self, split: str):
-        return self.data.make_batches(
+        return data_lib.make_batches(
             self.config, self.tokenizer, self.objective, split,
             process_index=jax.process_index(), process_count=jax.process_count(),
         )
