@@ -20,7 +20,7 @@ import os
 import statistics
 import sys
 
-from bench_train import XLA_PRESETS, timed
+from bench_train import XLA_PRESETS, lmjax_trainer, timed
 
 SPECIALS = {"pad": 0, "eos": 1, "cls": 2, "sep": 3, "mask": 4}
 
@@ -56,33 +56,6 @@ def make_batch(config, objective) -> dict:
                            (config.train.global_batch_size, length))
     examples = [objective.make_example(window, rng) for window in windows]
     return {key: np.stack([example[key] for example in examples]) for key in examples[0]}
-
-
-def lmjax_trainer(config, objective, batch):
-    import flax.linen as nn
-    import jax
-
-    from lmjax.models import build_model
-    from lmjax.train.optimizer import learning_rate_schedule, make_optimizer
-    from lmjax.train.state import count_params
-    from lmjax.train.step import make_train_step
-
-    model = build_model(config.model)
-    optimizer = make_optimizer(config.train)
-    example = objective.model_inputs({k: v[:1] for k, v in batch.items()})
-    params = nn.unbox(jax.jit(model.init)(jax.random.key(0), **example)["params"])
-    state = {"step": jax.numpy.zeros((), "int32"), "params": params,
-             "opt_state": optimizer.init(params)}
-    step = jax.jit(make_train_step(model, objective, optimizer, learning_rate_schedule(config.train)),
-                   donate_argnums=0)
-    holder = {"state": state}
-    device_batch = jax.device_put(batch)
-
-    def run_step() -> float:
-        holder["state"], metrics = step(holder["state"], device_batch)
-        return float(metrics["loss"])
-
-    return run_step, count_params(params)
 
 
 def torch_peer(config):

@@ -36,25 +36,24 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def lmjax_trainer(config, batch):
+def lmjax_trainer(config, objective, batch):
+    """A jitted lmjax train step on a fixed batch, and the parameter count."""
+    import flax.linen as nn
     import jax
 
     from lmjax.models import build_model
-    from lmjax.objectives import CausalLM
     from lmjax.train.optimizer import learning_rate_schedule, make_optimizer
     from lmjax.train.state import count_params
     from lmjax.train.step import make_train_step
 
     model = build_model(config.model)
     optimizer = make_optimizer(config.train)
-    params = model.init(jax.random.key(0), input_ids=batch["inputs"][:1])["params"]
-    import flax.linen as nn
-
-    params = nn.unbox(params)
+    example = objective.model_inputs({k: v[:1] for k, v in batch.items()})
+    params = nn.unbox(jax.jit(model.init)(jax.random.key(0), **example)["params"])
     state = {"step": jax.numpy.zeros((), "int32"), "params": params,
              "opt_state": optimizer.init(params)}
-    step = jax.jit(make_train_step(model, CausalLM(), optimizer,
-                                   learning_rate_schedule(config.train)), donate_argnums=0)
+    step = jax.jit(make_train_step(model, objective, optimizer, learning_rate_schedule(config.train)),
+                   donate_argnums=0)
     holder = {"state": state}
     device_batch = jax.device_put(batch)
 
@@ -110,6 +109,7 @@ def main() -> int:
     import numpy as np
 
     from lmjax.config import load_config
+    from lmjax.objectives import CausalLM
     from lmjax.train import flops as flops_lib
 
     config = load_config(args.config, args.overrides)
@@ -119,7 +119,7 @@ def main() -> int:
     batch = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:],
              "weights": np.ones((batch_size, seq_len), np.float32)}
 
-    ours, n_params = lmjax_trainer(config, batch)
+    ours, n_params = lmjax_trainer(config, CausalLM(), batch)
     runners = {"lmjax": ours}
     if not args.no_peer:
         try:
