@@ -20,7 +20,7 @@ import os
 import statistics
 import sys
 
-from bench_train import XLA_PRESETS, lmjax_trainer, timed
+from bench_train import XLA_PRESETS, lmjax_trainer, time_alternating
 
 SPECIALS = {"pad": 0, "eos": 1, "cls": 2, "sep": 3, "mask": 4}
 
@@ -133,13 +133,7 @@ def main() -> int:
     batch = make_batch(config, objective)
     ours, n_params = lmjax_trainer(config, objective, batch)
     runners = {"lmjax": ours, "pytorch": torch_trainer(config, objective, batch)}
-    for run_step in runners.values():
-        for _ in range(args.warmup):
-            run_step()
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(args.steps):
-        for name, run_step in runners.items():
-            times[name].append(timed(run_step))
+    times = time_alternating(runners, args.warmup, args.steps)
 
     batch_size, seq_len = config.train.global_batch_size, config.data.seq_len
     print(f"config {args.config} {' '.join(args.overrides)} | XLA flags: {args.xla_flags} | "

@@ -101,6 +101,18 @@ def timed(run_step) -> float:
     return time.perf_counter() - start
 
 
+def time_alternating(runners: dict, warmup: int, steps: int) -> dict[str, list[float]]:
+    """Seconds per step of each runner, steps interleaved so machine drift hits all alike."""
+    for run_step in runners.values():
+        for _ in range(warmup):
+            run_step()
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(steps):
+        for name, run_step in runners.items():
+            times[name].append(timed(run_step))
+    return times
+
+
 def main() -> int:
     args = parse_args()
     os.environ["XLA_FLAGS"] = " ".join(
@@ -126,13 +138,7 @@ def main() -> int:
             runners["pytorch"] = torch_trainer(config, batch)
         except ImportError:
             print("transformers/torch not installed (pip install -e '.[hf]'): no peer", file=sys.stderr)
-    for run_step in runners.values():
-        for _ in range(args.warmup):
-            run_step()
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(args.steps):
-        for name, run_step in runners.items():
-            times[name].append(timed(run_step))
+    times = time_alternating(runners, args.warmup, args.steps)
 
     tokens_per_step = batch_size * seq_len
     flops_per_token = flops_lib.flops_per_token(config.model, n_params, seq_len)
