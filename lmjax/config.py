@@ -1,23 +1,32 @@
-"""Typed experiment configs: dataclasses, named YAML configs in `configs/`, dotlist overrides.
+"""Typed experiment configs: dataclasses, named YAML configs, model presets, dotlist overrides.
 
-A config is plain data. OmegaConf merges a named YAML file and `key=value` overrides onto the
-dataclass defaults, rejecting unknown keys and wrong types; `validate` then checks what types
-cannot (divisibility, ranges, cross-field constraints). Everything runs before JAX compiles.
+A config is plain data. OmegaConf merges a named YAML file (package data under
+`lmjax/configs/`, or any path), a model preset (`model.preset=NAME`, from
+`lmjax/configs/presets/`) and `key=value` overrides onto the dataclass defaults, rejecting
+unknown keys and wrong types; `validate` then checks what types cannot (divisibility, ranges,
+cross-field constraints, the mesh and batch layout for a device count). Everything runs
+before JAX compiles or anything is written.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import importlib.resources
+import math
 import os
 import pathlib
 from typing import Any
+
+import yaml
 
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from lmjax.errors import ConfigError
 
-CONFIGS_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
+CONFIGS = importlib.resources.files("lmjax") / "configs"
+PRESETS = CONFIGS / "presets"
 
 ARCHS = ("gpt", "bert", "t5")
 NORMS = ("layernorm", "rmsnorm")
@@ -54,6 +63,7 @@ DEFAULT_AXIS_RULES: list[list[Any]] = [
 @dataclasses.dataclass
 class ModelConfig:
     arch: str = "gpt"
+    preset: str = ""  # a published shape from lmjax/configs/presets/; other keys override it
     vocab_size: int = 512
     d_model: int = 128
     n_layers: int = 2
@@ -70,6 +80,7 @@ class ModelConfig:
     tie_embeddings: bool = True
     dtype: str = "float32"  # compute dtype; parameters stay float32
     remat: str = "none"
+    scan_layers: bool = False  # nn.scan over identical blocks: one compiled layer, fast compiles
     attention_blocks: int = 1  # >1 splits causal attention into blocks, skipping masked ones
     head_dim: int | None = None  # None means d_model // n_heads; T5 sets it (d_kv) independently
     n_decoder_layers: int | None = None  # T5's decoder depth; None means n_layers
@@ -128,6 +139,7 @@ class TrainConfig:
     eval_every: int = 50
     eval_batches: int = 4
     peak_flops: float = 0.0  # per device; 0 measures a float32 matmul at start
+    skip_nonfinite_batches: int = 0  # skip up to this many batches whose loss or gradient is not finite
 
 
 @dataclasses.dataclass
@@ -162,34 +174,95 @@ class Config:
 
 
 def named_configs() -> list[str]:
-    return sorted(path.stem for path in CONFIGS_DIR.glob("*.yaml"))
+    return sorted(entry.name[:-5] for entry in CONFIGS.iterdir() if entry.name.endswith(".yaml"))
+
+
+@functools.cache
+def presets() -> dict[str, dict[str, Any]]:
+    """Every model preset by name: the model keys of a published shape. Each file under
+    `lmjax/configs/presets/` holds one family as a mapping of preset names to model keys."""
+    found: dict[str, dict[str, Any]] = {}
+    for entry in sorted(PRESETS.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".yaml"):
+            found.update(yaml.safe_load(entry.read_text()) or {})
+    return found
+
+
+def preset_values(name: str) -> dict[str, Any]:
+    """The model keys of preset `name`; a one-line error listing the known ones otherwise."""
+    known = presets()
+    if name not in known:
+        raise ConfigError(f"unknown model.preset {name!r}: pick one of {', '.join(sorted(known))}")
+    return {**known[name], "preset": name}
 
 
 def load_config(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """The named config (or a YAML path) with `key=value` overrides applied and validated."""
-    path = pathlib.Path(name_or_path)
-    if not path.suffix:
-        path = CONFIGS_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        raise ConfigError(
-            f"no config '{name_or_path}': pick one of {', '.join(named_configs())} or give a YAML path"
-        )
-    schema = OmegaConf.structured(Config)
+    """The named config (or a YAML path) with a preset and `key=value` overrides applied,
+    validated for its own values (`validate(config, n_devices)` adds the mesh checks)."""
+    file_values = _read_yaml(_config_path(name_or_path))
     try:
-        merged = OmegaConf.merge(
-            schema, OmegaConf.load(path), OmegaConf.from_dotlist(list(overrides))
-        )
-        config = OmegaConf.to_object(merged)
+        override_values = OmegaConf.from_dotlist(list(overrides))
     except OmegaConfBaseException as err:
         raise ConfigError(_one_line(err)) from None
-    validate(config)
-    return config
+    _check_overrides(overrides)
+    return _merge(file_values, override_values)
 
 
 def from_dict(values: dict[str, Any]) -> Config:
     """A Config from plain data (a saved `config.yaml`), type-checked and validated."""
+    return _merge(values, OmegaConf.create({}))
+
+
+def _config_path(name_or_path: str) -> pathlib.Path | Any:
+    path = pathlib.Path(name_or_path)
+    named = CONFIGS / f"{name_or_path}.yaml"
+    if not path.suffix and named.is_file():
+        return named
+    if path.is_file():
+        return path
+    raise ConfigError(
+        f"no config '{name_or_path}': pick one of {', '.join(named_configs())} or give a YAML path"
+    )
+
+
+def _read_yaml(path) -> dict[str, Any]:
+    """A config file's mapping; syntax errors, bad encodings and non-mappings in one line."""
     try:
-        config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), values))
+        values = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config {path} is not UTF-8 text (byte {err.start}): save it as UTF-8") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"config {path} is not valid YAML{where}: {problem}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(
+            f"config {path} holds a {type(values).__name__} at the top level: it must be a "
+            "mapping of sections (model:, data:, train:, ...)"
+        )
+    return values
+
+
+def _check_overrides(overrides) -> None:
+    for override in overrides:
+        if "=" not in override:
+            raise ConfigError(
+                f"override {override!r} has no '=': write KEY=VALUE, e.g. train.steps=100"
+            )
+
+
+def _merge(file_values, override_values) -> Config:
+    """Defaults < file < overrides, with the preset placed right below the layer naming it."""
+    layers = [OmegaConf.structured(Config), file_values, override_values]
+    try:
+        from_overrides = OmegaConf.select(override_values, "model.preset")
+        named = from_overrides or OmegaConf.select(OmegaConf.create(file_values), "model.preset")
+        if named:
+            layers.insert(2 if from_overrides else 1, {"model": preset_values(str(named))})
+        config = OmegaConf.to_object(OmegaConf.merge(*layers))
     except OmegaConfBaseException as err:
         raise ConfigError(_one_line(err)) from None
     validate(config)
@@ -225,12 +298,21 @@ def _positive(field: str, value: float) -> None:
         raise ConfigError(f"{field}={value} must be positive")
 
 
-def validate(config: Config) -> None:
-    """Checks what types cannot express; raises ConfigError with a one-line fix."""
+def validate(config: Config, n_devices: int | None = None, n_processes: int | None = None) -> None:
+    """Every check that can be made before compiling; raises ConfigError with a one-line fix.
+
+    The one place a config is checked: the trainer, `lmjax train --check` and a sweep's
+    dry-run call it. Given the device and process counts it also checks the mesh and how the
+    global batch divides over data-parallel devices and hosts.
+    """
     _validate_model(config.model)
     _validate_data(config)
     _validate_train(config.train)
+    _validate_checkpoint(config.checkpoint)
     _validate_mesh_shape(config.mesh)
+    if n_devices is not None:
+        sizes = mesh_axis_sizes(config.mesh, n_devices)
+        _validate_batch_layout(config.train, sizes["data"] * sizes["fsdp"], n_processes or 1)
 
 
 def _validate_model(model: ModelConfig) -> None:
@@ -310,6 +392,51 @@ def _validate_train(train: TrainConfig) -> None:
         raise ConfigError(
             f"train.warmup_steps={train.warmup_steps} must lie in [0, train.steps={train.steps}]"
         )
+
+
+def _validate_checkpoint(checkpoint: CheckpointConfig) -> None:
+    if checkpoint.every < 1:
+        raise ConfigError(f"checkpoint.every={checkpoint.every} must be at least 1 (steps between saves)")
+    if checkpoint.keep < 1:
+        raise ConfigError(
+            f"checkpoint.keep={checkpoint.keep} must be at least 1: a run needs a checkpoint to resume from"
+        )
+
+
+def _validate_batch_layout(train: TrainConfig, data_parallel: int, n_processes: int) -> None:
+    micro = train.global_batch_size // train.grad_accum_steps
+    if micro % data_parallel:
+        raise ConfigError(
+            f"train.global_batch_size={train.global_batch_size} (microbatch {micro}) is not "
+            f"divisible by the data-parallel size data*fsdp={data_parallel}: use a multiple of "
+            f"{data_parallel}"
+        )
+    if train.global_batch_size % n_processes:
+        raise ConfigError(
+            f"train.global_batch_size={train.global_batch_size} is not divisible by the "
+            f"{n_processes} hosts"
+        )
+
+
+def mesh_axis_sizes(mesh: MeshConfig, n_devices: int) -> dict[str, int]:
+    """The mesh's axis sizes with a -1 filled in; their product must equal the device count."""
+    sizes = {"data": mesh.data, "fsdp": mesh.fsdp, "tensor": mesh.tensor}
+    known = math.prod(size for size in sizes.values() if size != -1)
+    filled = [axis for axis, size in sizes.items() if size == -1]
+    if filled:
+        if n_devices % known:
+            raise ConfigError(
+                f"mesh axes {sizes} cannot fill {n_devices} devices: the fixed sizes' product "
+                f"{known} must divide the device count"
+            )
+        sizes[filled[0]] = n_devices // known
+    if math.prod(sizes.values()) != n_devices:
+        raise ConfigError(
+            f"mesh data*fsdp*tensor = {'*'.join(map(str, sizes.values()))} = "
+            f"{math.prod(sizes.values())} but there are {n_devices} devices: make the product "
+            "equal the device count or set one axis to -1"
+        )
+    return sizes
 
 
 def _validate_mesh_shape(mesh: MeshConfig) -> None:

@@ -8,7 +8,6 @@ in the config, maps those names to mesh axes. Nothing else in lmjax knows the me
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +18,7 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from lmjax.config import MeshConfig
+from lmjax.config import MeshConfig, mesh_axis_sizes
 from lmjax.errors import ConfigError
 
 MESH_AXES = ("data", "fsdp", "tensor")
@@ -62,21 +61,7 @@ def _on_tpu_pod() -> bool:
 
 def mesh_shape(mesh_config: MeshConfig, device_count: int) -> tuple[int, int, int]:
     """Axis sizes with a -1 filled in; the product must equal the device count."""
-    sizes = [mesh_config.data, mesh_config.fsdp, mesh_config.tensor]
-    known = math.prod(size for size in sizes if size != -1)
-    if -1 in sizes:
-        if device_count % known:
-            raise ConfigError(
-                f"mesh axes {dict(zip(MESH_AXES, sizes))} cannot fill {device_count} devices: "
-                f"the fixed sizes' product {known} must divide the device count"
-            )
-        sizes[sizes.index(-1)] = device_count // known
-    if math.prod(sizes) != device_count:
-        raise ConfigError(
-            f"mesh data*fsdp*tensor = {'*'.join(map(str, sizes))} = {math.prod(sizes)} but there are "
-            f"{device_count} devices: make the product equal the device count or set one axis to -1"
-        )
-    return tuple(sizes)
+    return tuple(mesh_axis_sizes(mesh_config, device_count).values())
 
 
 def make_mesh(mesh_config: MeshConfig, devices: list | None = None) -> Mesh:
