@@ -1,7 +1,7 @@
 """Decoding throughput: lmjax generate (cached and uncached) against transformers' `generate`.
 
 One randomly initialised GPT2LMHeadModel of a GPT-2 shape is saved with `save_pretrained` and
-imported with `lmjax.hf.from_pretrained`, so both frameworks decode the same weights. Each
+imported with `lmjax.runs.importers.hf.from_pretrained`, so both frameworks decode the same weights. Each
 generates `--new-tokens` greedy tokens after a random prompt, batch 1, no early stop; the
 time covers prefill and every step (compilation excluded by a warm-up run), and the median of
 `--repeats` runs is reported. Runs of the two frameworks alternate so machine drift cancels.
@@ -70,7 +70,7 @@ def hf_runner(model, prompt, new_tokens: int):
 
 def lmjax_runner(directory: str, prompt, new_tokens: int, use_cache: bool):
     from lmjax.decoding import Generator, Sampling
-    from lmjax.hf import from_pretrained
+    from lmjax.runs.importers.hf import from_pretrained
 
     model, params = from_pretrained(directory)
     generator = Generator(model, params, Sampling(temperature=0))

@@ -17,7 +17,8 @@ from typing import Any
 import yaml
 
 from lmjax import config as config_lib
-from lmjax import llama2c, tokenizers
+from lmjax import tokenizers
+from lmjax.runs.importers import llama2c
 from lmjax.config import ModelConfig
 from lmjax.decoding import Generator, Sampling
 from lmjax.errors import CheckpointError, DataError
@@ -60,7 +61,7 @@ def load_checkpoint(path: str | pathlib.Path) -> Checkpoint:
             f"(arch {', '.join(DECODER_ARCHS)})"
         )
     config = config_lib.from_dict(values).model
-    from lmjax.train.checkpoint import load_params
+    from lmjax.runs.params import load_params
 
     return Checkpoint(config, load_params(path, _abstract_params(config)), path / "tokenizer",
                       from_llama2c=False)

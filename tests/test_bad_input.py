@@ -50,7 +50,7 @@ def test_conflicting_run_dir_is_refused_and_left_untouched(tmp_path, capsys):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     saved = load_config("gpt_tiny", [f"run_dir={run_dir}"])
-    from lmjax.train.run_dir import save_config
+    from lmjax.runs.config_file import save_config
 
     save_config(run_dir, saved)
     before = (run_dir / "config.yaml").read_text()

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from lmjax import config as config_lib
-from lmjax import llama2c
+from lmjax.runs.importers import llama2c
 from lmjax.cli import main
 from lmjax.decoding import Generator, Sampling
 from lmjax.generate import generate

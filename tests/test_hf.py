@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from lmjax.errors import CheckpointError
-from lmjax.hf import from_pretrained
+from lmjax.runs.importers.hf import from_pretrained
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

@@ -7,7 +7,7 @@ import pytest
 
 from lmjax import cli
 from lmjax.config import load_config
-from lmjax.hf import from_pretrained
+from lmjax.runs.importers.hf import from_pretrained
 from lmjax.train.loop import Trainer
 from lmjax.train.reporting import read_metrics
 from lmjax.train.step import summed_loss_fn

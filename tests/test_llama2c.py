@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from lmjax import llama2c
+from lmjax.runs.importers import llama2c
 from lmjax.cli import main
 from lmjax.errors import CheckpointError
 

@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_hf(args: argparse.Namespace) -> int:
-    from lmjax.hf.export import export
+    from lmjax.runs.importers.hf.export import export
 
     config = export(args.path, args.out_dir)
     model = config.model

@@ -23,8 +23,9 @@ from lmjax.errors import ConfigError, DataError, TrainingDiverged
 from lmjax.models import build_model
 from lmjax.objectives import objective_for
 from lmjax.train import flops as flops_lib
-from lmjax.train import run_dir as run_dir_lib
-from lmjax.train.checkpoint import Checkpointer, is_primary, load_params
+from lmjax.runs import config_file as run_dir_lib
+from lmjax.runs.params import load_params
+from lmjax.train.checkpoint import Checkpointer, is_primary
 from lmjax.train.optimizer import learning_rate_schedule, make_optimizer
 from lmjax.train.reporting import RunReporter, plot_loss_curve, truncate_metrics
 from lmjax.train.state import abstract_state, count_params, init_state, state_shardings

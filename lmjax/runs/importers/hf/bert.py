@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lmjax.config import ModelConfig
 from lmjax.errors import CheckpointError
-from lmjax.hf.weights import Weights
+from lmjax.runs.importers.hf.weights import Weights
 
 MODEL_TYPE = "bert"
 PREFIX = "bert."

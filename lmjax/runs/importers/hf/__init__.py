@@ -17,8 +17,8 @@ import jax.numpy as jnp
 
 from lmjax.config import ModelConfig
 from lmjax.errors import CheckpointError
-from lmjax.hf import bert, gpt2, t5
-from lmjax.hf.weights import read_config, read_weights
+from lmjax.runs.importers.hf import bert, gpt2, t5
+from lmjax.runs.importers.hf.weights import read_config, read_weights
 from lmjax.models import build_model
 
 FAMILIES: dict[str, ModuleType] = {gpt2.MODEL_TYPE: gpt2, bert.MODEL_TYPE: bert, t5.MODEL_TYPE: t5}

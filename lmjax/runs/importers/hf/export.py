@@ -13,10 +13,10 @@ import pathlib
 
 from lmjax import config as config_lib
 from lmjax.errors import CheckpointError
-from lmjax.hf import load
+from lmjax.runs.importers.hf import load
 from lmjax.tokenizers import BPETokenizer, SentencePieceTokenizer, Tokenizer, WordPieceTokenizer
-from lmjax.train.checkpoint import save_params
-from lmjax.train.run_dir import save_config
+from lmjax.runs.params import save_params
+from lmjax.runs.config_file import save_config
 
 TOKENIZER_KIND = {"gpt": "bpe", "bert": "wordpiece", "t5": "sentencepiece"}
 DEFAULT_SEQ_LEN = 128

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from lmjax.config import ModelConfig
 from lmjax.errors import CheckpointError
-from lmjax.hf.weights import Weights
+from lmjax.runs.importers.hf.weights import Weights
 
 MODEL_TYPE = "gpt2"
 PREFIX = "transformer."  # GPT2LMHeadModel's body; GPT2Model checkpoints have none
