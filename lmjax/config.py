@@ -112,6 +112,7 @@ class DataConfig:
     tokenizer: str = "sentencepiece"
     tokenizer_dir: str = ""  # a saved tokenizer to use instead of training one
     invalid_utf8: str = "replace"
+    character_coverage: float = 1.0  # SentencePiece, in [0.98, 1]: share of characters kept as pieces; the rest fall back to bytes
     objective: str = "causal_lm"
     mask_prob: float = 0.15  # masked_lm: share of (non-special) tokens selected for prediction
     whole_word_mask: bool = False  # masked_lm: select whole words, not single pieces
@@ -365,6 +366,10 @@ def _validate_data(config: Config) -> None:
             f"not {config.model.arch}: set data.objective={ARCH_OBJECTIVE[config.model.arch]}"
         )
     _positive("data.seq_len", data.seq_len)
+    if not 0.98 <= data.character_coverage <= 1:
+        raise ConfigError(
+            f"data.character_coverage={data.character_coverage} must lie in [0.98, 1] (SentencePiece's range)"
+        )
     for field in ("mask_prob", "noise_density"):
         if not 0 < getattr(data, field) < 1:
             raise ConfigError(f"data.{field}={getattr(data, field)} must lie strictly between 0 and 1")

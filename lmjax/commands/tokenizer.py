@@ -24,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="sentencepiece only: the SentencePiece algorithm")
     train.add_argument("--extra-ids", type=int, default=0,
                        help="sentencepiece only: T5 sentinels <extra_id_i> at the end of the vocabulary")
+    train.add_argument("--character-coverage", type=float, default=1.0,
+                       help="sentencepiece only, 0.98 to 1: share of characters kept as pieces; "
+                       "the rarest others fall back to bytes (e.g. 0.9995 for many-script text)")
     train.add_argument("--lowercase", action="store_true",
                        help="wordpiece only: lower-case and strip accents (BERT uncased)")
     train.add_argument("files", nargs="+", type=Path, metavar="FILE", help="training text")
@@ -40,10 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from lmjax.tokenizers import train_tokenizer
 
+    check_output_dir(args.out)
     options = {
         "bpe": {"progress": True},
         "wordpiece": {"progress": True, "lowercase": args.lowercase},
-        "sentencepiece": {"model_type": args.model_type, "extra_ids": args.extra_ids},
+        "sentencepiece": {"model_type": args.model_type, "extra_ids": args.extra_ids,
+                          "character_coverage": args.character_coverage},
     }[args.kind]
     tokenizer = train_tokenizer(args.kind, args.files, vocab_size=args.vocab_size, **options)
     tokenizer.save(args.out)
@@ -59,6 +64,7 @@ def run_encode(args: argparse.Namespace) -> int:
     from lmjax.tokenizers import BPETokenizer, load
     from lmjax.tokenizers.base import read_corpus_bytes, read_corpus_text
 
+    check_inputs(args.files)
     tokenizer = load(args.tokenizer)
     allowed = "all" if args.allow_special else ()
     if not args.files:
@@ -71,3 +77,24 @@ def run_encode(args: argparse.Namespace) -> int:
             ids = tokenizer.encode(read_corpus_text(path), allowed_special=allowed)
         print(" ".join(map(str, ids)))
     return 0
+
+
+def check_output_dir(out: Path) -> None:
+    """Refuses, before minutes of training, an --out that saving would fail on or overwrite."""
+    from lmjax.errors import DataError
+
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out} is an existing file: give a new directory")
+    if out.is_dir() and any(out.iterdir()):
+        raise DataError(f"--out {out} is a directory that is not empty: give a new or empty directory")
+    for parent in out.parents:
+        if parent.exists() and not parent.is_dir():
+            raise DataError(f"--out {out} lies under the file {parent}: give a directory path")
+
+
+def check_inputs(files: list[Path]) -> None:
+    from lmjax.errors import DataError
+
+    for path in files:
+        if not path.is_file():
+            raise DataError(f"input file {path} does not exist")

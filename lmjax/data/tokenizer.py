@@ -67,6 +67,8 @@ def _train_options(config: Config) -> dict:
     options = tokenizer_training_options(config)
     if kind == "sentencepiece":
         options.update(byte_fallback=vocab_size >= BYTE_FALLBACK_MIN_VOCAB, hard_vocab_limit=False)
+        if config.data.character_coverage != 1.0:
+            options.update(character_coverage=config.data.character_coverage)
     if kind == "bpe":
         options.update(special_tokens=(END_OF_TEXT, PAD))
     return options

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -106,7 +107,7 @@ class SentencePieceTokenizer(Tokenizer):
         try:
             sentencepiece.SentencePieceTrainer.train(sentence_iterator=sentences, model_writer=model, **options)
         except RuntimeError as err:
-            raise DataError(f"SentencePiece training failed: {_first_line(err)}") from None
+            raise DataError(_training_failure(err, piece_count, character_coverage)) from None
         return cls(model.getvalue(), extra_ids=extra_ids)
 
     # -- the interface ------------------------------------------------------------
@@ -190,6 +191,28 @@ class SentencePieceTokenizer(Tokenizer):
 def _present(token_id: int) -> int | None:
     """SentencePiece says -1 for a special token the model does not have."""
     return None if token_id < 0 else token_id
+
+
+def _training_failure(err: RuntimeError, piece_count: int, character_coverage: float) -> str:
+    """SentencePiece's error as an lmjax one-liner: too many distinct characters for the
+    vocabulary (a binary or many-script corpus) gets the fix in lmjax's own option names."""
+    if "sentences_.empty()" in str(err):
+        return (
+            "SentencePiece found no usable line in the corpus: every line is empty or longer than "
+            "its max_sentence_length (64 KiB); give text with line breaks (a binary file is no "
+            "training text)"
+        )
+    found = re.search(r"required_chars\. (\d+) vs (\d+)", str(err))
+    if not found:
+        return f"SentencePiece training failed: {_first_line(err)}"
+    required = int(found.group(2))
+    return (
+        f"the corpus has about {required} distinct characters that character_coverage="
+        f"{character_coverage} keeps, more than the {piece_count} pieces asked for: raise the "
+        f"vocabulary size (model.vocab_size, or --vocab-size) above {required}, or lower "
+        "data.character_coverage (--character-coverage), (0.98 to 1), so rare characters "
+        "fall back to bytes; a binary file is no training text"
+    )
 
 
 def _first_line(err: Exception) -> str:
