@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import pathlib
-
 import pytest
 
 from lmjax import cli
 from lmjax.config import load_config
-from lmjax.train.loop import Trainer
-from lmjax.train.reporting import read_metrics
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str]:
@@ -59,22 +55,3 @@ def test_conflicting_run_dir_is_refused_and_left_untouched(tmp_path, capsys):
     assert "holds a run with model.d_model=64 but this run asks for 128" in err
     assert (run_dir / "config.yaml").read_text() == before
     assert sorted(p.name for p in run_dir.iterdir()) == ["config.yaml"]
-
-
-def truncate_largest_file(directory: pathlib.Path) -> None:
-    files = [p for p in directory.rglob("*") if p.is_file()]
-    largest = max(files, key=lambda p: p.stat().st_size)
-    largest.write_bytes(largest.read_bytes()[: largest.stat().st_size // 3])
-
-
-def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
-    overrides = [f"run_dir={tmp_path}", "train.log_every=1", "checkpoint.every=4",
-                 "train.eval_every=1000"]
-    Trainer(load_config("gpt_tiny", [*overrides, "train.steps=8"])).run()
-    first_run = {r["step"]: r["loss"] for r in read_metrics(tmp_path)}
-    truncate_largest_file(tmp_path / "checkpoints" / "8")
-    with pytest.warns(UserWarning, match="checkpoint at step 8 is unreadable"):
-        Trainer(load_config("gpt_tiny", [*overrides, "train.steps=8"])).run()
-    again = {r["step"]: r["loss"] for r in read_metrics(tmp_path)}
-    assert sorted(again) == list(range(1, 9))
-    assert again == first_run
