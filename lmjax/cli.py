@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "lmjax.commands.ngram",
     "lmjax.commands.generate",
     "lmjax.commands.convert",
+    "lmjax.commands.flops",
 )
 
 

@@ -197,6 +197,19 @@ def preset_values(name: str) -> dict[str, Any]:
     return {**known[name], "preset": name}
 
 
+def preset_model(name: str) -> ModelConfig:
+    """The ModelConfig of preset `name` alone (type-checked and validated), for counting and
+    planning without a run config around it."""
+    try:
+        model = OmegaConf.to_object(
+            OmegaConf.merge(OmegaConf.structured(ModelConfig), preset_values(name))
+        )
+    except OmegaConfBaseException as err:
+        raise ConfigError(_one_line(err)) from None
+    _validate_model(model)
+    return model
+
+
 def load_config(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """The named config (or a YAML path) with a preset and `key=value` overrides applied,
     validated for its own values (`validate(config, n_devices)` adds the mesh checks)."""
