@@ -14,6 +14,7 @@ names itself. Paths are `etils.epath.Path`, so a run directory may live on a buc
   tensorboard/         the same scalars as TensorBoard event files
   checkpoints/<step>/  orbax checkpoints: train state and data iterator position
   checkpoints/quarantine/<step>-<time>/  unreadable checkpoints moved aside, with REASON.txt
+  checkpoints/superseded/restart-<step>-<time>/  checkpoints after a --restart-from step, kept
   params/              a parameters-only checkpoint (`lmjax convert` exports)
   tokenizer/           the run's tokenizer
   loss_curve.png       train and validation loss against step
@@ -66,6 +67,10 @@ class RunLayout:
     @property
     def quarantine(self) -> epath.Path:
         return self.checkpoints / "quarantine"
+
+    @property
+    def superseded(self) -> epath.Path:
+        return self.checkpoints / "superseded"
 
     @property
     def params(self) -> epath.Path:

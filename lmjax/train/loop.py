@@ -1,265 +1,315 @@
-"""The training loop: everything `lmjax train` does, from a validated config to a finished run.
+"""The training loop: steps, non-finite checks, evaluation, checkpoints; reports via callbacks.
 
-Order matters: every check that can fail on user input (mesh, batch divisibility, run-dir
-compatibility, corpus, tokenizer) runs before the first compilation and before anything is
-written to the run directory.
+`train(config)` is what `lmjax train` and a sweep call. Set-up (checks, mesh, model, jitted
+steps, data) is `lmjax.train.setup`; this module runs a built `TrainSetup` and tells its
+callbacks (`lmjax.train.callbacks`) what happened. It assumes no main thread.
+
+Step metrics stay on the device until the loop logs, saves or stops; then all pending steps
+are fetched at once and checked for non-finite values. Since a save always fetches first,
+no checkpoint of a non-finite step, or of any step after one, is ever written.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import json
 import math
-import signal
+import socket
 import time
-from typing import Any
+from typing import Any, Iterable
 
 import jax
 import numpy as np
 
-from lmjax import data as data_lib
 from lmjax import metrics as metrics_lib
 from lmjax import parallel
-from lmjax.config import Config, resolve_run_dir
-from lmjax.errors import ConfigError, DataError, TrainingDiverged
-from lmjax.models import build_model
-from lmjax.objectives import objective_for
+from lmjax import xla_cpu
+from lmjax.config import Config
+from lmjax.errors import DataError, TrainingDiverged
+from lmjax.runs import config_file
+from lmjax.runs.version import write_version
 from lmjax.train import flops as flops_lib
-from lmjax.runs import config_file as run_dir_lib
-from lmjax.runs.params import load_params
-from lmjax.train.checkpoint import Checkpointer, is_primary
-from lmjax.train.optimizer import learning_rate_schedule, make_optimizer
-from lmjax.train.reporting import RunReporter, plot_loss_curve, truncate_metrics
-from lmjax.train.state import abstract_state, count_params, init_state, state_shardings
-from lmjax.train.step import make_eval_step, make_train_step
+from lmjax.train.callbacks import Callback, RunInfo, default_callbacks
+from lmjax.train.result import RunResult
+from lmjax.train.setup import TrainSetup, build_setup, checkpoint_steps
+
+# Key of the run's running totals inside the checkpoint's data-iterator JSON.
+PROGRESS_KEY = "lmjax_progress"
+QUANTITIES = (("loss", "loss"), ("grad_norm", "gradient norm"),
+              ("param_norm", "updated parameters' norm"))
 
 
-class _StopSignal:
-    """Turns SIGTERM (a TPU VM preemption notice) into a request to checkpoint and exit."""
+def train(config: Config, callbacks: Iterable[Callback] = (), *, restart_from: int | None = None,
+          defaults: bool = True) -> RunResult:
+    """Trains `config` to `train.steps`, resuming its run directory's latest checkpoint.
 
-    def __init__(self):
-        self.requested = False
-        self._previous = signal.signal(signal.SIGTERM, self._handle)
-
-    def _handle(self, signum, frame) -> None:
-        self.requested = True
-
-    def agreed(self) -> bool:
-        """Whether any host was asked to stop; all hosts must agree to save together."""
-        if jax.process_count() == 1:
-            return self.requested
-        from jax.experimental import multihost_utils
-
-        flags = multihost_utils.process_allgather(np.array(self.requested))
-        return bool(np.any(flags))
-
-    def restore(self) -> None:
-        signal.signal(signal.SIGTERM, self._previous)
+    `callbacks` are added to `default_callbacks()` (metrics.jsonl, TensorBoard, loss plot,
+    progress bar, SIGTERM handler) unless `defaults=False`. `restart_from=STEP` continues from
+    checkpoint STEP with changed optimizer settings (`lmjax train --restart-from`).
+    """
+    xla_cpu.warn_if_not_applied()
+    setup = build_setup(config, restart_from=restart_from)
+    chosen = [*default_callbacks(setup.primary), *callbacks] if defaults else list(callbacks)
+    return run_training(setup, chosen)
 
 
-def check_batch_layout(config: Config, mesh) -> None:
-    batch = config.train.global_batch_size
-    data_parallel = parallel.data_parallel_size(mesh)
-    micro = batch // config.train.grad_accum_steps
-    if micro % data_parallel:
-        raise ConfigError(
-            f"train.global_batch_size={batch} (microbatch {micro}) is not divisible by the "
-            f"data-parallel size data*fsdp={data_parallel}: use a multiple of {data_parallel}"
-        )
-    if batch % jax.process_count():
-        raise ConfigError(
-            f"train.global_batch_size={batch} is not divisible by the {jax.process_count()} hosts"
-        )
+def run_training(setup: TrainSetup, callbacks: list[Callback]) -> RunResult:
+    """Runs a built set-up under the run directory's writer lock; callbacks always closed."""
+    try:
+        with writer_lock(setup):
+            return _Loop(setup, callbacks).run()
+    finally:
+        for callback in callbacks:
+            callback.on_close()
 
 
-def example_inputs(objective, seq_len: int) -> dict[str, np.ndarray]:
-    """Model inputs of batch size 1, enough to trace parameter shapes."""
-    window = np.zeros(objective.window_length(seq_len), np.int32)
-    example = objective.make_example(window, np.random.default_rng(0))
-    return objective.model_inputs({k: v[None] for k, v in example.items()})
+def writer_lock(setup: TrainSetup):
+    """One writer per run directory, taken on process 0 before anything is written.
+    `lmjax.runs.lock` is the lock engineer's; until it exists this is the one call site."""
+    try:
+        from lmjax.runs.lock import RunLock
+    except ImportError:
+        return contextlib.nullcontext()
+    return RunLock(setup.layout) if setup.primary else contextlib.nullcontext()
 
 
 class Trainer:
-    """Builds the sharded state and steps for a config; `run()` trains to `train.steps`."""
+    """A built set-up with `run()` returning this run's logged records (for older callers)."""
 
-    def __init__(self, config: Config):
-        self.config = config
-        parallel.initialize_distributed(config.mesh)
-        self.mesh = parallel.make_mesh(config.mesh)
-        self.rules = parallel.axis_rules(config.mesh)
-        check_batch_layout(config, self.mesh)
-        self.run_dir = resolve_run_dir(config)
-        run_dir_lib.check_compatible(self.run_dir, config)
-        self.tokenizer = data_lib.build_tokenizer(config)
-        self.objective = objective_for(config, self.tokenizer)
-        self.model = build_model(config.model)
-        self.schedule = learning_rate_schedule(config.train)
-        self.optimizer = make_optimizer(config.train)
-        self.example = example_inputs(self.objective, config.data.seq_len)
-        self.shardings = state_shardings(self.model, self.optimizer, self.example, self.mesh,
-                                         self.rules)
-        self.checkpointer = Checkpointer(self.run_dir / "checkpoints", config.checkpoint.keep)
-        self._jit_steps()
-
-    def _jit_steps(self) -> None:
-        batch_sharding = parallel.batch_sharding(self.mesh)
-        replicated = parallel.replicated(self.mesh)
-        train_step = make_train_step(self.model, self.objective, self.optimizer, self.schedule,
-                                     self.config.train.grad_accum_steps)
-        self.train_step = jax.jit(
-            train_step, in_shardings=(self.shardings, batch_sharding),
-            out_shardings=(self.shardings, replicated), donate_argnums=0,
-        )
-        self.eval_step = jax.jit(
-            make_eval_step(self.model, self.objective),
-            in_shardings=(self.shardings["params"], batch_sharding), out_shardings=replicated,
-        )
+    def __init__(self, config: Config, *, restart_from: int | None = None):
+        self.setup = build_setup(config, restart_from=restart_from)
+        self.objective = self.setup.objective
 
     def batches(self, split: str):
-        return data_lib.make_batches(
-            self.config, self.tokenizer, self.objective, split,
-            process_index=jax.process_index(), process_count=jax.process_count(),
-        )
+        return self.setup.batches(split)
 
-    def initial_state(self, train_iter) -> tuple[int, Any]:
-        abstract = abstract_state(self.shardings, self.model, self.optimizer, self.example,
-                                  self.mesh, self.rules)
-        with parallel.activate(self.mesh, self.rules):
-            restored = self.checkpointer.restore_latest(abstract)
-        if restored is None:
-            rng = jax.random.key(self.config.train.seed)
-            state = init_state(self.model, self.optimizer, self.example, rng, self.shardings,
-                               self.mesh, self.rules)
-            if self.config.checkpoint.init_from:
-                state["params"] = load_params(self.config.checkpoint.init_from,
-                                              abstract["params"])
-            return 0, state
-        step, state, data_state = restored
-        train_iter.set_state(data_state)
-        return step, state
+    def run(self, callbacks: Iterable[Callback] = ()) -> list[dict[str, Any]]:
+        return run_training(self.setup, [*default_callbacks(self.setup.primary), *callbacks]).records
 
-    def evaluate(self, params: Any) -> dict[str, float]:
-        """Loss, perplexity, bits and accuracy on the first `eval_batches` validation batches."""
-        totals: dict[str, float] = {}
-        iterator = self.batches("validation")
-        with parallel.activate(self.mesh, self.rules):
-            for _, batch in zip(range(self.config.train.eval_batches), iterator):
-                out = self.eval_step(params, parallel.global_batch(batch, self.mesh))
-                for name, value in jax.device_get(out).items():
-                    totals[name] = totals.get(name, 0.0) + float(value)
-        if not totals or totals["tokens"] == 0:
-            raise DataError("the validation split gave no tokens: use a larger corpus")
-        tokens = totals["tokens"]
-        loss = totals["loss_sum"] / tokens
-        return {
-            "eval_loss": loss,
-            f"eval_{self.objective.loss_name}": loss,
-            "eval_perplexity": metrics_lib.perplexity(totals["loss_sum"], tokens),
-            "eval_bits_per_token": metrics_lib.entropy(totals["loss_sum"], tokens, base=2),
-            "eval_accuracy": totals["accuracy"] / tokens,
-            "eval_tokens": tokens,
-        }
 
-    def run(self) -> list[dict[str, Any]]:
-        """Trains to `train.steps`, resuming from the run dir's latest checkpoint if any."""
-        config = self.config
-        train_iter = self.batches("train")
-        start_step, state = self.initial_state(train_iter)
-        primary = is_primary()
-        if primary:
-            run_dir_lib.save_config(self.run_dir, config)
-            self.tokenizer.save(self.run_dir / "tokenizer")
-            truncate_metrics(self.run_dir, start_step)
-        n_params = count_params(state["params"])
-        flops_per_token = flops_lib.flops_per_token(config.model, n_params, config.data.seq_len)
-        peak = config.train.peak_flops or flops_lib.measure_matmul_peak(
-            flops_lib.largest_matmul_size(config.model))
-        system_peak = flops_lib.system_peak(peak)
-        reporter = RunReporter(self.run_dir, config.train.steps, start_step, primary)
-        reporter.message(
-            f"{config.name}: {n_params:,} parameters, mesh {dict(self.mesh.shape)}, "
-            f"{'resuming from step ' + str(start_step) if start_step else 'starting'} in {self.run_dir}"
-        )
-        stop = _StopSignal()
-        records: list[dict[str, Any]] = []
-        pending: list[tuple[int, dict]] = []
-        last_good = start_step
-        window_start = time.perf_counter()
-        run_start = time.perf_counter()
-        tokens_per_step = config.train.global_batch_size * config.data.seq_len
-        step = start_step
+class _Loop:
+    def __init__(self, setup: TrainSetup, callbacks: list[Callback]):
+        self.setup = setup
+        self.config = setup.config
+        self.callbacks = callbacks
+        self.progress = {"tokens_seen": 0, "input_tokens_seen": 0, "skipped_batches": 0}
+
+    def emit(self, hook: str, *args) -> None:
+        for callback in self.callbacks:
+            getattr(callback, hook)(*args)
+
+    def run(self) -> RunResult:
+        setup, config = self.setup, self.config
+        if setup.primary and setup.run_dir.restart:
+            apply_restart(setup)
+        checkpointer = setup.open_checkpointer()
         try:
-            with parallel.activate(self.mesh, self.rules):
+            return self._train(checkpointer)
+        finally:
+            checkpointer.close()
+
+    def _train(self, checkpointer) -> RunResult:
+        setup, config = self.setup, self.config
+        train_iter = setup.batches("train")
+        start_step, state = self._initial_state(checkpointer, train_iter)
+        if setup.primary:
+            write_run_files(setup)
+        system_peak = flops_lib.system_peak(config.train.peak_flops or flops_lib.measure_matmul_peak(
+            flops_lib.largest_matmul_size(config.model)))
+        self.emit("on_start", RunInfo(config, setup.layout, start_step, config.train.steps,
+                                      setup.counts.total, setup.primary))
+        where = f"resuming from step {start_step}" if start_step else "starting"
+        self.emit("on_message", f"{config.name}: {setup.counts.total:,} parameters, mesh "
+                                f"{dict(setup.mesh.shape)}, {where} in {setup.layout.root}")
+        records: list[dict[str, Any]] = []
+        pending: list[tuple[int, Any]] = []
+        run_start = window_start = time.perf_counter()
+        step, preempted, evaluated = start_step, False, {}
+        try:
+            with parallel.activate(setup.mesh, setup.rules):
                 while step < config.train.steps:
-                    batch = parallel.global_batch(next(train_iter), self.mesh)
-                    state, step_metrics = self.train_step(state, batch)
+                    batch = parallel.global_batch(next(train_iter), setup.mesh)
+                    state, step_metrics = setup.train_step(state, batch)
                     step += 1
                     pending.append((step, step_metrics))
                     at_end = step == config.train.steps
                     save_now = at_end or step % config.checkpoint.every == 0
-                    stop_now = stop.agreed()
+                    stop_now = self._stop_agreed()
                     if step % config.train.log_every == 0 or save_now or stop_now:
-                        fetched = _fetch_checked(pending)
-                        elapsed = time.perf_counter() - window_start
-                        throughput = len(fetched) * tokens_per_step / max(elapsed, 1e-9)
-                        record = _summarise(fetched, step, step * tokens_per_step, throughput,
-                                            throughput * flops_per_token / system_peak,
-                                            time.perf_counter() - run_start)
-                        record[self.objective.loss_name] = record["loss"]
+                        fetched = self._account(jax.device_get(pending))
+                        elapsed = max(time.perf_counter() - window_start, 1e-9)
+                        record = self._record(fetched, step, elapsed, system_peak,
+                                              time.perf_counter() - run_start)
                         if step % config.train.eval_every == 0 or at_end:
-                            record.update(self.evaluate(state["params"]))
-                        reporter.record(record)
-                        reporter.advance(len(fetched))
+                            evaluated = self.evaluate(state["params"])
+                            self.emit("on_eval", step, evaluated)
+                            record.update(evaluated)
+                        self.emit("on_log", step, record)
                         records.append(record)
                         pending = []
                         window_start = time.perf_counter()
                     if save_now or stop_now:
-                        self.checkpointer.save(step, state, train_iter.get_state())
-                        last_good = step
+                        checkpointer.save(step, state, {**train_iter.get_state(),
+                                                        PROGRESS_KEY: dict(self.progress)})
                     if stop_now:
-                        self.checkpointer.wait()
-                        reporter.message(f"SIGTERM: saved a checkpoint at step {step}; exiting")
+                        checkpointer.wait()
+                        self.emit("on_message", f"stop requested: saved a checkpoint at step {step}; exiting")
+                        preempted = True
                         break
         except TrainingDiverged as err:
-            self.checkpointer.wait()
-            raise TrainingDiverged(f"{err}; the last good checkpoint is step {last_good}") from None
-        finally:
-            stop.restore()
-            reporter.close()
-            self.checkpointer.close()
-        if primary and records:
-            plot_loss_curve(self.run_dir, f"{config.name} ({n_params:,} parameters)")
-        return records
+            checkpointer.wait()
+            raise TrainingDiverged(f"{err}; {how_to_continue(checkpointer.latest_step())}") from None
+        result = self._result(start_step, step, records, evaluated, preempted,
+                              time.perf_counter() - run_start)
+        self.emit("on_end", result)
+        return result
+
+    def _initial_state(self, checkpointer, train_iter) -> tuple[int, Any]:
+        setup, restart = self.setup, self.setup.run_dir.restart
+        with parallel.activate(setup.mesh, setup.rules):
+            if restart:
+                restored = (restart.step, *checkpointer.restore(restart.step, setup.abstract_state()))
+            else:
+                restored = checkpointer.restore_latest(setup.abstract_state())
+        if restored is None:
+            return 0, setup.new_state()
+        step, state, data_state = restored
+        self.progress.update(data_state.pop(PROGRESS_KEY, {}))
+        train_iter.set_state(data_state)
+        return step, state
+
+    def _stop_agreed(self) -> bool:
+        """Whether a callback on any host asked to stop; all hosts must save together."""
+        requested = any(callback.stop_requested() for callback in self.callbacks)
+        if jax.process_count() == 1:
+            return requested
+        from jax.experimental import multihost_utils
+
+        return bool(np.any(multihost_utils.process_allgather(np.array(requested))))
+
+    def _account(self, fetched: list[tuple[int, dict]]) -> list[tuple[int, dict]]:
+        """Counts tokens and skipped batches; raises at a non-finite step beyond the limit."""
+        limit = self.config.train.skip_nonfinite_batches
+        for step, m in fetched:
+            if bool(m["finite"]):
+                self.progress["tokens_seen"] += int(m["tokens"])
+                self.progress["input_tokens_seen"] += self.setup.input_tokens_per_batch
+                continue
+            problem = describe_nonfinite(step, m)
+            if limit == 0:
+                raise TrainingDiverged(problem)
+            self.progress["skipped_batches"] += 1
+            if self.progress["skipped_batches"] > limit:
+                raise TrainingDiverged(
+                    f"more than train.skip_nonfinite_batches={limit} batches were skipped as "
+                    f"non-finite, the last because {problem}"
+                )
+        return fetched
+
+    def _record(self, fetched, step: int, elapsed: float, system_peak: float,
+                wall_time: float) -> dict[str, Any]:
+        """One log record: the last step's learning rate, means of the window's other metrics."""
+        last = fetched[-1][1]
+        record: dict[str, Any] = {"step": step}
+        for name in last:
+            if name not in ("tokens", "learning_rate", "finite"):
+                record[name] = float(np.mean([float(m[name]) for _, m in fetched]))
+        record[self.setup.objective.loss_name] = record["loss"]
+        window_tokens = sum(float(m["tokens"]) for _, m in fetched)
+        record.update(
+            learning_rate=float(last["learning_rate"]),
+            **self.progress,
+            tokens_per_sec=window_tokens / elapsed,
+            mfu=len(fetched) * self.setup.flops_per_batch / elapsed / system_peak,
+            wall_time=wall_time,
+        )
+        return record
+
+    def evaluate(self, params: Any) -> dict[str, float]:
+        """Loss, perplexity, bits per token and per byte, accuracy on `eval_batches` batches."""
+        setup, totals = self.setup, {}
+        iterator = setup.batches("validation")
+        with parallel.activate(setup.mesh, setup.rules):
+            for _, batch in zip(range(self.config.train.eval_batches), iterator):
+                out = setup.eval_step(params, parallel.global_batch(batch, setup.mesh))
+                for name, value in jax.device_get(out).items():
+                    totals[name] = totals.get(name, 0.0) + float(value)
+        if not totals or totals["tokens"] == 0:
+            raise DataError("the validation split gave no tokens: use a larger corpus")
+        tokens, loss_sum = totals["tokens"], totals["loss_sum"]
+        loss = loss_sum / tokens
+        return {
+            "eval_loss": loss,
+            f"eval_{setup.objective.loss_name}": loss,
+            "eval_perplexity": metrics_lib.perplexity(loss_sum, tokens),
+            "eval_bits_per_token": metrics_lib.entropy(loss_sum, tokens, base=2),
+            "eval_bits_per_byte": loss_sum / (math.log(2) * max(totals["target_bytes"], 1.0)),
+            "eval_accuracy": totals["accuracy"] / tokens,
+            "eval_tokens": tokens,
+            "eval_bytes": totals["target_bytes"],
+        }
+
+    def _result(self, start_step, step, records, evaluated, preempted, wall_time) -> RunResult:
+        counts = self.setup.counts
+        return RunResult(
+            run_dir=str(self.setup.layout.root), steps=step, start_step=start_step,
+            train_loss=records[-1]["loss"] if records else None,
+            eval_loss=evaluated.get("eval_loss"),
+            eval_bits_per_byte=evaluated.get("eval_bits_per_byte"),
+            parameters=counts.total, embedding_parameters=counts.embedding,
+            non_embedding_parameters=counts.non_embedding,
+            tokens_seen=self.progress["tokens_seen"],
+            input_tokens_seen=self.progress["input_tokens_seen"],
+            train_flops=step * self.setup.flops_per_batch, wall_time=wall_time,
+            preempted=preempted, skipped_batches=self.progress["skipped_batches"], records=records,
+        )
 
 
-def _fetch_checked(pending: list[tuple[int, dict]]) -> list[tuple[int, dict]]:
-    """Brings step metrics to the host and stops at the first non-finite loss."""
-    fetched = [(step, jax.device_get(m)) for step, m in pending]
-    for step, m in fetched:
-        loss = float(m["loss"])
-        if not math.isfinite(loss):
-            raise TrainingDiverged(
-                f"the loss became {loss} at step {step}: lower train.lr or raise train.warmup_steps"
-            )
-    return fetched
+def describe_nonfinite(step: int, metrics: dict) -> str:
+    """'the gradient norm became nan at step 4 (loss 9.7e+17)': the first bad quantity."""
+    values = {name: float(metrics[name]) for name, _ in QUANTITIES}
+    name, label = next((n, l) for n, l in QUANTITIES if not math.isfinite(values[n]))
+    others = ", ".join(f"{l} {values[n]:.3g}" for n, l in QUANTITIES if n != name)
+    return f"the {label} became {values[name]} at step {step} ({others})"
 
 
-def _summarise(fetched, step, tokens_seen, throughput, mfu, wall_time) -> dict[str, Any]:
-    """One log record: the last step's learning rate, means of the window's other metrics."""
-    last = fetched[-1][1]
-    record: dict[str, Any] = {"step": step}
-    for name in last:
-        if name in ("tokens", "learning_rate"):
-            continue
-        record[name] = float(np.mean([float(m[name]) for _, m in fetched]))
-    record.update(
-        learning_rate=float(last["learning_rate"]),
-        tokens_seen=int(tokens_seen),
-        tokens_per_sec=throughput,
-        mfu=mfu,
-        wall_time=wall_time,
-    )
-    return record
+def how_to_continue(latest: int | None) -> str:
+    """The latest checkpoint (all were checked finite) and the command that continues from it."""
+    if latest is None:
+        return ("no checkpoint was written before it: start again in a new run_dir with a lower "
+                "train.lr or more train.warmup_steps")
+    return (f"the latest checkpoint is step {latest}: continue from it with changed optimizer "
+            f"settings, e.g. `lmjax train <same arguments> --restart-from {latest} train.lr=<lower>` "
+            "(or raise train.warmup_steps, or set train.skip_nonfinite_batches)")
 
 
-def train(config: Config) -> list[dict[str, Any]]:
-    return Trainer(config).run()
+def apply_restart(setup: TrainSetup) -> None:
+    """Sets checkpoints after the restart step aside (moved, never deleted) and records the
+    change in restarts.jsonl; config.yaml is rewritten with the new settings by the start."""
+    restart, layout = setup.run_dir.restart, setup.layout
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    later = [step for step in checkpoint_steps(layout) if step > restart.step]
+    if later:
+        aside = layout.superseded / f"restart-{restart.step}-{now.replace(':', '')}"
+        aside.mkdir(parents=True, exist_ok=True)
+        for step in later:
+            (layout.checkpoints / str(step)).rename(aside / str(step))
+    line = {"step": restart.step, "time": now, "host": socket.gethostname(),
+            "changes": {k: {"old": old, "new": new} for k, (old, new) in restart.changes.items()},
+            "checkpoints_set_aside": later}
+    previous = layout.restarts.read_text() if layout.restarts.exists() else ""
+    layout.restarts.write_text(previous + json.dumps(line) + "\n")
 
+
+def write_run_files(setup: TrainSetup) -> None:
+    """config.yaml and the tokenizer; tokenizers write local files, so they are copied over."""
+    import tempfile
+
+    config_file.save_config(setup.layout.root, setup.config)
+    write_version(setup.layout)
+    with tempfile.TemporaryDirectory() as local:
+        saved = setup.tokenizer.save(local)
+        setup.layout.tokenizer.mkdir(parents=True, exist_ok=True)
+        for path in saved.iterdir():
+            (setup.layout.tokenizer / path.name).write_bytes(path.read_bytes())

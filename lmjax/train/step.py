@@ -3,6 +3,12 @@
 Gradient accumulation splits the global batch into `accum` microbatches (rows i, i+A, ...
 so each microbatch keeps the batch sharding) and sums token-weighted losses, so the update
 equals the one for the whole batch at once.
+
+Every step reports `finite`: whether the loss, the gradient norm and the updated parameters'
+norm are all finite. It is computed inside the step and fetched with the other metrics when
+the loop logs, so checking it costs no extra host synchronisation. With `skip_nonfinite` a
+step that is not finite keeps the parameters and optimizer state it was given (the step
+counter still advances: the batch was consumed).
 """
 
 from __future__ import annotations
@@ -49,8 +55,14 @@ def _accumulated_grads(summed_loss, params: Any, batch: Batch, accum: int):
     return jax.lax.fori_loop(0, accum, body, zero)
 
 
+def _keep_if(ok: jax.Array, new: Any, old: Any) -> Any:
+    """`new` where `ok`, else `old`, leaf by leaf (a select, so NaNs in `new` never leak)."""
+    return jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
+
+
 def make_train_step(model: nn.Module, objective: Objective, optimizer: optax.GradientTransformation,
-                    schedule: optax.Schedule, accum: int = 1) -> Callable:
+                    schedule: optax.Schedule, accum: int = 1,
+                    skip_nonfinite: bool = False) -> Callable:
     summed_loss = summed_loss_fn(model, objective)
 
     def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
@@ -60,15 +72,19 @@ def make_train_step(model: nn.Module, objective: Objective, optimizer: optax.Gra
         denominator = jnp.maximum(weight_sum, 1.0)
         grads = jax.tree.map(lambda g: g / denominator, grads)
         updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
-        new_state = {
-            "step": state["step"] + 1,
-            "params": optax.apply_updates(state["params"], updates),
-            "opt_state": opt_state,
-        }
+        params = optax.apply_updates(state["params"], updates)
+        loss, grad_norm, param_norm = loss_sum / denominator, optax.tree.norm(grads), optax.tree.norm(params)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & jnp.isfinite(param_norm)
+        if skip_nonfinite:
+            params = _keep_if(finite, params, state["params"])
+            opt_state = _keep_if(finite, opt_state, state["opt_state"])
+        new_state = {"step": state["step"] + 1, "params": params, "opt_state": opt_state}
         metrics = {
-            "loss": loss_sum / denominator,
+            "loss": loss,
             "tokens": weight_sum,
-            "grad_norm": optax.tree.norm(grads),
+            "grad_norm": grad_norm,
+            "param_norm": param_norm,
+            "finite": finite,
             "learning_rate": schedule(state["step"]),
             **{name: value / denominator for name, value in extra.items()},
         }
@@ -77,11 +93,17 @@ def make_train_step(model: nn.Module, objective: Objective, optimizer: optax.Gra
     return train_step
 
 
-def make_eval_step(model: nn.Module, objective: Objective) -> Callable:
+def make_eval_step(model: nn.Module, objective: Objective,
+                   token_bytes: jax.Array | None = None) -> Callable:
+    """Summed loss, token count and extras; with `token_bytes` (UTF-8 bytes per token id)
+    also the bytes of text the evaluated targets stand for, for bits per byte."""
     summed_loss = summed_loss_fn(model, objective)
 
     def eval_step(params: Any, batch: Batch) -> dict[str, jax.Array]:
         loss_sum, (weight_sum, extra) = summed_loss(params, batch)
-        return {"loss_sum": loss_sum, "tokens": weight_sum, **extra}
+        out = {"loss_sum": loss_sum, "tokens": weight_sum, **extra}
+        if token_bytes is not None:
+            out["target_bytes"] = (jnp.asarray(token_bytes)[batch["targets"]] * batch["weights"]).sum()
+        return out
 
     return eval_step

@@ -1,0 +1,278 @@
+"""Everything a training run needs, built from a config before the first step: `TrainSetup`.
+
+`build_setup` first makes every check that can fail on user input (the config against the
+devices and hosts, the run directory's compatibility, `--restart-from`, `checkpoint.init_from`,
+the corpus and the tokenizer), then builds the mesh, model, objective, optimizer and jitted
+steps. It compiles nothing and writes nothing to the run directory; the loop does both.
+`check_config` is the same checks without the build: `lmjax train --check`.
+
+Every call into `lmjax.data` lives in this file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import jax
+import numpy as np
+import yaml
+
+from lmjax import data as data_lib
+from lmjax import parallel
+from lmjax.config import Config, mesh_axis_sizes, validate
+from lmjax.data import corpora
+from lmjax.errors import CheckpointError
+from lmjax.models import build_model
+from lmjax.objectives import objective_for
+from lmjax.runs import config_file
+from lmjax.runs.layout import RunLayout, as_path
+from lmjax.runs.version import check_version
+from lmjax.scaling.flops import train_flops
+from lmjax.scaling.params import ParamCounts, param_counts
+from lmjax.tokenizers import Tokenizer
+from lmjax.train.checkpoint import Checkpointer, is_primary
+from lmjax.train.optimizer import learning_rate_schedule, make_optimizer
+from lmjax.train.state import abstract_state, init_state, state_shardings
+from lmjax.train.step import make_eval_step, make_train_step
+
+# Optimizer settings `--restart-from` may change: they change how the model is trained
+# from a checkpoint on, never the model's shape or the data.
+RESTARTABLE = ("lr", "warmup_steps", "min_lr_ratio", "weight_decay", "b1", "b2", "eps",
+               "grad_clip", "skip_nonfinite_batches", "steps")
+
+
+@dataclasses.dataclass(frozen=True)
+class Restart:
+    """A `--restart-from STEP`: the checkpoint to continue from and the settings it changes."""
+
+    step: int
+    changes: dict[str, tuple[Any, Any]]  # train.<key> -> (saved value, new value)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunDirState:
+    """What the run directory holds, found without writing: a new run, a resume or a restart."""
+
+    layout: RunLayout
+    resuming: bool
+    restart: Restart | None
+
+
+@dataclasses.dataclass
+class TrainSetup:
+    """The built pieces of a run; `lmjax.train.loop.run_training` drives them."""
+
+    config: Config
+    layout: RunLayout
+    run_dir: RunDirState
+    mesh: Any
+    rules: Any
+    tokenizer: Tokenizer
+    objective: Any
+    model: Any
+    optimizer: Any
+    example: dict[str, np.ndarray]
+    shardings: Any
+    train_step: Any
+    eval_step: Any
+    counts: ParamCounts
+    input_shapes: dict[str, tuple[int, ...]]
+    flops_per_batch: float
+    input_tokens_per_batch: int
+
+    @property
+    def primary(self) -> bool:
+        return is_primary()
+
+    def batches(self, split: str):
+        """This process's slice of each global batch of `split` (a grain iterator)."""
+        return data_lib.make_batches(
+            self.config, self.tokenizer, self.objective, split,
+            process_index=jax.process_index(), process_count=jax.process_count(),
+        )
+
+    def abstract_state(self) -> Any:
+        return abstract_state(self.shardings, self.model, self.optimizer, self.example,
+                              self.mesh, self.rules)
+
+    def new_state(self) -> Any:
+        """A freshly initialised state, with `checkpoint.init_from`'s parameters if given."""
+        rng = jax.random.key(self.config.train.seed)
+        state = init_state(self.model, self.optimizer, self.example, rng, self.shardings,
+                           self.mesh, self.rules)
+        if self.config.checkpoint.init_from:
+            from lmjax.runs.params import load_params
+
+            state["params"] = load_params(self.config.checkpoint.init_from,
+                                          self.abstract_state()["params"])
+        return state
+
+    def open_checkpointer(self) -> Checkpointer:
+        """Creates checkpoints/ : call only once the run directory may be written."""
+        return Checkpointer(self.layout.checkpoints, self.config.checkpoint.keep)
+
+
+def run_layout(config: Config) -> RunLayout:
+    return RunLayout.at(config.run_dir or os.path.join("runs", config.name))
+
+
+def build_setup(config: Config, *, restart_from: int | None = None) -> TrainSetup:
+    """Checks the config and the run directory, then builds mesh, model and jitted steps."""
+    parallel.initialize_distributed(config.mesh)
+    validate(config, jax.device_count(), jax.process_count())
+    run_dir = check_run_dir(config, restart_from)
+    mesh = parallel.make_mesh(config.mesh)
+    rules = parallel.axis_rules(config.mesh)
+    tokenizer = data_lib.build_tokenizer(config)
+    objective = objective_for(config, tokenizer)
+    model = build_model(config.model)
+    optimizer = make_optimizer(config.train)
+    example = example_inputs(objective, config.data.seq_len)
+    shardings = state_shardings(model, optimizer, example, mesh, rules)
+    input_shapes = {k: (config.train.global_batch_size, *v.shape[1:]) for k, v in example.items()}
+    train_step, eval_step = _jit_steps(config, mesh, model, objective, optimizer, shardings,
+                                       token_byte_lengths(tokenizer, config.model.vocab_size))
+    return TrainSetup(
+        config=config, layout=run_dir.layout, run_dir=run_dir, mesh=mesh, rules=rules,
+        tokenizer=tokenizer, objective=objective, model=model, optimizer=optimizer,
+        example=example, shardings=shardings, train_step=train_step, eval_step=eval_step,
+        counts=param_counts(config.model), input_shapes=input_shapes,
+        flops_per_batch=train_flops(config.model, input_shapes),
+        input_tokens_per_batch=input_tokens(input_shapes),
+    )
+
+
+def _jit_steps(config, mesh, model, objective, optimizer, shardings, token_bytes):
+    batch_sharding = parallel.batch_sharding(mesh)
+    replicated = parallel.replicated(mesh)
+    step = make_train_step(model, objective, optimizer, learning_rate_schedule(config.train),
+                           config.train.grad_accum_steps,
+                           skip_nonfinite=config.train.skip_nonfinite_batches > 0)
+    train_step = jax.jit(step, in_shardings=(shardings, batch_sharding),
+                         out_shardings=(shardings, replicated), donate_argnums=0)
+    eval_step = jax.jit(make_eval_step(model, objective, token_bytes),
+                        in_shardings=(shardings["params"], batch_sharding),
+                        out_shardings=replicated)
+    return train_step, eval_step
+
+
+def example_inputs(objective, seq_len: int) -> dict[str, np.ndarray]:
+    """Model inputs of batch size 1, enough to trace parameter shapes."""
+    window = np.zeros(objective.window_length(seq_len), np.int32)
+    example = objective.make_example(window, np.random.default_rng(0))
+    return objective.model_inputs({k: v[None] for k, v in example.items()})
+
+
+def input_tokens(input_shapes: dict[str, tuple[int, ...]]) -> int:
+    """Token positions fed to the model per batch: every `*input_ids` array (T5: both stacks)."""
+    return int(sum(np.prod(shape) for name, shape in input_shapes.items()
+                   if name.endswith("input_ids")))
+
+
+def token_byte_lengths(tokenizer: Tokenizer, vocab_size: int) -> np.ndarray:
+    """UTF-8 bytes of text each token id stands for, for bits per byte.
+
+    Measured as decode(prefix + [id]) minus decode(prefix), so a SentencePiece piece keeps
+    the space it starts with; special tokens (end of document, padding, sentinels) and ids
+    past the tokenizer's vocabulary count 0 bytes.
+    """
+    prefix = tokenizer.encode_ordinary("a")
+    base = len(tokenizer.decode(prefix).encode("utf-8"))
+    specials = set(tokenizer.special_tokens.values())
+    lengths = np.zeros(vocab_size, np.float32)
+    for token in range(min(vocab_size, tokenizer.vocab_size)):
+        if token not in specials:
+            lengths[token] = max(len(tokenizer.decode([*prefix, token]).encode("utf-8")) - base, 0)
+    return lengths
+
+
+def check_run_dir(config: Config, restart_from: int | None) -> RunDirState:
+    """Whether the run directory is new, resumable or restartable, and that
+    `checkpoint.init_from` is usable; one-line errors, nothing written."""
+    layout = run_layout(config)
+    check_version(layout)
+    _check_init_from(config)
+    if restart_from is not None:
+        restart = _check_restart(layout, config, restart_from)
+        return RunDirState(layout, resuming=True, restart=restart)
+    return RunDirState(layout, resuming=config_file.check_compatible(layout.root, config),
+                       restart=None)
+
+
+def _check_init_from(config: Config) -> None:
+    source = config.checkpoint.init_from
+    if not source:
+        return
+    path = as_path(source)
+    if not path.exists():
+        raise CheckpointError(
+            f"checkpoint.init_from={source}: {path} does not exist; give a run directory of "
+            "`lmjax train` or an export of `lmjax convert`"
+        )
+    if not (path / "params").is_dir() and not (path / "checkpoints").is_dir():
+        raise CheckpointError(
+            f"checkpoint.init_from={source}: {path} has neither params/ nor checkpoints/; give a "
+            "run directory of `lmjax train` or an export of `lmjax convert`"
+        )
+
+
+def checkpoint_steps(layout: RunLayout) -> list[int]:
+    """Steps of the finished checkpoints in the run directory (orbax's temporaries excluded)."""
+    if not layout.checkpoints.is_dir():
+        return []
+    return sorted(int(p.name) for p in layout.checkpoints.iterdir() if p.name.isdigit())
+
+
+def _check_restart(layout: RunLayout, config: Config, step: int) -> Restart:
+    """The settings a restart changes; everything else must match the saved run."""
+    if not layout.config.exists():
+        raise CheckpointError(
+            f"--restart-from {step}: {layout.root} holds no run (no config.yaml) to restart"
+        )
+    saved = (yaml.safe_load(layout.config.read_text()) or {}).get("train", {})
+    changes = {f"train.{key}": (saved[key], getattr(config.train, key)) for key in RESTARTABLE
+               if key in saved and saved[key] != getattr(config.train, key)}
+    as_saved = dataclasses.replace(
+        config, train=dataclasses.replace(config.train, **{k[6:]: old for k, (old, _) in changes.items()})
+    )
+    config_file.check_compatible(layout.root, as_saved)
+    steps = checkpoint_steps(layout)
+    if step not in steps:
+        raise CheckpointError(
+            f"--restart-from {step}: {layout.checkpoints} has no checkpoint of step {step}; "
+            f"its checkpoints are steps {', '.join(map(str, steps)) or '(none)'}"
+        )
+    return Restart(step, changes)
+
+
+def check_config(config: Config, restart_from: int | None = None) -> str:
+    """`lmjax train --check`: every check `build_setup` makes that needs no compilation and no
+    tokenizer training; returns a one-line summary. Writes nothing."""
+    n_processes = max(config.mesh.num_processes, 1)
+    n_devices = jax.local_device_count() * n_processes
+    validate(config, n_devices, n_processes)
+    run_dir = check_run_dir(config, restart_from)
+    sizes = mesh_axis_sizes(config.mesh, n_devices)
+    counts = param_counts(config.model)
+    state = ("restarts from step {}".format(run_dir.restart.step) if run_dir.restart
+             else "resumes" if run_dir.resuming else "starts")
+    return (f"{config.name}: config valid for {n_devices} devices (mesh "
+            f"{' '.join(f'{k}={v}' for k, v in sizes.items())}), {counts.total:,} parameters; "
+            f"{state} in {run_dir.layout.root}; corpus {_corpus_source(config)}; "
+            f"tokenizer {_tokenizer_source(config)}")
+
+
+def _corpus_source(config: Config) -> str:
+    known, path = corpora._locate(config)
+    return str(path) if path is not None else f"{known.name} (downloaded at start)"
+
+
+def _tokenizer_source(config: Config) -> str:
+    if config.data.tokenizer_dir:
+        from lmjax.tokenizers import load
+
+        load(config.data.tokenizer_dir)
+        return config.data.tokenizer_dir
+    return f"{config.data.tokenizer} (trained on the corpus at start unless cached)"
