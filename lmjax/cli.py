@@ -19,7 +19,9 @@ COMMAND_MODULES = (
     "lmjax.commands.ngram",
     "lmjax.commands.generate",
     "lmjax.commands.convert",
+    "lmjax.commands.sweep",
     "lmjax.commands.flops",
+    "lmjax.commands.scaling",
 )
 
 
