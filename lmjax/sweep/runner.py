@@ -1,0 +1,115 @@
+"""Drives a sweep: check every point, write its `point.json`, hand open points to a backend,
+regenerate the results after each one, report what happened.
+
+The runner calls the library (`lmjax.sweep.worker.run_point` -> `lmjax.train.train`), never
+the `lmjax` command. It never stops because a point failed: the failure is recorded and the
+next point runs; `run_sweep` returns the counts and the caller decides the exit code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from typing import Any
+
+from etils import epath
+
+from lmjax.config import to_dict, validate
+from lmjax.errors import ConfigError
+from lmjax.runs.layout import as_path
+from lmjax.sweep import plan as plan_lib
+from lmjax.sweep import results as results_lib
+from lmjax.sweep import status as status_lib
+from lmjax.sweep.spec import Point, SweepSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How points are run: backend settings are in the backend object."""
+
+    retry: bool = True
+    stale_after: float = 600.0
+    heartbeat: float | None = None
+
+
+def select(points: list[Point], only: str | None) -> list[Point]:
+    """The points whose readable name (or `<name>-<hash>`) matches the glob `only`."""
+    if not only:
+        return points
+    chosen = [p for p in points if fnmatch.fnmatchcase(p.name, only) or fnmatch.fnmatchcase(p.dir_name, only)]
+    if not chosen:
+        raise ConfigError(f"--only {only!r} matches none of the {len(points)} points: "
+                          "`lmjax sweep status FILE` lists their names")
+    return chosen
+
+
+def check_points(points: list[Point], n_devices: int, n_processes: int) -> None:
+    """Every point's config against the devices and hosts, before anything runs."""
+    for point in points:
+        try:
+            validate(point.config, n_devices, n_processes)
+        except ConfigError as err:
+            raise ConfigError(f"point {point.name}: {err}") from None
+
+
+def sweep_dir(spec: SweepSpec) -> epath.Path:
+    return as_path(spec.output_dir)
+
+
+def point_dir(spec: SweepSpec, point: Point) -> epath.Path:
+    return sweep_dir(spec) / point.dir_name
+
+
+def prepare(spec: SweepSpec, points: list[Point]) -> list[epath.Path]:
+    """Writes each point's `point.json` (once: same hash, same point) and returns the dirs."""
+    dirs = []
+    for point in points:
+        directory = point_dir(spec, point)
+        if not (directory / status_lib.POINT_FILE).exists():
+            status_lib.write_json(directory / status_lib.POINT_FILE, point_record(point))
+        dirs.append(directory)
+    return dirs
+
+
+def point_record(point: Point) -> dict[str, Any]:
+    return {"name": point.name, "hash": point.hash, "values": point.values,
+            "overrides": point.overrides, "variables": point.variables,
+            "eval_tasks": point.eval_tasks, "config": to_dict(point.config),
+            "plan": plan_lib.estimate(point.config)}
+
+
+def collect(spec: SweepSpec, points: list[Point]) -> list[dict[str, Any]]:
+    return [results_lib.point_row(point_dir(spec, point)) for point in points]
+
+
+def regenerate(spec: SweepSpec, points: list[Point]) -> list[dict[str, Any]]:
+    """Rebuilds results.jsonl, summary.md and summary.csv from every point's files."""
+    rows = collect(spec, points)
+    results_lib.write_results(sweep_dir(spec), rows)
+    return rows
+
+
+def run_sweep(spec: SweepSpec, points: list[Point], backend, options: RunOptions) -> dict[str, int]:
+    """Runs the open points on `backend` (`LocalBackend`, `RayBackend`); returns state counts
+    over `points` once the backend is done."""
+    dirs = prepare(spec, points)
+    regenerate(spec, points)
+    backend.run(dirs, options, on_done=lambda: regenerate(spec, points))
+    rows = regenerate(spec, points)
+    return {state: sum(row["status"] == state for row in rows) for state in status_lib.STATES}
+
+
+def open_dirs(dirs: list[epath.Path], options: RunOptions) -> list[epath.Path]:
+    """The dirs a backend should start now: not done and not held by a live worker."""
+    return [d for d in dirs
+            if status_lib.availability(d, stale_after=options.stale_after, retry=options.retry) == "open"]
+
+
+def worker_args(directory: epath.Path, options: RunOptions) -> list[str]:
+    """Arguments of `python -m lmjax.sweep.worker` for one point."""
+    args = [str(directory), "--stale-after", str(options.stale_after)]
+    if options.heartbeat:
+        args += ["--heartbeat", str(options.heartbeat)]
+    if not options.retry:
+        args.append("--no-retry")
+    return args
