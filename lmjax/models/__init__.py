@@ -8,6 +8,7 @@ from lmjax.config import ModelConfig
 from lmjax.errors import ConfigError
 from lmjax.models.bert import BERT
 from lmjax.models.gpt import GPT
+from lmjax.models.scan import stack_layers, unstack_layers
 from lmjax.models.t5 import T5
 
 MODELS: dict[str, type[nn.Module]] = {"gpt": GPT, "bert": BERT, "t5": T5}
@@ -19,4 +20,4 @@ def build_model(config: ModelConfig) -> nn.Module:
     return MODELS[config.arch](config)
 
 
-__all__ = ["BERT", "GPT", "MODELS", "T5", "build_model"]
+__all__ = ["BERT", "GPT", "MODELS", "T5", "build_model", "stack_layers", "unstack_layers"]

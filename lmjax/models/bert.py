@@ -14,10 +14,11 @@ import jax
 import jax.numpy as jnp
 
 from lmjax.config import ModelConfig
-from lmjax.models.gpt import REMAT_POLICIES, compute_dtype
+from lmjax.models.gpt import compute_dtype
 from lmjax.models.layers import (
     ACTIVATIONS, Dense, Embed, Mlp, MultiHeadAttention, Norm, constrain, key_padding_mask,
 )
+from lmjax.models.scan import apply_layers
 
 
 class EncoderBlock(nn.Module):
@@ -26,11 +27,11 @@ class EncoderBlock(nn.Module):
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, x_BTD: jax.Array, mask_BTS: jax.Array | None) -> jax.Array:
+    def __call__(self, x_BTD: jax.Array, mask_BTS: jax.Array | None) -> tuple[jax.Array, None]:
         cfg = self.config
         dtype = compute_dtype(cfg)
         attention = MultiHeadAttention(
-            n_heads=cfg.n_heads, n_kv_heads=cfg.kv_heads, head_dim=cfg.d_head,
+            d_model=cfg.d_model, n_heads=cfg.n_heads, n_kv_heads=cfg.kv_heads, head_dim=cfg.d_head,
             use_bias=cfg.use_bias, dtype=dtype, name="attn",
         )
         x_BTD = x_BTD + attention(x_BTD, mask=mask_BTS)
@@ -38,7 +39,7 @@ class EncoderBlock(nn.Module):
         x_BTD = constrain(x_BTD, ("batch", "length", "embed"))
         x_BTD = x_BTD + Mlp(cfg.d_ff, cfg.mlp, cfg.use_bias, dtype, name="mlp")(x_BTD)
         x_BTD = Norm(cfg.norm, cfg.norm_eps, cfg.use_bias, dtype, name="mlp_norm")(x_BTD)
-        return constrain(x_BTD, ("batch", "length", "embed"))
+        return constrain(x_BTD, ("batch", "length", "embed")), None
 
 
 class MlmHead(nn.Module):
@@ -115,11 +116,7 @@ class BERT(nn.Module):
         x_BTD = Norm(cfg.norm, cfg.norm_eps, cfg.use_bias, dtype, name="embed_norm")(x_BTD)
         x_BTD = constrain(x_BTD, ("batch", "length", "embed"))
         mask_BTS = None if attention_mask is None else key_padding_mask(attention_mask)
-        block = EncoderBlock
-        if cfg.remat != "none":
-            block = nn.remat(EncoderBlock, policy=REMAT_POLICIES[cfg.remat])
-        for layer in range(cfg.n_layers):
-            x_BTD = block(cfg, name=f"layer_{layer}")(x_BTD, mask_BTS)
+        x_BTD, _ = apply_layers(EncoderBlock, cfg, cfg.n_layers, "layer", x_BTD, (mask_BTS,))
         # P predicted positions: all T of them, or the P given in masked_positions.
         predicted_BPD = x_BTD if masked_positions is None else jnp.take_along_axis(
             x_BTD, jnp.asarray(masked_positions)[..., None], axis=1)

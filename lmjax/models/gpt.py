@@ -23,25 +23,37 @@ from lmjax.models.layers import (
     MultiHeadAttention,
     Norm,
     constrain,
+    key_padding_mask,
     normal,
 )
-
-REMAT_POLICIES = {
-    "full": None,
-    "dots_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
-}
+from lmjax.models.scan import apply_layers, cache_index, stacked_cache
 
 
 def compute_dtype(config: ModelConfig) -> jnp.dtype:
     return jnp.dtype(config.dtype)
 
 
-def init_cache(config: ModelConfig, batch: int, length: int) -> tuple[LayerCache, ...]:
-    """An empty key/value cache of `length` slots per layer, for `GPT(...)(ids, cache=...)`."""
-    return tuple(
+def init_cache(config: ModelConfig, batch: int, length: int) -> tuple[LayerCache, ...] | LayerCache:
+    """An empty key/value cache of `length` slots per layer, for `GPT(...)(ids, cache=...)`:
+    one LayerCache per layer, or with `model.scan_layers` one with a leading layers dimension."""
+    caches = tuple(
         LayerCache.empty(batch, length, config.kv_heads, config.d_head, compute_dtype(config))
         for _ in range(config.n_layers)
     )
+    return stacked_cache(caches) if config.scan_layers else caches
+
+
+def token_positions(
+    ids_BT: jax.Array, start: jax.Array | int, attention_mask: jax.Array | None
+) -> jax.Array:
+    """Positions of the ids, which sit at slots start..start+T-1. With a mask over all slots
+    (1 = real token), padding is skipped: a token's position counts the real tokens before it
+    (transformers' cumsum(mask) - 1, here clipped at 0 on leading padding)."""
+    batch, length = ids_BT.shape
+    if attention_mask is None:
+        return jnp.broadcast_to(start + jnp.arange(length), (batch, length))
+    positions_BS = jnp.maximum(jnp.cumsum(jnp.asarray(attention_mask, jnp.int32), axis=1) - 1, 0)
+    return jax.lax.dynamic_slice_in_dim(positions_BS, start, length, axis=1)
 
 
 class DecoderBlock(nn.Module):
@@ -51,8 +63,13 @@ class DecoderBlock(nn.Module):
 
     @nn.compact
     def __call__(
-        self, x_BTD: jax.Array, positions_BT: jax.Array, cache: LayerCache | None = None
-    ) -> jax.Array | tuple[jax.Array, LayerCache]:
+        self,
+        x_BTD: jax.Array,
+        positions_BT: jax.Array,
+        keys_B1S: jax.Array | None,
+        cache: LayerCache | None = None,
+    ) -> tuple[jax.Array, LayerCache | None]:
+        """The block's output and, when decoding, its cache with this call's keys appended."""
         cfg = self.config
         dtype = compute_dtype(cfg)
         residual_std = 0.02 / math.sqrt(2 * cfg.n_layers)
@@ -61,6 +78,7 @@ class DecoderBlock(nn.Module):
             return Norm(cfg.norm, cfg.norm_eps, cfg.use_bias, dtype, name=name)
 
         attention = MultiHeadAttention(
+            d_model=cfg.d_model,
             n_heads=cfg.n_heads,
             n_kv_heads=cfg.kv_heads,
             head_dim=cfg.d_head,
@@ -71,13 +89,13 @@ class DecoderBlock(nn.Module):
             causal_blocks=cfg.attention_blocks,
             name="attn",
         )
-        attended = attention(norm("ln_1")(x_BTD), causal=True, positions_BT=positions_BT, cache=cache)
+        attended = attention(norm("ln_1")(x_BTD), causal=True, mask=keys_B1S,
+                             positions_BT=positions_BT, cache=cache)
         attn_BTD, cache = attended if cache is not None else (attended, None)
         x_BTD = constrain(x_BTD + attn_BTD, ("batch", "length", "embed"))
         mlp = Mlp(cfg.d_ff, cfg.mlp, cfg.use_bias, dtype, out_init_std=residual_std, name="mlp")
         x_BTD = x_BTD + mlp(norm("ln_2")(x_BTD))
-        x_BTD = constrain(x_BTD, ("batch", "length", "embed"))
-        return x_BTD if cache is None else (x_BTD, cache)
+        return constrain(x_BTD, ("batch", "length", "embed")), cache
 
 
 class GPT(nn.Module):
@@ -88,20 +106,24 @@ class GPT(nn.Module):
         self,
         input_ids: jax.Array,
         positions: jax.Array | None = None,
-        cache: tuple[LayerCache, ...] | None = None,
-    ) -> jax.Array | tuple[jax.Array, tuple[LayerCache, ...]]:
+        cache: tuple[LayerCache, ...] | LayerCache | None = None,
+        attention_mask: jax.Array | None = None,
+    ) -> jax.Array | tuple[jax.Array, tuple[LayerCache, ...] | LayerCache]:
         """Logits B×T×V (float32) for token ids B×T; `positions` default to 0..T-1.
 
         Decoding passes a `cache` (from `init_cache`) and gets (logits, updated cache) back:
         the ids are the tokens after those already cached, and positions default to their slots.
+        `attention_mask` (1 = real token, 0 = padding; B×T, or B×S over all cache slots when
+        decoding) hides padded keys and makes default positions skip padding, so a left- or
+        right-padded row scores as it would alone, as in transformers' GPT-2.
         """
         cfg = self.config
         dtype = compute_dtype(cfg)
         ids_BT = constrain(jnp.asarray(input_ids), ("batch", "length"))
-        start = 0 if cache is None else cache[0].index
+        start = 0 if cache is None else cache_index(cache)
         positions_BT = (
-            jnp.broadcast_to(start + jnp.arange(ids_BT.shape[1]), ids_BT.shape)
-            if positions is None else jnp.asarray(positions)
+            token_positions(ids_BT, start, attention_mask) if positions is None
+            else jnp.asarray(positions)
         )
         wte = Embed(cfg.vocab_size, cfg.d_model, dtype, name="wte")
         x_BTD = wte(ids_BT)
@@ -109,16 +131,9 @@ class GPT(nn.Module):
             x_BTD = x_BTD + Embed(cfg.max_len, cfg.d_model, dtype, init_std=0.01,
                                   axes=("length", "embed"), name="wpe")(positions_BT)
         x_BTD = constrain(x_BTD, ("batch", "length", "embed"))
-        block = DecoderBlock
-        if cfg.remat != "none":
-            block = nn.remat(DecoderBlock, policy=REMAT_POLICIES[cfg.remat])
-        new_cache = []
-        for layer in range(cfg.n_layers):
-            if cache is None:
-                x_BTD = block(cfg, name=f"h_{layer}")(x_BTD, positions_BT)
-            else:
-                x_BTD, layer_cache = block(cfg, name=f"h_{layer}")(x_BTD, positions_BT, cache[layer])
-                new_cache.append(layer_cache)
+        keys_B1S = None if attention_mask is None else key_padding_mask(attention_mask)
+        x_BTD, new_cache = apply_layers(DecoderBlock, cfg, cfg.n_layers, "h", x_BTD,
+                                        (positions_BT, keys_B1S), cache)
         x_BTD = Norm(cfg.norm, cfg.norm_eps, cfg.use_bias, dtype, name="ln_f")(x_BTD)
         if cfg.tie_embeddings:
             logits_BTV = wte.attend(x_BTD)
@@ -126,4 +141,4 @@ class GPT(nn.Module):
             logits_BTV = Dense((cfg.vocab_size,), ("embed", "vocab"), use_bias=False, dtype=dtype,
                                kernel_init=normal(0.02), name="lm_head")(x_BTD)
         logits_BTV = constrain(logits_BTV.astype(jnp.float32), ("batch", "length", "vocab"))
-        return logits_BTV if cache is None else (logits_BTV, tuple(new_cache))
+        return logits_BTV if cache is None else (logits_BTV, new_cache)

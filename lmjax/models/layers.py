@@ -235,9 +235,18 @@ class LayerCache(NamedTuple):
         return causal_mask(query_len, self.key_BSGK.shape[1], offset=self.index - query_len)
 
 
+class CrossKV(NamedTuple):
+    """One cross-attention layer's projected encoder keys and values: computed once per
+    generation and reused by every decoder step."""
+
+    key_BSGK: jax.Array
+    value_BSGK: jax.Array
+
+
 class MultiHeadAttention(nn.Module):
     """Projections around `attend`: self- or cross-attention, optional RoPE, grouped kv heads."""
 
+    d_model: int
     n_heads: int
     n_kv_heads: int
     head_dim: int
@@ -249,7 +258,24 @@ class MultiHeadAttention(nn.Module):
     scale: float | None = None
     causal_blocks: int = 1
 
-    @nn.compact
+    def setup(self) -> None:
+        """Named projections (not inline ones), so `key_value` can run them on their own."""
+        self.query = self._dense((self.n_heads, self.head_dim), "heads")
+        self.key = self._dense((self.n_kv_heads, self.head_dim), "kv_heads")
+        self.value = self._dense((self.n_kv_heads, self.head_dim), "kv_heads")
+        self.out = Dense((self.d_model,), ("heads", "kv", "embed"), in_dims=2,
+                         use_bias=self.use_bias, dtype=self.dtype,
+                         kernel_init=normal(self.out_init_std))
+
+    def _dense(self, features: tuple[int, int], heads_axis: str) -> Dense:
+        return Dense(features, ("embed", heads_axis, "kv"), use_bias=self.use_bias,
+                     dtype=self.dtype, kernel_init=normal(self.init_std))
+
+    def key_value(self, context_BSD: jax.Array) -> CrossKV:
+        """The keys and values of `context_BSD`, for a cross-attention that reuses them."""
+        names = ("batch", "length", "kv_heads", "kv")
+        return CrossKV(constrain(self.key(context_BSD), names), constrain(self.value(context_BSD), names))
+
     def __call__(
         self,
         x_BTD: jax.Array,
@@ -260,14 +286,13 @@ class MultiHeadAttention(nn.Module):
         bias_HTS: jax.Array | None = None,
         positions_BT: jax.Array | None = None,
         cache: LayerCache | None = None,
+        kv: CrossKV | None = None,
     ) -> jax.Array | tuple[jax.Array, LayerCache]:
         """Attention output B×T×D; with a `cache` (causal self-attention while decoding), the
-        output and the cache with this call's keys and values appended."""
-        d_model = x_BTD.shape[-1]
-        context_BSD = x_BTD if context_BSD is None else context_BSD
-        q_BTHK = self._project(x_BTD, self.n_heads, "heads", "query")
-        k_BSGK = self._project(context_BSD, self.n_kv_heads, "kv_heads", "key")
-        v_BSGK = self._project(context_BSD, self.n_kv_heads, "kv_heads", "value")
+        output and the cache with this call's keys and values appended. `kv` replaces the
+        projection of `context_BSD` by keys and values computed before (cross-attention)."""
+        q_BTHK = constrain(self.query(x_BTD), ("batch", "length", "heads", "kv"))
+        k_BSGK, v_BSGK = self.key_value(x_BTD if context_BSD is None else context_BSD) if kv is None else kv
         if self.rope_theta is not None:
             q_BTHK = rope(q_BTHK, positions_BT, self.rope_theta)
             k_BSGK = rope(k_BSGK, positions_BT, self.rope_theta)
@@ -282,19 +307,12 @@ class MultiHeadAttention(nn.Module):
             )
         else:
             if causal:
-                causal_TS = causal_mask(x_BTD.shape[1], context_BSD.shape[1])
+                causal_TS = causal_mask(x_BTD.shape[1], k_BSGK.shape[1])
                 mask = causal_TS if mask is None else mask & causal_TS
             out_BTHK = attend(q_BTHK, k_BSGK, v_BSGK, mask, bias_HTS, scale=self.scale)
         out_BTHK = constrain(out_BTHK, ("batch", "length", "heads", "kv"))
-        out = Dense((d_model,), ("heads", "kv", "embed"), in_dims=2, use_bias=self.use_bias,
-                    dtype=self.dtype, kernel_init=normal(self.out_init_std), name="out")
-        y_BTD = out(out_BTHK)
+        y_BTD = self.out(out_BTHK)
         return y_BTD if cache is None else (y_BTD, cache)
-
-    def _project(self, x_BTD: jax.Array, heads: int, heads_axis: str, name: str) -> jax.Array:
-        dense = Dense((heads, self.head_dim), ("embed", heads_axis, "kv"), use_bias=self.use_bias,
-                      dtype=self.dtype, kernel_init=normal(self.init_std), name=name)
-        return constrain(dense(x_BTD), ("batch", "length", heads_axis, "kv"))
 
 
 ACTIVATIONS = {
@@ -368,15 +386,16 @@ class RelativePositionBias(nn.Module):
     bidirectional: bool = True
 
     @nn.compact
-    def __call__(self, query_len: int, key_len: int) -> jax.Array:
-        """H×T×S float32 bias to add to attention scores."""
+    def __call__(self, query_len: int, key_len: int, offset: jax.Array | int = 0) -> jax.Array:
+        """H×T×S float32 bias to add to attention scores; `offset` is the position of the first
+        query (a decoding step's query sits after the tokens already cached)."""
         table_NH = self.param(
             "embedding",
             nn.with_logical_partitioning(normal(0.02), ("relpos_buckets", "heads")),
             (self.num_buckets, self.n_heads),
             jnp.float32,
         )
-        relative_TS = jnp.arange(key_len)[None, :] - jnp.arange(query_len)[:, None]
+        relative_TS = jnp.arange(key_len)[None, :] - (jnp.arange(query_len)[:, None] + offset)
         bucket_TS = relative_position_bucket(
             relative_TS, self.bidirectional, self.num_buckets, self.max_distance
         )
