@@ -10,15 +10,19 @@ import sys
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "generate",
-        help="continue a prompt with a decoder model",
-        description="Generate text from a llama2.c .bin checkpoint (with --tokenizer, its SentencePiece "
-        ".model) or an lmjax run or export directory (tokenizer defaults to its tokenizer/). Uses a "
-        "key/value cache: one compiled prefill, then one compiled step per token.",
+        help="continue a prompt with a GPT, or answer it with a T5",
+        description="Generate text from anything `lmjax.runs.open_run` opens: an lmjax run or export "
+        "directory (tokenizer defaults to its tokenizer/), a transformers save_pretrained directory "
+        "(its own tokenizer files) or a llama2.c .bin checkpoint (with --tokenizer, its SentencePiece "
+        ".model). For T5 the prompt is the encoder's input. Uses a key/value cache: one compiled "
+        "prefill, then one compiled step per token.",
     )
-    parser.add_argument("--checkpoint", required=True, help="llama2.c .bin file, or run/export directory")
+    parser.add_argument("--checkpoint", required=True,
+                        help="run/export directory, transformers directory or llama2.c .bin file")
     parser.add_argument("--tokenizer", help="SentencePiece .model file or saved tokenizer directory")
     parser.add_argument("--prompt", default="", help="text to continue (after BOS); empty: start from BOS")
-    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--max-new-tokens", type=int, default=256,
+                        help="at most this many new tokens (>= 0; 0 prints the prompt back)")
     parser.add_argument("--temperature", type=float, default=1.0, help="0 is greedy")
     parser.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest; 0: off")
     parser.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass; 1: off")
@@ -42,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print(json.dumps(result.generated_ids) if args.ids else result.text)
     count = len(result.generated_ids)
-    print(f"{count} tokens in {result.seconds:.2f} s ({count / result.seconds:.1f} tokens/s, "
+    rate = count / result.seconds if result.seconds > 0 else 0.0
+    print(f"{count} tokens in {result.seconds:.2f} s ({rate:.1f} tokens/s, "
           "compilation included)", file=sys.stderr)
     return 0

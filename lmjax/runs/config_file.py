@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import pathlib
-
 import yaml
 
 from lmjax import config as config_lib
 from lmjax.errors import CheckpointError
-
-CONFIG_FILE = "config.yaml"
+from lmjax.runs.layout import PathLike, RunLayout
 
 # Settings a resumed run may change without changing what it trains.
 RESUMABLE = (
@@ -31,11 +28,23 @@ def _flatten(values: dict, prefix: str = "") -> dict[str, object]:
     return flat
 
 
-def check_compatible(run_dir: pathlib.Path, config: config_lib.Config) -> bool:
+def read_config(run_dir: PathLike) -> config_lib.Config:
+    """The saved config of a run or export, type-checked as when it was written."""
+    path = RunLayout.at(run_dir).config
+    try:
+        values = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise CheckpointError(f"{path} is not valid YAML ({str(err).splitlines()[0]}): restore it") from None
+    if not isinstance(values, dict):
+        raise CheckpointError(f"{path} is not an lmjax config (a mapping of sections): restore it")
+    return config_lib.from_dict(values)
+
+
+def check_compatible(run_dir: PathLike, config: config_lib.Config) -> bool:
     """True when `run_dir` holds an earlier run of this config (to resume); raises if it holds
     a different one, before anything is written or compiled. Keys the saved config lacks
     were added to lmjax since; their defaults keep the old behaviour, so they do not conflict."""
-    path = run_dir / CONFIG_FILE
+    path = RunLayout.at(run_dir).config
     if not path.exists():
         return False
     saved = _flatten(yaml.safe_load(path.read_text()) or {})
@@ -51,6 +60,7 @@ def check_compatible(run_dir: pathlib.Path, config: config_lib.Config) -> bool:
     return True
 
 
-def save_config(run_dir: pathlib.Path, config: config_lib.Config) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / CONFIG_FILE).write_text(config_lib.to_yaml(config))
+def save_config(run_dir: PathLike, config: config_lib.Config) -> None:
+    layout = RunLayout.at(run_dir)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    layout.config.write_text(config_lib.to_yaml(config))

@@ -50,6 +50,11 @@ def from_pretrained(path: str | pathlib.Path) -> tuple[nn.Module, dict]:
 def _family(hf_config: dict, directory: pathlib.Path) -> ModuleType:
     model_type = hf_config.get("model_type")
     supported = ", ".join(name for names in ARCHITECTURES.values() for name in names)
+    if not model_type:
+        raise CheckpointError(
+            f"{directory / 'config.json'} has no model_type, so it is not a transformers model "
+            f"config: give a save_pretrained directory of {supported}"
+        )
     if model_type not in FAMILIES:
         raise CheckpointError(
             f"{directory} holds a {model_type!r} model; lmjax imports gpt2, bert and t5 ({supported})"
