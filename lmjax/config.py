@@ -140,6 +140,7 @@ class TrainConfig:
     eval_every: int = 50
     eval_batches: int = 4
     peak_flops: float = 0.0  # per device; 0 measures a float32 matmul at start
+    eval_tasks: list[str] = dataclasses.field(default_factory=list)  # harness tasks run at evaluations
     skip_nonfinite_batches: int = 0  # skip up to this many batches whose loss or gradient is not finite
 
 
