@@ -122,6 +122,7 @@ def main() -> int:
 
     from lmjax.config import load_config
     from lmjax.objectives import CausalLM
+    from lmjax.scaling import train_flops
     from lmjax.train import flops as flops_lib
 
     config = load_config(args.config, args.overrides)
@@ -141,12 +142,12 @@ def main() -> int:
     times = time_alternating(runners, args.warmup, args.steps)
 
     tokens_per_step = batch_size * seq_len
-    flops_per_token = flops_lib.flops_per_token(config.model, n_params, seq_len)
+    flops_per_token = train_flops(config.model, {"input_ids": batch["inputs"]}) / tokens_per_step
     peak_size = flops_lib.largest_matmul_size(config.model)
     peak = flops_lib.measure_matmul_peak(peak_size)
     print(f"config {args.config} {' '.join(args.overrides)} | XLA flags: {args.xla_flags} | "
           f"{n_params:,} params | batch {batch_size}×{seq_len}")
-    print(f"model FLOPs/token (6N + 12·L·d·T): {flops_per_token:.4g}")
+    print(f"model FLOPs/token (lmjax.scaling.train_flops): {flops_per_token:.4g}")
     print(f"matmul peak ({peak_size}³ float32, this process): {peak / 1e9:.1f} GFLOP/s")
     rates = {}
     for name, samples in times.items():

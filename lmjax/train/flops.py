@@ -1,4 +1,7 @@
-"""Model FLOPs per token and a measured matmul peak, for MFU."""
+"""The hardware side of MFU: a measured matmul peak per device and for the whole job.
+
+The model side, FLOPs per step from the architecture, is `lmjax.scaling.flops`.
+"""
 
 from __future__ import annotations
 
@@ -8,21 +11,6 @@ import jax
 import jax.numpy as jnp
 
 from lmjax.config import ModelConfig
-
-
-def non_position_params(model: ModelConfig, n_params: int) -> int:
-    """Parameters that cost FLOPs per token: all but learned position embeddings
-    (a tied token embedding counts, since it is also the output layer)."""
-    if model.position == "learned":
-        return n_params - model.max_len * model.d_model
-    return n_params
-
-
-def flops_per_token(model: ModelConfig, n_params: int, seq_len: int) -> float:
-    """Training FLOPs per token, 6N + 12·L·d·T (Kaplan et al. 2020; PaLM appendix B):
-    6N for the forward and backward matmuls, 12·L·d·T for attention scores and values."""
-    n = non_position_params(model, n_params)
-    return 6.0 * n + 12.0 * model.n_layers * model.d_model * seq_len
 
 
 def largest_matmul_size(model: ModelConfig, cap: int = 2048) -> int:
