@@ -3,12 +3,14 @@
 presets fail with one line. Counts come from `jax.eval_shape`, so nothing is allocated."""
 
 import dataclasses
+import math
 
 import pytest
 
 from lmjax.config import ModelConfig, load_config, presets
 from lmjax.errors import ConfigError
 from lmjax.scaling import param_counts
+from lmjax.scaling.params import abstract_params
 
 # name -> (published parameter count, where it is published). Every family's published
 # figure is the TOTAL, with the token (and position) embeddings, counted once when tied.
@@ -136,3 +138,10 @@ def test_gpt3_small_config_is_the_preset_plus_run_settings():
     preset = presets()["gpt3-small"]
     assert {key: getattr(config.model, key) for key in preset} == preset
     assert config.data.seq_len == config.model.max_len == 2048
+
+
+@pytest.mark.parametrize("name", ["gpt2-124m", "bert-base", "t5-v1_1-small"])
+def test_scanned_count_equals_the_looped_layout(name):
+    """`param_counts` traces the scanned layout for speed; the looped one holds as many."""
+    looped = abstract_params(preset_config(name, scan_layers=False))
+    assert sum(math.prod(leaf.value.shape) for leaf in looped) == param_counts(preset_config(name)).total

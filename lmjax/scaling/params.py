@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -33,9 +31,14 @@ class ParamCounts:
 
 
 def param_counts(model_config: ModelConfig) -> ParamCounts:
-    """Counts of the parameters `build_model(model_config).init` creates, without creating them."""
+    """Counts of the parameters `build_model(model_config).init` creates, without creating them.
+
+    Traced with `scan_layers` on, whatever the config says: the scanned layout holds the
+    same parameters stacked, and tracing one block instead of 96 counts GPT-3 175B in a
+    fraction of a second.
+    """
     embedding = non_embedding = 0
-    for leaf in _abstract_params(model_config):
+    for leaf in abstract_params(dataclasses.replace(model_config, scan_layers=True)):
         size = math.prod(leaf.value.shape)
         if EMBEDDING_AXES.intersection(leaf.names):
             embedding += size
@@ -52,7 +55,7 @@ def example_inputs(model_config: ModelConfig) -> dict[str, jax.ShapeDtypeStruct]
     return {"input_ids": token}
 
 
-def _abstract_params(model_config: ModelConfig) -> list[nn.Partitioned]:
+def abstract_params(model_config: ModelConfig) -> list[nn.Partitioned]:
     """Every parameter as a shape-only `nn.Partitioned` (its logical axis names attached)."""
     model = build_model(model_config)
     abstract = jax.eval_shape(
