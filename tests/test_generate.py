@@ -3,7 +3,6 @@
 import json
 
 import pytest
-import yaml
 
 from lmjax import config as config_lib
 from lmjax.runs.importers import llama2c
@@ -76,13 +75,53 @@ def test_prompt_longer_than_the_context(stories, capsys):
     _assert_one_line_error(code, err, "the model's context is 512", "shorten the prompt")
 
 
-@pytest.mark.parametrize("arch", ["bert", "t5"])
-def test_models_that_are_not_decoder_only_are_refused(tmp_path, capsys, arch):
-    values = config_lib.to_dict(config_lib.load_config("gpt_tiny"))
-    values["model"]["arch"] = arch
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(values))
+def test_a_bert_model_is_refused_before_its_parameters_are_read(tmp_path, capsys):
+    """An export of bert_tiny whose params/ is empty: refused for its architecture, which
+    shows the check comes before any parameter is read."""
+    (tmp_path / "config.yaml").write_text(config_lib.to_yaml(config_lib.load_config("bert_tiny")))
+    (tmp_path / "params").mkdir()
     code, _, err = _run_cli(capsys, "--checkpoint", tmp_path)
-    _assert_one_line_error(code, err, f"holds a {arch} model", "decoder-only")
+    _assert_one_line_error(code, err, "holds a bert model", "decoder (gpt) or an encoder-decoder (t5)")
+
+
+@pytest.mark.parametrize("count", ["-1", "-100"])
+def test_a_negative_max_new_tokens_is_a_one_line_error(stories, capsys, count):
+    checkpoint, tokenizer, _ = stories
+    code, out, err = _run_cli(capsys, "--checkpoint", checkpoint, "--tokenizer", tokenizer,
+                              "--max-new-tokens", count)
+    _assert_one_line_error(code, err, f"--max-new-tokens={count} must be >= 0")
+    assert out == ""
+
+
+def test_zero_new_tokens_gives_the_prompt_back(stories):
+    checkpoint, tokenizer, _ = stories
+    result = generate(checkpoint, tokenizer, "Once upon a time", 0, Sampling(temperature=0))
+    assert result.generated_ids == [] and result.text == "Once upon a time"
+
+
+def test_t5_answers_the_encoder_prompt_like_transformers(stories, tmp_path, capsys):
+    """A transformers T5 directory with llama2.c's SentencePiece model as --tokenizer: the
+    prompt's ids then EOS go to the encoder, the decoder starts from pad id 0, and the greedy
+    ids are transformers' own."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    _, tokenizer_path, _ = stories
+    tokenizer = SentencePieceTokenizer.from_file(tokenizer_path)
+    torch.manual_seed(0)
+    config = transformers.T5Config(vocab_size=512, d_model=32, d_kv=8, d_ff=64, num_layers=2,
+                                   num_heads=4, decoder_start_token_id=0, pad_token_id=0,
+                                   eos_token_id=tokenizer.eos_id)
+    hf_model = transformers.T5ForConditionalGeneration(config).eval()
+    hf_model.save_pretrained(tmp_path / "t5")
+    prompt = "Lily and Tom played in the park."
+    code, out, _ = _run_cli(capsys, "--checkpoint", tmp_path / "t5", "--tokenizer", tokenizer_path,
+                            "--prompt", prompt, "--max-new-tokens", 12, "--temperature", 0,
+                            "--ids", "--no-stop")
+    encoder_ids = tokenizer.encode_ordinary(prompt) + [tokenizer.eos_id]
+    with torch.inference_mode():
+        expected = hf_model.generate(torch.tensor([encoder_ids]), max_new_tokens=12, min_new_tokens=12,
+                                     do_sample=False)[0, 1:].tolist()
+    assert code == 0 and json.loads(out) == expected
 
 
 def test_cli_generates_from_a_converted_gpt2_like_transformers(stories, tmp_path, capsys):

@@ -63,3 +63,28 @@ def test_convert_refuses_a_non_empty_output_directory(bert_tiny_checkpoint, tmp_
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "not empty" in error
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+@pytest.mark.parametrize("config_json, message", [
+    (None, "has no config.json, so it is not a transformers model"),
+    ('{"hidden_size": 16}', "has no model_type, so it is not a transformers model config"),
+])
+def test_convert_of_a_directory_that_is_not_a_transformers_model(tmp_path, capsys, config_json, message):
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "notes.txt").write_text("not a model")
+    if config_json:
+        (source / "config.json").write_text(config_json)
+    assert cli.main(["convert", "hf", str(source), str(tmp_path / "export")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and message in error
+    assert not (tmp_path / "export").exists()
+
+
+def test_convert_of_an_lmjax_export_needs_no_conversion(bert_tiny_checkpoint, tmp_path, capsys):
+    export = tmp_path / "export"
+    assert cli.main(["convert", "hf", str(bert_tiny_checkpoint), str(export)]) == 0
+    capsys.readouterr()
+    assert cli.main(["convert", "hf", str(export), str(tmp_path / "again")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "has no config.json" in error
