@@ -95,7 +95,8 @@ def test_gpt2_reduces_to_the_palm_closed_form():
 
 
 def test_blocked_attention_counts_only_the_blocks_it_scores():
-    """One block per query scores exactly the T(T+1)/2 causal pairs instead of T²."""
+    """One block per query scores exactly the T(T+1)/2 causal pairs instead of T²; a padding
+    mask takes the full-score path."""
     config = ModelConfig(**presets()["gpt2-124m"])
     length, heads_width, layers = 64, 768, 12
     full = forward_flops(config, {"input_ids": (1, length)})
@@ -103,6 +104,8 @@ def test_blocked_attention_counts_only_the_blocks_it_scores():
                               {"input_ids": (1, length)})
     skipped_pairs = length * length - length * (length + 1) // 2
     assert full - per_query == 4 * skipped_pairs * heads_width * layers
+    padded = {"input_ids": (1, length), "attention_mask": (1, length)}
+    assert forward_flops(dataclasses.replace(config, attention_blocks=length), padded) == full
 
 
 def test_bert_head_runs_only_at_masked_positions():

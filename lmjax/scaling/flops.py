@@ -10,8 +10,9 @@ counted: embedding lookups, norms, activations, softmax, biases, the loss and th
 optimizer, which are small beside the matmuls at realistic widths.
 
 Causal attention is counted as the model computes it: a full T×T score matrix, masked
-afterwards, unless `model.attention_blocks` = b > 1 divides T, in which case each of the b
-query blocks scores only the keys up to its end, T²·(b+1)/(2b) pairs in all.
+afterwards, unless `model.attention_blocks` = b > 1 divides T and no `attention_mask` is
+given, in which case each of the b query blocks scores only the keys up to its end,
+T²·(b+1)/(2b) pairs in all.
 
 `train_flops` is 3 × forward: the backward pass runs two matmuls (one for the input's
 gradient, one for the weight's) for each forward one. Rematerialisation adds forward work
@@ -94,7 +95,9 @@ def _batch_length(shapes: dict[str, tuple[int, ...]], name: str) -> tuple[int, i
 
 def _gpt_forward(cfg: ModelConfig, shapes: dict[str, tuple[int, ...]]) -> float:
     batch, length = _batch_length(shapes, "input_ids")
-    pairs = _causal_pairs(length, cfg.attention_blocks)
+    # A padding mask sends attention down the masked full-score path, never the blocked one.
+    blocks = 1 if "attention_mask" in shapes else cfg.attention_blocks
+    pairs = _causal_pairs(length, blocks)
     layer = _attention(cfg, batch, length, length, pairs) + _mlp(cfg, batch * length)
     return cfg.n_layers * layer + _head(cfg, batch * length)
 
