@@ -1,0 +1,204 @@
+"""`lmjax tpu create|setup|run|status|delete|babysit`: Cloud TPU VM slices from the command
+line (docs/tpu.md). Every gcloud command is built by `lmjax.cloud.commands` from a spec;
+`--dry-run` prints them, one per line, and runs nothing."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import sys
+import tempfile
+from collections.abc import Sequence
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """Takes everything after the first `--` as the remote command, verbatim, so options may
+    come before or after the slice's name and the command's own options stay its own."""
+
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace=None):
+        args = list(sys.argv[1:] if args is None else args)
+        command = args[args.index("--") + 1:] if "--" in args else []
+        args = args[:args.index("--")] if "--" in args else args
+        namespace, extras = super().parse_known_args(args, namespace)
+        namespace.remote_command = command
+        return namespace, extras
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "tpu", help="create, set up, run on and babysit Cloud TPU VM slices",
+        description="Cloud TPU VM slices as queued resources: create one, install lmjax on "
+        "every worker, run a command on all workers with a fixed run directory, check, delete, "
+        "or babysit a command through preemptions (docs/tpu.md).")
+    actions = parser.add_subparsers(dest="tpu_command", metavar="ACTION", required=True,
+                                    parser_class=_CommandParser)
+    create = _action(actions, "create", "create a slice (a queued resource)")
+    _slice_options(create, type_required=True)
+    setup = _action(actions, "setup", "install lmjax on every worker")
+    _install_options(setup)
+    run = _action(actions, "run", "run a command on every worker: lmjax tpu run NAME -- CMD ...")
+    _run_options(run)
+    status = _action(actions, "status", "describe a slice, or list the zone's slices", name_optional=True)
+    delete = _action(actions, "delete", "delete a slice and its queued resource")
+    babysit = _action(actions, "babysit", "rerun a command until it succeeds, recreating a "
+                      "preempted slice: lmjax tpu babysit NAME --type T -- CMD ...")
+    _slice_options(babysit, type_required=True)
+    _install_options(babysit)
+    _run_options(babysit)
+    babysit.add_argument("--max-attempts", type=int, default=10)
+    babysit.add_argument("--backoff", type=float, default=60.0, metavar="SECONDS",
+                         help="wait before the 2nd attempt, doubled each time (max 30 min)")
+    for action, func in ((create, _create), (setup, _setup), (run, _run), (status, _status),
+                         (delete, _delete), (babysit, _babysit)):
+        action.set_defaults(func=func)
+
+
+def _action(actions, name: str, help_text: str, name_optional: bool = False) -> argparse.ArgumentParser:
+    parser = actions.add_parser(name, help=help_text, description=help_text)
+    parser.add_argument("name", nargs="?" if name_optional else None, help="the slice's name")
+    parser.add_argument("--zone", default=None, help="e.g. us-east5-a (default: $CLOUDSDK_COMPUTE_ZONE)")
+    parser.add_argument("--project", default=None, help="default: gcloud's ($CLOUDSDK_CORE_PROJECT)")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    return parser
+
+
+def _slice_options(parser: argparse.ArgumentParser, type_required: bool) -> None:
+    parser.add_argument("--type", dest="accelerator_type", required=type_required,
+                        help="accelerator type, e.g. v5p-64, v5litepod-16, v6e-8, v4-32")
+    kind = parser.add_mutually_exclusive_group()
+    kind.add_argument("--spot", action="store_const", const="spot", dest="provisioning")
+    kind.add_argument("--reserved", action="store_const", const="reserved", dest="provisioning")
+    parser.set_defaults(provisioning="on-demand")
+    parser.add_argument("--runtime", default="", help="TPU VM software version (default: per generation)")
+
+
+def _install_options(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--version", default=None,
+                        help="pip install 'lmjax[tpu]==VERSION' (default: this lmjax's version)")
+    source.add_argument("--source", nargs="?", const=".", default=None, metavar="DIR",
+                        help="copy this source tree (default: .) to every worker and pip install -e it")
+
+
+def _run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run-id", default=None,
+                        help="fixed id of the run (default: NAME and a hash of the command)")
+    parser.add_argument("--output-dir", default=None,
+                        help="where runs live, e.g. gs://BUCKET/runs (default: $LMJAX_OUTPUT_DIR)")
+    if not any(action.dest == "accelerator_type" for action in parser._actions):
+        parser.add_argument("--type", dest="accelerator_type", default=None,
+                            help="the slice's accelerator type, to check the output directory")
+
+
+def _target(args: argparse.Namespace):
+    from lmjax.cloud.spec import TpuTarget, default_project, default_zone
+
+    return TpuTarget(args.name, args.zone or default_zone(), args.project or default_project())
+
+
+def _spec(args: argparse.Namespace):
+    from lmjax.cloud.spec import TpuSpec
+
+    return TpuSpec(_target(args), args.accelerator_type, args.provisioning, args.runtime)
+
+
+def _install(args: argparse.Namespace, target) -> list[list[str]]:
+    from lmjax.cloud import commands
+
+    if args.source is not None:
+        source = pathlib.Path(args.source).resolve()
+        if not (source / "pyproject.toml").is_file():
+            from lmjax.errors import ConfigError
+
+            raise ConfigError(f"--source {source} holds no pyproject.toml: give the lmjax source tree")
+        archive = os.path.join(tempfile.gettempdir(), f"lmjax-src-{target.name}.tar.gz")
+        return commands.setup_source_commands(target, str(source), archive)
+    return commands.setup_version_commands(target, args.version or _local_version())
+
+
+def _local_version() -> str:
+    from importlib.metadata import version
+
+    return version("lmjax")
+
+
+def _run_line(args: argparse.Namespace, target, action: str) -> list[str]:
+    """The ssh command running the user's command, after every check of the arguments."""
+    from lmjax.cloud import commands
+    from lmjax.cloud.spec import TpuSpec
+    from lmjax.errors import ConfigError
+
+    argv = args.remote_command
+    if not argv:
+        raise ConfigError(f"lmjax tpu {action} needs a command after '--', e.g. "
+                          f"lmjax tpu {action} NAME -- lmjax sweep run experiments/gpt3_family.yaml")
+    output_dir = args.output_dir or os.environ.get("LMJAX_OUTPUT_DIR", "")
+    hosts = TpuSpec(target, args.accelerator_type).hosts if args.accelerator_type else None
+    commands.check_output_dir(output_dir, hosts)
+    run_id = args.run_id or commands.default_run_id(target, argv)
+    return commands.run_command(target, argv, run_id, output_dir)
+
+
+def _execute(args: argparse.Namespace, planned: list[list[str]]) -> int:
+    from lmjax.cloud.launcher import Launcher, check_tools
+
+    if not args.dry_run:
+        check_tools(planned)
+    return Launcher(args.dry_run).run_all(planned)
+
+
+def _create(args: argparse.Namespace) -> int:
+    from lmjax.cloud import commands
+
+    return _execute(args, [commands.create_command(_spec(args))])
+
+
+def _setup(args: argparse.Namespace) -> int:
+    return _execute(args, _install(args, _target(args)))
+
+
+def _run(args: argparse.Namespace) -> int:
+    target = _target(args)
+    return _execute(args, [_run_line(args, target, "run")])
+
+
+def _status(args: argparse.Namespace) -> int:
+    from lmjax.cloud import commands
+    from lmjax.cloud.spec import default_project, default_zone, missing_zone_message
+    from lmjax.errors import ConfigError
+
+    if args.name:
+        return _execute(args, [commands.status_command(_target(args), "")])
+    zone = args.zone or default_zone()
+    if not zone:
+        raise ConfigError(missing_zone_message())
+    return _execute(args, [commands.status_command(None, zone, args.project or default_project())])
+
+
+def _delete(args: argparse.Namespace) -> int:
+    from lmjax.cloud import commands
+
+    return _execute(args, [commands.delete_command(_target(args))])
+
+
+def _babysit(args: argparse.Namespace) -> int:
+    from lmjax.cloud import commands
+    from lmjax.cloud.babysit import BabysitPolicy, babysit
+    from lmjax.cloud.launcher import Launcher, check_tools
+    from lmjax.errors import ConfigError
+
+    spec = _spec(args)
+    run = _run_line(args, spec.target, "babysit")
+    setup = _install(args, spec.target)
+    if args.max_attempts < 1:
+        raise ConfigError(f"--max-attempts {args.max_attempts} must be at least 1")
+    plan = [commands.state_command(spec.target), commands.delete_command(spec.target),
+            commands.create_command(spec), *setup, run]
+    if args.dry_run:
+        return Launcher(dry_run=True).run_all(plan)
+    check_tools(plan)
+    policy = BabysitPolicy(max_attempts=args.max_attempts, backoff_seconds=args.backoff)
+    outcome = babysit(spec, setup, run, Launcher(), policy,
+                      log=lambda line: print(line, file=sys.stderr, flush=True))
+    return 0 if outcome.succeeded else 1
