@@ -10,8 +10,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "convert",
         help="import checkpoints from other libraries",
         description="Write another library's checkpoint as an lmjax export (config.yaml, params/, "
-        "tokenizer/ where readable) that `lmjax train --config OUT_DIR/config.yaml "
-        "checkpoint.init_from=OUT_DIR` continues from.",
+        "lmjax_version, tokenizer/ where readable) that `lmjax train --config OUT_DIR/config.yaml "
+        "checkpoint.init_from=OUT_DIR` continues from and `lmjax.runs.open_run` opens. OUT_DIR may "
+        "be a bucket URI (gs://...).",
     )
     sources = parser.add_subparsers(dest="source", metavar="SOURCE", required=True)
     hf = sources.add_parser(

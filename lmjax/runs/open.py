@@ -176,8 +176,10 @@ def abstract_params(model_config: config_lib.ModelConfig, mesh: Mesh | None = No
         with parallel.activate(mesh, rules):
             boxed = init()["params"]
         shardings = parallel.logical_shardings(nn.get_partition_spec(boxed), mesh, rules)
-    return jax.tree.map(lambda leaf, sharding: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding),
-                        nn.meta.unbox(boxed), shardings)
+    return jax.tree.map(
+        lambda leaf, sharding: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=sharding),
+        nn.meta.unbox(boxed), shardings,
+    )
 
 
 def place_params(params: Any, abstract: Any, where: epath.Path) -> Any:
