@@ -34,6 +34,26 @@ def test_one_line_error_and_nothing_written(tmp_path, capsys, overrides, message
     assert not run_dir.exists()
 
 
+def test_init_from_a_missing_directory_is_refused_before_anything_is_written(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    (tmp_path / "empty").mkdir()
+    for source, message in ((tmp_path / "nowhere", "does not exist"),
+                            (tmp_path / "empty", "has neither params/ nor checkpoints/")):
+        code, err = run_cli(capsys, f"run_dir={run_dir}", f"checkpoint.init_from={source}")
+        assert code == 2 and err.count("\n") == 1 and message in err, err
+        assert not run_dir.exists()
+
+
+def test_check_validates_and_writes_nothing(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert cli.main(["train", "--config", "gpt_tiny", "--check", f"run_dir={run_dir}"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "config valid for 8 devices" in out and "120,576 parameters" in out
+    assert "tinyshakespeare" in out and not run_dir.exists()
+    code, err = run_cli(capsys, "--check", f"run_dir={run_dir}", "train.global_batch_size=12")
+    assert code == 2 and "data-parallel size data*fsdp=8" in err and not run_dir.exists()
+
+
 def test_missing_default_corpus_says_where_to_put_it(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("LMJAX_DATA_DIR", str(tmp_path / "empty_data_dir"))
     code, err = run_cli(capsys, f"run_dir={tmp_path / 'run'}", "data.download=false")

@@ -45,7 +45,7 @@ def strict_json_lines(path) -> list[dict]:
     return [json.loads(line, parse_constant=refuse) for line in path.read_text().splitlines()]
 
 
-def test_a_nan_gradient_with_a_finite_loss_stops_before_any_checkpoint_of_it(tmp_path):
+def test_a_nan_gradient_is_caught_before_its_checkpoint_and_a_restart_continues(tmp_path):
     with pytest.raises(TrainingDiverged) as err:
         train(config_for(tmp_path, *DIVERGES, "checkpoint.every=2"))
     message = str(err.value)
@@ -57,16 +57,6 @@ def test_a_nan_gradient_with_a_finite_loss_stops_before_any_checkpoint_of_it(tmp
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(params))
     assert [r["step"] for r in strict_json_lines(tmp_path / "metrics.jsonl")] == [1, 2, 3]
 
-
-def test_without_a_checkpoint_the_error_says_none_was_written(tmp_path):
-    with pytest.raises(TrainingDiverged, match="at step 4 .*no checkpoint was written"):
-        train(config_for(tmp_path, *DIVERGES, "checkpoint.every=5"))
-    assert saved_steps(tmp_path) == []
-
-
-def test_restart_from_a_checkpoint_with_a_lower_lr_continues_and_records_the_change(tmp_path):
-    with pytest.raises(TrainingDiverged):
-        train(config_for(tmp_path, *DIVERGES, "checkpoint.every=2"))
     result = train(config_for(tmp_path, "train.steps=8", "checkpoint.every=2", "train.lr=3e-3"),
                    restart_from=2)
     assert result.start_step == 2 and result.steps == 8 and np.isfinite(result.train_loss)
@@ -75,6 +65,12 @@ def test_restart_from_a_checkpoint_with_a_lower_lr_continues_and_records_the_cha
     assert restart["step"] == 2
     assert restart["changes"] == {"train.lr": {"old": 1e6, "new": 3e-3}}
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["train"]["lr"] == 3e-3
+
+
+def test_without_a_checkpoint_the_error_says_none_was_written(tmp_path):
+    with pytest.raises(TrainingDiverged, match="at step 4 .*no checkpoint was written"):
+        train(config_for(tmp_path, *DIVERGES, "checkpoint.every=5"), defaults=False)
+    assert saved_steps(tmp_path) == []
 
 
 def test_restart_sets_later_checkpoints_aside_and_repeats_the_earlier_losses(tmp_path):

@@ -88,11 +88,12 @@ def test_a_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_good_checkp
     config = load_config("gpt_tiny", [f"run_dir={tmp_path}", *TINY, "train.steps=12",
                                       "train.lr=1e12", "train.warmup_steps=0", "train.grad_clip=0",
                                       "checkpoint.every=1"])
-    with pytest.raises(TrainingDiverged, match=r"at step (\d+).*last good checkpoint is step") as err:
+    with pytest.raises(TrainingDiverged, match=r"at step (\d+) .*the latest checkpoint is step") as err:
         Trainer(config).run()
-    bad_step = int(str(err.value).split("at step ")[1].split(":")[0])
+    bad_step = int(str(err.value).split("at step ")[1].split()[0])
     saved = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
     assert saved and max(saved) == bad_step - 1
+    assert f"the latest checkpoint is step {bad_step - 1}" in str(err.value)
     assert all(np.isfinite(loss) for loss in losses(tmp_path).values())
 
 

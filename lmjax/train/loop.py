@@ -100,7 +100,7 @@ class _Loop:
             getattr(callback, hook)(*args)
 
     def run(self) -> RunResult:
-        setup, config = self.setup, self.config
+        setup = self.setup
         if setup.primary and setup.run_dir.restart:
             apply_restart(setup)
         checkpointer = setup.open_checkpointer()
@@ -269,9 +269,9 @@ class _Loop:
 def describe_nonfinite(step: int, metrics: dict) -> str:
     """'the gradient norm became nan at step 4 (loss 9.7e+17)': the first bad quantity."""
     values = {name: float(metrics[name]) for name, _ in QUANTITIES}
-    name, label = next((n, l) for n, l in QUANTITIES if not math.isfinite(values[n]))
-    others = ", ".join(f"{l} {values[n]:.3g}" for n, l in QUANTITIES if n != name)
-    return f"the {label} became {values[name]} at step {step} ({others})"
+    bad, label = next((name, text) for name, text in QUANTITIES if not math.isfinite(values[name]))
+    others = ", ".join(f"{text} {values[name]:.3g}" for name, text in QUANTITIES if name != bad)
+    return f"the {label} became {values[bad]} at step {step} ({others})"
 
 
 def how_to_continue(latest: int | None) -> str:
