@@ -134,6 +134,16 @@ def test_a_structure_mismatch_is_a_config_error_and_nothing_is_moved(tmp_path, c
     checkpointer.close()
 
 
+def test_a_save_in_flight_is_not_a_step_until_it_committed(tmp_path):
+    checkpointer = Checkpointer(tmp_path / "checkpoints", keep=3)
+    saved_steps(checkpointer, 4)
+    checkpointer.save(8, make_state(8, width=512), {"position": 8})
+    assert checkpointer.latest_step() == 4 and checkpointer.all_steps() == [4]
+    checkpointer.wait()
+    assert checkpointer.latest_step() == 8 and checkpointer.all_steps() == [4, 8]
+    checkpointer.close()
+
+
 def test_restore_of_a_chosen_step_and_of_a_missing_one(tmp_path):
     checkpointer = Checkpointer(tmp_path / "checkpoints", keep=3)
     saved_steps(checkpointer, 4, 8)

@@ -97,11 +97,14 @@ class Checkpointer:
         self._in_flight = (step, n_bytes)
 
     def latest_step(self) -> int | None:
-        return self.manager.latest_step()
+        """The newest committed step (a save still in flight is not one yet)."""
+        steps = self.all_steps()
+        return steps[-1] if steps else None
 
     def all_steps(self) -> list[int]:
         """Committed checkpoint steps, oldest first (quarantined and unfinished ones excluded)."""
-        return sorted(self.manager.all_steps())
+        in_flight = self._in_flight[0] if self._in_flight else None
+        return sorted(step for step in self.manager.all_steps() if step != in_flight)
 
     def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
         """The checkpoint of `step` as (state, data state), for `--restart-from STEP`.
