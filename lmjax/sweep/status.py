@@ -97,14 +97,20 @@ def latest_claim(point_dir: str | os.PathLike) -> tuple[int, dict[str, Any] | No
 
 def availability(point_dir: str | os.PathLike, *, stale_after: float, retry: bool = True) -> str:
     """'done' (succeeded, or failed and no retry), 'busy' (held by a live worker) or 'open'."""
+    return _decide(point_dir, stale_after, retry)[0]
+
+
+def _decide(point_dir, stale_after: float, retry: bool) -> tuple[str, int]:
+    """The verdict and the claim number it was made on: a claim must be `number + 1` of
+    that same reading, so a claim created meanwhile makes the new one fail, not pile on."""
     status = read_status(point_dir)
     if status["state"] == "succeeded" or status["state"] == "failed" and not retry:
-        return "done"
+        return "done", 0
     number, holder, beat = latest_claim(point_dir)
     released = status.get("claim") == number and status["state"] in RELEASED
     if number and not released and not is_stale(holder, beat, stale_after):
-        return "busy"
-    return "open"
+        return "busy", number
+    return "open", number
 
 
 def is_stale(holder: dict[str, Any] | None, beat: float | None, stale_after: float) -> bool:
@@ -144,9 +150,9 @@ class Claim:
 
 def try_claim(point_dir: str | os.PathLike, *, stale_after: float, retry: bool = True) -> Claim | None:
     """The next claim on the point if it is open and no other worker takes it first."""
-    if availability(point_dir, stale_after=stale_after, retry=retry) != "open":
+    verdict, number = _decide(point_dir, stale_after, retry)
+    if verdict != "open":
         return None
-    number, _, _ = latest_claim(point_dir)
     record = {**_own_record(), "number": number + 1}
     path = as_path(point_dir) / CLAIMS_DIR / str(number + 1)
     path.parent.mkdir(parents=True, exist_ok=True)

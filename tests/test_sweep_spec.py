@@ -1,0 +1,179 @@
+"""Sweep files: grid × zip × derived expansion, the safe evaluator, point identity, and
+claims (atomic under concurrency, re-claimed when stale). No training here."""
+
+import multiprocessing
+import os
+import textwrap
+import time
+
+import pytest
+
+from lmjax.errors import ConfigError
+from lmjax.sweep import load_spec, points
+from lmjax.sweep import status as status_lib
+from lmjax.sweep.expressions import ExpressionError, evaluate
+
+
+def write(tmp_path, text, name="exp.yaml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+SWEEP = """
+    name: demo
+    base: gpt_tiny
+    overrides: {train.steps: 40, train.log_every: 5}
+    grid:
+      model.d_model: [32, 64]
+    zip:
+      model.n_layers: [1, 2, 3]
+      tokens: [1280, 2560, 5120]
+    derived:
+      train.steps: tokens // (train.global_batch_size * data.seq_len)
+      train.warmup_steps: max(1, train.steps // 4)
+"""
+
+
+def test_grid_zip_derived_expand_to_the_product(tmp_path):
+    spec = load_spec(write(tmp_path, SWEEP), output_dir=str(tmp_path / "out"))
+    found = points(spec)
+    assert len(found) == 2 * 3
+    assert [p.name for p in found[:3]] == [
+        "d_model=32,n_layers=1,tokens=1280", "d_model=32,n_layers=2,tokens=2560",
+        "d_model=32,n_layers=3,tokens=5120"]
+    for point in found:
+        config, tokens = point.config, point.variables["tokens"]
+        assert config.model.d_model == point.values["model.d_model"]
+        assert config.model.n_layers == point.values["model.n_layers"]
+        assert config.train.steps == tokens // (8 * 32)  # gpt_tiny: batch 8, seq_len 32
+        assert config.train.warmup_steps == max(1, config.train.steps // 4)
+        assert config.train.log_every == 5
+        assert config.run_dir == str(tmp_path / "out" / point.dir_name)
+    assert len({p.hash for p in found}) == 6
+
+
+def test_same_file_same_hashes_logging_change_keeps_model_change_alters(tmp_path):
+    first = {p.name: p.hash for p in points(load_spec(write(tmp_path, SWEEP)))}
+    again = {p.name: p.hash for p in points(load_spec(write(tmp_path, SWEEP, "copy.yaml")))}
+    assert first == again
+    logging = SWEEP.replace("train.log_every: 5", "train.log_every: 7, train.eval_every: 3, "
+                            "checkpoint.every: 2, data.cache_dir: /elsewhere")
+    assert {p.name: p.hash for p in points(load_spec(write(tmp_path, logging, "l.yaml")))} == first
+    model = SWEEP.replace("model.d_model: [32, 64]", "model.d_model: [32, 48]")
+    changed = {p.name: p.hash for p in points(load_spec(write(tmp_path, model, "m.yaml")))}
+    kept = [n for n in changed if n.startswith("d_model=32")]
+    assert all(changed[n] == first[n] for n in kept)  # untouched points keep their identity
+    new = [n for n in changed if n.startswith("d_model=48")]
+    assert len(new) == 3 and not set(changed[n] for n in new) & set(first.values())
+    lr = SWEEP.replace("train.log_every: 5", "train.log_every: 5, train.lr: 0.002")
+    assert not set(p.hash for p in points(load_spec(write(tmp_path, lr, "lr.yaml")))) & set(first.values())
+
+
+def test_preset_base_and_hydra_style_overrides(tmp_path):
+    spec = load_spec(write(tmp_path, """
+        base: gpt3-small
+        overrides: ["train.steps=10", "data.seq_len=64"]
+        grid: {model.n_layers: [1, 2]}
+    """))
+    found = points(spec)
+    assert [p.config.model.d_model for p in found] == [768, 768]
+    assert [p.config.model.n_layers for p in found] == [1, 2]
+    assert found[0].config.model.preset == "gpt3-small" and found[0].config.train.steps == 10
+
+
+@pytest.mark.parametrize("text, message", [
+    ("base: gpt_tiny\ngird: {model.d_model: [1]}\n", "unknown key 'gird'"),
+    ("base: gpt_tiny\ngrid: {model.d_modle: [32]}\n", "grid.model.d_modle: unknown config key"),
+    ("base: gpt_tiny\ngrid: {model.d_model: 32}\n", "grid.model.d_model must be a non-empty list"),
+    ("base: gpt_tiny\nzip: {model.d_model: [32, 64], model.n_layers: [1]}\n", "zip lists differ in length"),
+    ("base: gpt_tiny\nderived: {train.steps: 'train.stepz * 2'}\n", "derived.train.steps: unknown name 'train.stepz'"),
+    ("base: gpt_tiny\nderived: {train.steps: '10 / 4'}\n", "derived.train.steps = 2.5 is not a whole number"),
+    ("base: gpt_tiny\nderived: {train.steps: '(1'}\n", "derived.train.steps"),
+    ("base: gpt_tiny\ngrid: {model.n_heads: [3]}\n", "point n_heads=3: model.n_heads=3 does not divide"),
+    ("base: gpt_tiny\ngrid: {run_dir: [a]}\n", "grid.run_dir: the sweep sets run_dir"),
+    ("base: no_such_config\n", "base 'no_such_config'"),
+])
+def test_bad_sweep_files_are_one_line_errors_naming_the_key(tmp_path, text, message):
+    with pytest.raises(ConfigError) as err:
+        points(load_spec(write(tmp_path, text)))
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_evaluator_arithmetic_against_python():
+    names = {"a": 7, "train.steps": 12, "x": 2.5}
+    cases = ["a + train.steps * 2", "-a ** 2", "(a - 1) // 4 % 5", "train.steps / 8", "x ** -1",
+             "min(a, train.steps, 3) + max(1, 2)", "round(x * 3)", "int(x) + float(a)",
+             "log(train.steps) + sqrt(16)", "abs(-a) + +a"]
+    import math
+    for expression in cases:
+        python = expression.replace("train.steps", "steps").replace("log(", "math.log(").replace("sqrt(", "math.sqrt(")
+        assert evaluate(expression, names) == eval(python, {"math": math}, {"a": 7, "steps": 12, "x": 2.5})
+
+
+@pytest.mark.parametrize("expression", [
+    "().__class__", "a.__class__", "train.steps.real.__class__", "__import__('os')",
+    "open('/etc/passwd')", "(lambda: 1)()", "[i for i in range(3)]", "{1: 2}[1]", "'a' * 3",
+    "a if a else 1", "a < 3", "eval('1')", "getattr(a, 'real')", "min(*[1, 2])", "10 ** 10 ** 10",
+    "round(x=1)",
+])
+def test_evaluator_refuses_everything_else(expression):
+    with pytest.raises(ExpressionError):
+        evaluate(expression, {"a": 7, "train.steps": 12})
+
+
+def _race(point_dir, barrier, queue):
+    barrier.wait()
+    claim = status_lib.try_claim(point_dir, stale_after=600)
+    queue.put(claim.number if claim else None)
+    barrier.wait()  # the winner stays alive until every racer has tried (a dead one may be replaced)
+
+
+def test_racing_processes_claim_each_point_once(tmp_path):
+    dirs = [str(tmp_path / f"p{i}") for i in range(4)]
+    context = multiprocessing.get_context("fork")
+    racers = 6
+    queue = context.Queue()
+    for point_dir in dirs:
+        barrier = context.Barrier(racers)
+        processes = [context.Process(target=_race, args=(point_dir, barrier, queue)) for _ in range(racers)]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join()
+        got = [queue.get() for _ in range(racers)]
+        assert sorted(got, key=str) == [1] + [None] * (racers - 1), got
+        assert [p.name for p in (tmp_path / os.path.basename(point_dir) / "claims").iterdir()
+                if not p.name.count(".")] == ["1"]
+
+
+def test_stale_heartbeat_is_reclaimed_and_the_old_holder_learns_it(tmp_path):
+    point_dir = tmp_path / "p"
+    first = status_lib.try_claim(point_dir, stale_after=60)
+    status_lib.write_status(point_dir, status_lib.running_record(first, 1))
+    assert status_lib.try_claim(point_dir, stale_after=60) is None  # fresh and alive: busy
+    old = time.time() - 120
+    os.utime(first.path, (old, old))  # the holder (another host) has been silent for 2 minutes
+    second = status_lib.try_claim(point_dir, stale_after=60)
+    assert second is not None and second.number == 2
+    assert not first.heartbeat() and second.heartbeat()  # the old holder sees it lost the point
+
+
+def test_dead_holder_on_this_host_is_reclaimed_at_once(tmp_path):
+    point_dir = tmp_path / "p"
+    context = multiprocessing.get_context("fork")
+    child = context.Process(target=status_lib.try_claim, args=(point_dir,), kwargs={"stale_after": 600})
+    child.start()
+    child.join()
+    assert status_lib.availability(point_dir, stale_after=600) == "open"  # its pid is gone
+    assert status_lib.try_claim(point_dir, stale_after=600).number == 2
+
+
+def test_finished_claims_release_and_retry_rules(tmp_path):
+    point_dir = tmp_path / "p"
+    claim = status_lib.try_claim(point_dir, stale_after=600)
+    status_lib.write_status(point_dir, {**status_lib.running_record(claim, 1), "state": "failed", "error": "x"})
+    assert status_lib.availability(point_dir, stale_after=600, retry=False) == "done"
+    assert status_lib.try_claim(point_dir, stale_after=600).number == 2
+    status_lib.write_status(point_dir, {"state": "succeeded", "claim": 2})
+    assert status_lib.try_claim(point_dir, stale_after=600) is None
