@@ -10,7 +10,8 @@ import numpy as np
 import optax
 import pytest
 
-from lmjax.config import ModelConfig
+from lmjax import parallel
+from lmjax.config import MeshConfig, ModelConfig
 from lmjax.errors import ConfigError
 from lmjax.models import build_model, stack_layers, unstack_layers
 from lmjax.models import gpt as gpt_lib
@@ -164,6 +165,11 @@ def test_a_scan_initialised_model_has_the_stacked_layout():
         jax.sharding.PartitionSpec("layers", "embed", "mlp"))
     stacked = stack_layers(loop_params(config), config)
     assert jax.tree.map(np.shape, nn.unbox(shapes)["params"]) == jax.tree.map(np.shape, stacked)
+    mesh_config = MeshConfig(data=2, fsdp=2, tensor=2)
+    mesh, rules = parallel.make_mesh(mesh_config), parallel.axis_rules(mesh_config)
+    shardings = parallel.logical_shardings(nn.get_partition_spec(shapes), mesh, rules)
+    kernel = shardings["params"]["layer"]["attn"]["query"]["kernel"]
+    assert tuple(kernel.spec) == (None, "fsdp", "tensor", None)  # (layers, embed, heads, kv)
 
 
 def test_layers_that_differ_cannot_be_stacked():
