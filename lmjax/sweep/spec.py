@@ -29,6 +29,7 @@ import itertools
 import json
 import os
 import pathlib
+import re
 from typing import Any
 
 import yaml
@@ -123,7 +124,7 @@ def _read(file: pathlib.Path) -> dict[str, Any]:
 def _overrides(file, values) -> dict[str, Any]:
     """A mapping, or Hydra-style `key=value` strings (values parsed as YAML)."""
     if isinstance(values, dict):
-        return {str(k): v for k, v in values.items()}
+        return {str(k): yaml_number(v) for k, v in values.items()}
     if isinstance(values, list) and all(isinstance(v, str) and "=" in v for v in values):
         return {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in values)}
     raise ConfigError(f"sweep {file}: overrides must be a mapping or a list of key=value strings")
@@ -138,8 +139,15 @@ def _lists(file, section: str, values) -> dict[str, list[Any]]:
             value = value["values"]
         if not isinstance(value, list) or not value:
             raise ConfigError(f"sweep {file}: {section}.{key} must be a non-empty list of values")
-        lists[str(key)] = value
+        lists[str(key)] = [yaml_number(item) for item in value]
     return lists
+
+
+def yaml_number(value: Any) -> Any:
+    """`1.0e11` as a float: YAML 1.1 (PyYAML) reads exponents without a sign as strings."""
+    if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value.strip()):
+        return float(value)
+    return value
 
 
 def _zips(file, values) -> list[dict[str, list[Any]]]:
