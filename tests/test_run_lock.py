@@ -159,3 +159,20 @@ def test_a_run_dir_on_a_read_only_file_system_is_refused_in_one_line(tmp_path):
         f"run_dir {target / 'new' / 'run'} is on a read-only file system: choose a writable run_dir",
     ]
     assert sorted(p.name for p in target.iterdir()) == ["existing_run"]
+
+
+@pytest.mark.parametrize("under", [False, True])
+def test_lmjax_train_on_a_run_dir_that_is_or_lies_under_a_file_exits_2_in_one_line(
+        tmp_path, capsys, under):
+    from lmjax import cli
+
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    run_dir = a_file / "run" if under else a_file
+    code = cli.main(["train", "--config", "gpt_tiny", f"run_dir={run_dir}", "train.steps=2"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.endswith("\n") and "Traceback" not in err
+    last = err.rstrip("\n").splitlines()[-1]
+    assert last.startswith(f"lmjax train: error: run_dir {run_dir} ")
+    assert ("lies under" if under else "is a file") in last
+    assert a_file.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
