@@ -176,3 +176,18 @@ def test_lmjax_train_on_a_run_dir_that_is_or_lies_under_a_file_exits_2_in_one_li
     assert last.startswith(f"lmjax train: error: run_dir {run_dir} ")
     assert ("lies under" if under else "is a file") in last
     assert a_file.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_the_bucket_branch_writes_reads_back_and_refuses_a_present_lock(tmp_path, monkeypatch):
+    """Buckets have no atomic create-if-absent through epath: the lock is written, read back
+    and compared. The branch is exercised on a local path treated as remote."""
+    from lmjax.runs import lock as lock_module
+
+    monkeypatch.setattr(lock_module, "_is_local", lambda path: False)
+    layout = RunLayout.at(tmp_path / "run")
+    lock = RunLock(layout).acquire()
+    assert json.loads(layout.lock.read_text())["token"] == lock.record["token"]
+    with pytest.raises(CheckpointError, match=f"in use by pid {os.getpid()}"):
+        RunLock(layout).acquire()
+    lock.release()
+    assert not layout.lock.exists()
