@@ -395,7 +395,9 @@ class RelativePositionBias(nn.Module):
             (self.num_buckets, self.n_heads),
             jnp.float32,
         )
-        relative_TS = jnp.arange(key_len)[None, :] - (jnp.arange(query_len)[:, None] + offset)
+        queries_T1 = jnp.arange(query_len)[:, None]
+        queries_T1 = queries_T1 if isinstance(offset, int) and offset == 0 else queries_T1 + offset
+        relative_TS = jnp.arange(key_len)[None, :] - queries_T1
         bucket_TS = relative_position_bucket(
             relative_TS, self.bidirectional, self.num_buckets, self.max_distance
         )

@@ -14,6 +14,7 @@ from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from lmjax.config import ModelConfig
@@ -81,7 +82,7 @@ def cache_index(cache: Any) -> jax.Array:
 
 def stacked_cache(caches: Sequence[Any]) -> Any:
     """Per-layer caches stacked along a leading layers dimension (the scan layout)."""
-    return jax.tree.map(lambda *layers: jax.numpy.stack(layers), *caches)
+    return jax.tree.map(lambda *layers: jnp.stack(layers), *caches)
 
 
 def layer_groups(config: ModelConfig) -> list[tuple[tuple[str, ...], str, int]]:
