@@ -81,6 +81,7 @@ class Checkpointer:
         The data state is the same on every host, so one copy serves.
         """
         self._finish_in_flight()
+        self._errors.pop()  # anything orbax logged before this save (a damaged restore) is not its
         n_bytes = _state_bytes(state)
         try:
             self.manager.save(
