@@ -175,3 +175,17 @@ def test_docs_table_is_the_commands_output():
     table = "\n".join(line for line in text.splitlines() if line.startswith("| gpt3-")
                       or line.startswith("| preset |") or line.startswith("|---|---|---|---|---|---|---|"))
     assert table == gpt3_table({"fsdp": 256}, 95.0)
+
+
+def test_t5_decoder_layers_add_cross_attention_and_bert_predicts_15_percent():
+    """t5_tiny and bert_tiny have gpt_tiny's widths. A T5 decoder layer also keeps the
+    cross-attention's norm output, queries, encoder keys and values, probabilities, output
+    and residual; BERT's logits exist at round(0.15 · 32) = 5 positions per sequence."""
+    gpt = per_device_memory(tiny("model.dtype=bfloat16"), {"data": 1})["activation_parts"]
+    t5 = per_device_memory(load_config("t5_tiny", ["model.dtype=bfloat16"]), {"data": 1})
+    bert = per_device_memory(load_config("bert_tiny", ["model.dtype=bfloat16"]), {"data": 1})
+    cross = 2 * B * (S * H + H * S + 2 * H * S + HEADS * S * S + H * S + S * H)
+    assert t5["activation_parts"]["layers"] == 2 * gpt["layers"] + L * cross
+    assert t5["activation_parts"]["head"] == gpt["head"]
+    assert bert["activation_parts"]["layers"] == gpt["layers"]
+    assert bert["activation_parts"]["head"] == 2 * S * B * H * 2 + 2 * 4 * 5 * B * V

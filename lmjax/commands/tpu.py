@@ -38,14 +38,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     setup = _action(actions, "setup", "install lmjax on every worker")
     _install_options(setup)
     run = _action(actions, "run", "run a command on every worker: lmjax tpu run NAME -- CMD ...")
-    _run_options(run)
+    _run_options(run, with_type=True)
     status = _action(actions, "status", "describe a slice, or list the zone's slices", name_optional=True)
     delete = _action(actions, "delete", "delete a slice and its queued resource")
     babysit = _action(actions, "babysit", "rerun a command until it succeeds, recreating a "
                       "preempted slice: lmjax tpu babysit NAME --type T -- CMD ...")
     _slice_options(babysit, type_required=True)
     _install_options(babysit)
-    _run_options(babysit)
+    _run_options(babysit, with_type=False)
     babysit.add_argument("--max-attempts", type=int, default=10)
     babysit.add_argument("--backoff", type=float, default=60.0, metavar="SECONDS",
                          help="wait before the 2nd attempt, doubled each time (max 30 min)")
@@ -81,12 +81,13 @@ def _install_options(parser: argparse.ArgumentParser) -> None:
                         help="copy this source tree (default: .) to every worker and pip install -e it")
 
 
-def _run_options(parser: argparse.ArgumentParser) -> None:
+def _run_options(parser: argparse.ArgumentParser, with_type: bool) -> None:
+    """The run id and output directory; `with_type` adds --type where no create option does."""
     parser.add_argument("--run-id", default=None,
                         help="fixed id of the run (default: NAME and a hash of the command)")
     parser.add_argument("--output-dir", default=None,
                         help="where runs live, e.g. gs://BUCKET/runs (default: $LMJAX_OUTPUT_DIR)")
-    if not any(action.dest == "accelerator_type" for action in parser._actions):
+    if with_type:
         parser.add_argument("--type", dest="accelerator_type", default=None,
                             help="the slice's accelerator type, to check the output directory")
 
