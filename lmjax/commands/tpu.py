@@ -119,9 +119,16 @@ def _install(args: argparse.Namespace, target) -> list[list[str]]:
 
 
 def _local_version() -> str:
-    from importlib.metadata import version
+    """The installed lmjax's version: the workers get what runs here."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    return version("lmjax")
+    from lmjax.errors import ConfigError
+
+    try:
+        return version("lmjax")
+    except PackageNotFoundError:
+        raise ConfigError("lmjax is not installed here, so its version is unknown: pass "
+                          "--version X or --source") from None
 
 
 def _run_line(args: argparse.Namespace, target, action: str) -> list[str]:
