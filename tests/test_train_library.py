@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 import threading
+import warnings
 
 import jax
 import numpy as np
@@ -103,3 +104,18 @@ def test_token_byte_lengths_add_up_to_the_text(tmp_path):
     lengths = token_byte_lengths(tokenizer, config.model.vocab_size)
     counted = lengths[tokenizer.encode(text)].sum()
     assert counted == pytest.approx(len(text.encode("utf-8")), rel=0.02)
+
+
+def test_flags_set_after_jax_started_are_reported_once(monkeypatch):
+    monkeypatch.setenv("LMJAX_CPU_FLAGS", "1")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+    monkeypatch.setattr(xla_cpu, "accelerator_installed", lambda: False)
+    monkeypatch.setattr(xla_cpu, "_state", {"late": False, "warned": False})
+    jax.devices()  # JAX's backend starts here, before the flags are added
+    xla_cpu.apply_cpu_flags()
+    assert not xla_cpu.applied()
+    with pytest.warns(UserWarning, match="JAX was initialised before lmjax was imported"):
+        xla_cpu.warn_if_not_applied()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        xla_cpu.warn_if_not_applied()

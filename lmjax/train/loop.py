@@ -28,6 +28,7 @@ from lmjax import xla_cpu
 from lmjax.config import Config
 from lmjax.errors import DataError, TrainingDiverged
 from lmjax.runs import config_file
+from lmjax.runs.lock import RunLock
 from lmjax.runs.version import write_version
 from lmjax.train import flops as flops_lib
 from lmjax.train.callbacks import Callback, RunInfo, default_callbacks
@@ -65,12 +66,8 @@ def run_training(setup: TrainSetup, callbacks: list[Callback]) -> RunResult:
 
 
 def writer_lock(setup: TrainSetup):
-    """One writer per run directory, taken on process 0 before anything is written.
-    `lmjax.runs.lock` is the lock engineer's; until it exists this is the one call site."""
-    try:
-        from lmjax.runs.lock import RunLock
-    except ImportError:
-        return contextlib.nullcontext()
+    """One writer per run directory (`lmjax.runs.lock`), taken by process 0 for the whole run
+    before anything is written there."""
     return RunLock(setup.layout) if setup.primary else contextlib.nullcontext()
 
 
