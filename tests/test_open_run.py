@@ -79,20 +79,39 @@ def test_a_run_opened_on_a_mesh_of_eight_devices_matches_one_device(trained):
                                rtol=1e-5, atol=1e-5)
 
 
-def test_lmjax_generate_from_a_gpt_run_is_the_models_greedy_continuation(trained, capsys):
+def greedy(run, prefix_ids, n_new, encoder_ids=None):
+    """Greedy ids after `prefix_ids`, recomputing one fixed-length buffer per token: the
+    decoder is causal, so the slots after position i cannot change its logits."""
+    prefix = len(prefix_ids)
+    ids = np.zeros((1, prefix + n_new), np.int32)
+    ids[0, :prefix] = prefix_ids
+    inputs = () if encoder_ids is None else (jnp.asarray([encoder_ids]),)
+    apply = jax.jit(lambda buffer: run.model.apply({"params": run.params}, *inputs, buffer))
+    for i in range(n_new):
+        logits = apply(jnp.asarray(ids))
+        ids[0, prefix + i] = int(jnp.argmax(logits[0, prefix - 1 + i, :run.tokenizer.vocab_size]))
+    return ids[0, prefix:].tolist()
+
+
+def test_lmjax_generate_from_a_run_is_the_models_greedy_output(trained, capsys):
+    """GPT continues BOS and the prompt; T5 decodes from pad id 0 with the prompt's ids then
+    EOS as the encoder's input; BERT is refused in one line."""
     run = open_run(trained)
-    if run.config.model.arch != "gpt":
-        pytest.skip("greedy continuation is checked on the decoder-only run")
-    assert cli.main(["generate", "--checkpoint", str(trained), "--max-new-tokens", "6",
-                     "--temperature", "0", "--no-stop", "--ids"]) == 0
-    generated = json.loads(capsys.readouterr().out)
-    start = run.tokenizer.bos_id if run.tokenizer.bos_id is not None else run.tokenizer.eos_id
-    ids = np.full((1, 7), start, np.int32)  # causal: what follows position i cannot change it
-    apply = jax.jit(run.model.apply)
-    for i in range(6):  # the whole sequence through the model for every token
-        logits = apply({"params": run.params}, jnp.asarray(ids))
-        ids[0, i + 1] = int(jnp.argmax(logits[0, i, :run.tokenizer.vocab_size]))
-    assert generated == ids[0, 1:].tolist()
+    code = cli.main(["generate", "--checkpoint", str(trained), "--prompt", "ROMEO:",
+                     "--max-new-tokens", "6", "--temperature", "0", "--no-stop", "--ids"])
+    out, err = capsys.readouterr()
+    tokenizer, arch = run.tokenizer, run.config.model.arch
+    if arch == "bert":
+        assert code == 2 and err.count("\n") == 1 and "holds a bert model" in err
+        return
+    assert code == 0
+    text_ids = tokenizer.encode_ordinary("ROMEO:")
+    if arch == "t5":
+        expected = greedy(run, [0], 6, encoder_ids=text_ids + [tokenizer.eos_id])
+    else:
+        start = tokenizer.bos_id if tokenizer.bos_id is not None else tokenizer.eos_id
+        expected = greedy(run, [start, *text_ids], 6)
+    assert json.loads(out) == expected
 
 
 # --- imports and exports: against transformers' own logits -------------------------------
