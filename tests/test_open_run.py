@@ -153,7 +153,7 @@ def test_a_transformers_directory_and_its_export_open_with_transformers_logits(f
     assert (imported.source, imported.step, imported.layout, imported.metrics) == ("hf", None, None, [])
     assert (exported.source, exported.step, exported.metrics) == ("export", None, [])
     assert exported.config.model == imported.config.model
-    assert check_version(exported.layout) == RUN_FORMAT
+    assert exported.layout.version.exists() and check_version(exported.layout) == RUN_FORMAT
 
     inputs = model_inputs(imported.config.model.arch, length=6)
     inputs = {name: ids % 99 for name, ids in inputs.items()}
