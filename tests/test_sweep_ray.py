@@ -4,6 +4,8 @@ fails this test (CI must run it), it is not skipped."""
 
 import textwrap
 
+import jax
+
 import ray
 
 from lmjax.sweep import load_spec, points
@@ -13,6 +15,7 @@ from lmjax.sweep.runner import RunOptions, point_dir, run_sweep
 
 
 def test_ray_backend_runs_two_points(tmp_path, monkeypatch):
+    jax.devices()  # this process keeps its eight devices; only the workers get one
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
     file = tmp_path / "ray.yaml"
     file.write_text(textwrap.dedent("""

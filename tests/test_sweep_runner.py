@@ -10,13 +10,15 @@ import sys
 import textwrap
 import time
 
+import jax
+
 from lmjax import cli
 from lmjax.sweep import load_spec, points
 from lmjax.sweep import status as status_lib
 from lmjax.sweep.backends.local import LocalBackend
 from lmjax.sweep.runner import RunOptions, point_dir, prepare, run_sweep, select
 
-# Point b runs long enough (120 steps) to be killed between its checkpoints; c's corpus does
+# Point b runs long enough (60 steps) to be killed between its checkpoints; c's corpus does
 # not exist, which only training finds out (validation cannot). Workers see one CPU device
 # (compiles are several times faster than on the suite's eight simulated ones).
 SWEEP = """
@@ -26,8 +28,8 @@ SWEEP = """
                 train.log_every: 5, train.warmup_steps: 1}
     zip:
       label: [a, b, c]
-      train.steps: [3, 120, 3]
-      checkpoint.every: [5, 20, 5]
+      train.steps: [3, 60, 3]
+      checkpoint.every: [5, 10, 5]
       data.corpus: [tiny_shakespeare, tiny_shakespeare, /nonexistent/corpus.txt]
 """
 
@@ -56,6 +58,7 @@ def kill_at_checkpoint(directory, step):
 
 
 def test_sweep_runs_fails_one_is_killed_resumes_and_skips_finished(tmp_path, capsys, monkeypatch):
+    jax.devices()  # this process keeps its eight devices; only the workers get one
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
     file = tmp_path / "tiny.yaml"
     file.write_text(textwrap.dedent(SWEEP))
@@ -73,17 +76,17 @@ def test_sweep_runs_fails_one_is_killed_resumes_and_skips_finished(tmp_path, cap
     before = snapshot(a)
 
     prepare(spec, found)
-    kill_at_checkpoint(b, 20)
+    kill_at_checkpoint(b, 10)
     assert status_lib.read_status(b)["state"] == "running"  # its holder died mid-point
 
     counts = run_sweep(spec, found, LocalBackend(), options)
     assert counts == {"pending": 0, "running": 0, "succeeded": 2, "failed": 1, "interrupted": 0}
     assert snapshot(a) == before  # finished point untouched: same status bytes, same mtimes
     resumed = status_lib.read_status(b)
-    assert resumed["attempts"] == 2 and resumed["result"]["start_step"] >= 20
-    assert resumed["result"]["steps"] == 120 and resumed["result"]["tokens_seen"] == 120 * 8 * 32
+    assert resumed["attempts"] == 2 and resumed["result"]["start_step"] >= 10
+    assert resumed["result"]["steps"] == 60 and resumed["result"]["tokens_seen"] == 60 * 8 * 32
     logged = [json.loads(line)["step"] for line in (b / "metrics.jsonl").read_text().splitlines()]
-    assert logged == sorted(set(logged)) and logged[-1] == 120  # each step once, in order
+    assert logged == sorted(set(logged)) and logged[-1] == 60  # each step once, in order
     assert status_lib.read_status(c)["attempts"] == 2  # failed points are retried
 
     rows = [json.loads(line) for line in (tmp_path / "sweep" / "results.jsonl").read_text().splitlines()]
@@ -105,11 +108,10 @@ def test_dry_run_validates_and_estimates_without_writing(tmp_path, capsys):
     out_dir = tmp_path / "sweep"
     assert cli.main(["sweep", "run", str(file), "--output-dir", str(out_dir), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    import jax
-
     assert f"2 points valid for {jax.device_count()} devices" in out and "model FLOP/s on this machine" in out
     assert out.count("pending") == 2 and not out_dir.exists()
     bad = tmp_path / "bad.yaml"
-    bad.write_text("base: gpt_tiny\ngrid: {train.global_batch_size: [8, 12]}\n")
+    bad.write_text("base: gpt_tiny\ngrid: {mesh.data: [3]}\n")
     assert cli.main(["sweep", "run", str(bad), "--dry-run"]) == 2
-    assert "global_batch_size=12" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "point data=3: mesh data*fsdp*tensor = 3*1*1 = 3" in err and err.count("\n") == 1

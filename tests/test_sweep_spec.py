@@ -75,8 +75,12 @@ def test_preset_base_and_hydra_style_overrides(tmp_path):
         base: gpt3-small
         overrides: ["train.steps=10", "data.seq_len=64"]
         grid: {model.n_layers: [1, 2]}
+        zip: {budget: [1.0e3, 2.0e+3]}
+        derived: {train.eval_batches: budget // 1000}
     """))
     found = points(spec)
+    assert [p.config.train.eval_batches for p in found] == [1, 2, 1, 2]  # 1.0e3 is a number, not YAML 1.1's string
+    found = found[::2]
     assert [p.config.model.d_model for p in found] == [768, 768]
     assert [p.config.model.n_layers for p in found] == [1, 2]
     assert found[0].config.model.preset == "gpt3-small" and found[0].config.train.steps == 10

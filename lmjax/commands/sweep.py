@@ -54,13 +54,17 @@ def run_command(args: argparse.Namespace) -> int:
 
         print(dry_run(spec, chosen, calibrate=not args.no_calibrate))
         return 0
-    import jax
+    from lmjax.sweep.runner import RunOptions, check_points, keep_accelerators_free, probe_devices, run_sweep
 
-    from lmjax.sweep.runner import RunOptions, check_points, run_sweep
-
-    check_points(chosen, jax.device_count(), jax.process_count())
+    keep_accelerators_free()
+    backend = _backend(args, spec)
+    devices = probe_devices() if args.backend == "local" else _ray_devices(backend.resources)
+    if devices is None:
+        print("lmjax sweep: mesh and batch layout not checked (device count unknown here); "
+              "each point checks them when it starts", file=sys.stderr)
+    check_points(chosen, *(devices or (None, None)))
     options = RunOptions(retry=not args.no_retry, stale_after=args.stale_after)
-    counts = run_sweep(spec, chosen, _backend(args, spec), options)
+    counts = run_sweep(spec, chosen, backend, options)
     print(f"sweep {spec.name}: " + ", ".join(f"{n} {state}" for state, n in counts.items())
           + f"; results in {spec.output_dir}/summary.md")
     return 1 if counts["failed"] else 0
@@ -79,6 +83,12 @@ def _backend(args, spec):
         if given is not None:
             resources[key] = given
     return RayBackend(args.ray_address, resources)
+
+
+def _ray_devices(resources: dict) -> tuple[int, int] | None:
+    """A Ray point's devices: the GPUs or TPU chips it asks for, on one host."""
+    wanted = resources.get("tpus") or resources.get("gpus")
+    return (int(wanted), 1) if wanted else None
 
 
 def status_command(args: argparse.Namespace) -> int:

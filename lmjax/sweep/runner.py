@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import subprocess
+import sys
 from typing import Any
 
 from etils import epath
@@ -43,13 +45,38 @@ def select(points: list[Point], only: str | None) -> list[Point]:
     return chosen
 
 
-def check_points(points: list[Point], n_devices: int, n_processes: int) -> None:
-    """Every point's config against the devices and hosts, before anything runs."""
+def check_points(points: list[Point], n_devices: int | None, n_processes: int | None) -> None:
+    """Every point's config (against the devices and hosts when known), before anything runs."""
     for point in points:
         try:
             validate(point.config, n_devices, n_processes)
         except ConfigError as err:
             raise ConfigError(f"point {point.name}: {err}") from None
+
+
+def keep_accelerators_free() -> None:
+    """Makes this process's own JAX work (parameter counts for the plan) use the CPU, so the
+    runner never takes a TPU or GPU away from the points it starts (a TPU is held by one
+    process; JAX preallocates GPU memory). No-op once JAX has started its backend."""
+    import jax
+    from jax._src import xla_bridge
+
+    if not xla_bridge.backends_are_initialized():
+        jax.config.update("jax_platforms", "cpu")
+
+
+def probe_devices(timeout: float = 120.0) -> tuple[int, int] | None:
+    """The device and process counts a point will see, from a short subprocess (the runner
+    itself stays off the accelerators); None if the probe fails (then the mesh is checked
+    when each point starts)."""
+    code = "import lmjax, jax; print(jax.device_count(), jax.process_count())"
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=timeout, check=True)
+        devices, processes = done.stdout.split()[-2:]
+        return int(devices), int(processes)
+    except (subprocess.SubprocessError, ValueError):
+        return None
 
 
 def sweep_dir(spec: SweepSpec) -> epath.Path:
@@ -92,6 +119,7 @@ def regenerate(spec: SweepSpec, points: list[Point]) -> list[dict[str, Any]]:
 def run_sweep(spec: SweepSpec, points: list[Point], backend, options: RunOptions) -> dict[str, int]:
     """Runs the open points on `backend` (`LocalBackend`, `RayBackend`); returns state counts
     over `points` once the backend is done."""
+    keep_accelerators_free()
     dirs = prepare(spec, points)
     regenerate(spec, points)
     backend.run(dirs, options, on_done=lambda: regenerate(spec, points))
