@@ -1,0 +1,156 @@
+"""The small Python API beside the harness class: `loglikelihood` and `evaluate`.
+
+    from lmjax.runs import open_run
+    from lmjax import eval as lmeval
+    run = open_run("runs/gpt")
+    lmeval.loglikelihood(run, ["The cat"], [" sat"])          # [-3.21...] nats
+    lmeval.evaluate(run, ["lambada", "wikitext2"], shots=0, limit=100)   # what eval.json holds
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from lmjax.errors import ConfigError, DataError
+from lmjax.eval import tasks as task_lib
+from lmjax.eval.backends import backend_for, encode_request
+from lmjax.eval.dependency import harness_version, require_harness
+
+HARNESS = "EleutherAI lm-evaluation-harness"
+
+
+def loglikelihood(run: Any, contexts: Sequence[str], continuations: Sequence[str],
+                  batch_size: int = 8) -> list[float]:
+    """Summed log-probability in nats of each continuation given its context (an empty context
+    means the model's start of sequence: BOS where it has one, else EOS). `run` is an opened
+    `Run`, an `NGramLM`, or an `LmjaxLM`."""
+    if len(contexts) != len(continuations):
+        raise ConfigError(f"{len(contexts)} contexts but {len(continuations)} continuations: give one each")
+    backend = run.scoring if hasattr(run, "scoring") else backend_for(run, batch_size)
+    pairs = [encode_request(backend, c, x) for c, x in zip(contexts, continuations)]
+    return [logprob for logprob, _ in backend.score(pairs, with_greedy=False)]
+
+
+def evaluate(run: Any, tasks: Sequence[str] | str, shots: int = 0, data_dir: str | None = None,
+             limit: int | None = None, *, batch_size: int = 8, write_prompts: bool = False,
+             truncate: bool = False) -> dict[str, Any]:
+    """Every task's metrics through the harness, as eval.json holds them: per task the metrics
+    (or "n/a" with the reason), example counts and harness config; the harness version, the
+    model's identity and the settings. `run` is a path, an opened `Run`, an `NGramLM` or an
+    `LmjaxLM`; `tasks` names or groups (`superglue`, `cbt`)."""
+    require_harness()
+    from lmjax.eval import lambada_token
+    from lmjax.eval.harness import LmjaxLM
+
+    if shots < 0:
+        raise ConfigError(f"--shots={shots} must be >= 0")
+    if limit is not None and limit < 1:
+        raise ConfigError(f"--limit={limit} must be >= 1")
+    names = task_lib.expand(list(tasks) if not isinstance(tasks, str) else tasks, _harness_names(tasks))
+    data_dir = task_lib.default_data_dir(data_dir)
+    plan = {name: _missing_data(name, data_dir, explicit=name in _explicit(tasks)) for name in names}
+    model = run if isinstance(run, LmjaxLM) else LmjaxLM(run, batch_size=batch_size, truncate=truncate)
+    results: dict[str, Any] = {}
+    for name in names:
+        if plan[name]:
+            results[name] = {"n/a": plan[name]}
+        elif name in task_lib.LMJAX_TASKS:
+            results[name] = lambada_token.evaluate(model, data_dir, limit)
+        else:
+            results[name] = _run_task(model, name, data_dir, shots, limit, write_prompts)
+    return {
+        "harness": {"name": HARNESS, "version": harness_version()},
+        "model": model.scoring.identity,
+        "shots": shots, "limit": limit, "data_dir": data_dir,
+        "rolling_context": model.rolling_context,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "tasks": results,
+    }
+
+
+def _explicit(tasks: Sequence[str] | str) -> set[str]:
+    return set(tasks.split(",") if isinstance(tasks, str) else tasks)
+
+
+def _harness_names(tasks: Sequence[str] | str) -> set[str]:
+    """The harness's task names, indexed only when a name is not one of ours (slow)."""
+    ours = {*task_lib.local_tasks(), *task_lib.GROUPS, *task_lib.LMJAX_TASKS}
+    if all(name.strip() in ours for name in _explicit(tasks) if name.strip()):
+        return set()
+    from lm_eval.tasks import TaskManager
+
+    return set(TaskManager().all_tasks)
+
+
+def _missing_data(name: str, data_dir: str, explicit: bool) -> str | None:
+    """Why a task cannot run for lack of its file: an error when asked for by name, "n/a"
+    inside a group."""
+    if name not in task_lib.local_tasks():
+        return None
+    path = task_lib.data_path(name, data_dir)
+    if path.is_file():
+        return None
+    if explicit:
+        raise DataError(f"task {name} reads {path}, which does not exist: put the file there or pass "
+                        "another --data-dir")
+    return f"no data file {path}"
+
+
+def _run_task(model: Any, name: str, data_dir: str, shots: int, limit: int | None,
+              write_prompts: bool) -> dict[str, Any]:
+    from lm_eval import evaluator
+
+    task = task_lib.build_task(name, data_dir, shots) if name in task_lib.local_tasks() else name
+    output_type = task.OUTPUT_TYPE if not isinstance(task, str) else None
+    reason = model.scoring.unsupported(output_type) if output_type else None
+    if reason:
+        return {"n/a": reason}
+    _check_shots(task, name, shots)
+    if isinstance(task, str):
+        task = _harness_task(name, shots)
+    model.progress_label = name
+    out = evaluator.simple_evaluate(model=model, tasks=[task], limit=limit, bootstrap_iters=0,
+                                    log_samples=write_prompts, verbosity="ERROR",
+                                    task_manager=task_lib.light_task_manager())
+    return task_record(out, name, write_prompts)
+
+
+def _harness_task(name: str, shots: int) -> Any:
+    from lm_eval.tasks import TaskManager, get_task_dict
+
+    task = get_task_dict([name], TaskManager())[name]
+    task.set_config(key="num_fewshot", value=shots)
+    return task
+
+
+def _check_shots(task: Any, name: str, shots: int) -> None:
+    if not shots or isinstance(task, str):
+        return
+    available = len(task.fewshot_docs() or [])
+    if available <= shots:
+        raise ConfigError(f"--shots={shots} but task {name} has only {available} documents to draw "
+                          "examples from: use fewer shots")
+
+
+def task_record(out: dict[str, Any], name: str, with_prompts: bool = False) -> dict[str, Any]:
+    """One task's part of simple_evaluate's output: metrics without the filter suffix
+    ("acc,none" -> "acc"; standard errors dropped, bootstrap is off), example counts, config."""
+    raw = out["results"][name]
+    metrics = {key.split(",")[0]: _number(value) for key, value in raw.items()
+               if "," in key and "_stderr" not in key}
+    record = {"metrics": metrics, "examples": out.get("n-samples", {}).get(name, {}),
+              "config": json.loads(json.dumps(out["configs"][name], default=str))}
+    if with_prompts:
+        record["prompts"] = [{"doc_id": sample["doc_id"], "arguments": sample["arguments"]}
+                             for sample in out.get("samples", {}).get(name, [])]
+    return record
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value

@@ -1,0 +1,261 @@
+"""One scoring backend per kind of model, behind the same small interface.
+
+The harness class (`lmjax.eval.harness.LmjaxLM`) only tokenizes, windows and bookkeeps; a
+backend says how text becomes tokens for its model, which token stands for "start of text",
+how (context, continuation) pairs are scored and what it cannot do:
+
+- GPT (`causal`): log-probabilities from one causal pass; rolling windows; greedy generation
+  with the key/value cache.
+- T5 (`seq2seq`): the context is the encoder input (ids then EOS, as T5's tokenizer does);
+  greedy generation; no rolling perplexity (T5 has no unconditional model of text).
+- BERT (`pll`): pseudo-log-likelihood; no rolling perplexity, no generation.
+- n-gram (`ngram`): an `lmjax.ngram.NGramLM` over its unit (word, char, byte or tokenizer
+  ids); log-likelihoods and rolling perplexity, no generation.
+
+`unsupported(output_type)` gives the reason a task type is "n/a" for the model, or None.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from lmjax.errors import ConfigError, DataError
+from lmjax.eval.scorers import (
+    CausalScorer, Pair, Progress, PseudoLogLikelihoodScorer, Score, Seq2SeqScorer,
+)
+
+T5_DECODER_START_ID = 0
+
+
+class Backend:
+    """What LmjaxLM needs from a model. `max_len` None means no context limit."""
+
+    kind: str = ""
+    max_len: int | None = None
+    prefix: Any = None
+    identity: dict[str, Any] = {}
+
+    def encode(self, text: str, special: bool = True) -> list:
+        raise NotImplementedError
+
+    def decode(self, tokens: Sequence) -> str:
+        raise NotImplementedError
+
+    def score(self, pairs: Sequence[Pair], progress: Progress | None = None,
+              with_greedy: bool = True) -> list[Score]:
+        raise NotImplementedError
+
+    def generate(self, contexts: Sequence[str], max_new_tokens: int) -> list[str]:
+        raise ConfigError(f"a {self.kind} model cannot generate text")
+
+    def unsupported(self, output_type: str) -> str | None:
+        return None
+
+
+class NeuralBackend(Backend):
+    """Shared by GPT, T5 and BERT: an opened `lmjax.runs.Run` and its tokenizer."""
+
+    def __init__(self, run: Any, batch_size: int):
+        if run.tokenizer is None:
+            raise DataError(f"{run.path} has no tokenizer: pass --tokenizer (a SentencePiece .model "
+                            "or a saved tokenizer directory)")
+        self.run, self.tokenizer = run, run.tokenizer
+        self.max_len = run.config.model.max_len
+        self.batch_size = batch_size
+        self.identity = {"source": run.source, "path": str(run.path), "step": run.step,
+                         "arch": run.config.model.arch, "name": run.config.name,
+                         "parameters": int(sum(np.size(leaf) for leaf in _leaves(run.params)))}
+
+    def decode(self, tokens: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(tokens))
+
+
+class CausalBackend(NeuralBackend):
+    kind = "causal"
+
+    def __init__(self, run: Any, batch_size: int):
+        super().__init__(run, batch_size)
+        start = self.tokenizer.bos_id if self.tokenizer.bos_id is not None else self.tokenizer.eos_id
+        if start is None:
+            raise DataError("the tokenizer has neither BOS nor EOS: the model has no start-of-text token")
+        self.prefix = start
+        self.scorer = CausalScorer(run.model, run.params, run.config, batch_size)
+        self._generator = None
+
+    def encode(self, text: str, special: bool = True) -> list[int]:
+        """The text's ids, after BOS where the tokenizer has one (llama2.c, SentencePiece)."""
+        ids = self.tokenizer.encode_ordinary(text) if text else []
+        bos = self.tokenizer.bos_id
+        return [bos, *ids] if special and bos is not None else ids
+
+    def score(self, pairs: Sequence[Pair], progress: Progress | None = None,
+              with_greedy: bool = True) -> list[Score]:
+        return self.scorer.score(pairs, progress)
+
+    def generate(self, contexts: Sequence[str], max_new_tokens: int) -> list[str]:
+        from lmjax.decoding import Generator, Sampling
+
+        if self._generator is None:
+            self._generator = Generator(self.run.model, self.run.params, Sampling(temperature=0.0),
+                                        self.tokenizer.vocab_size)
+        keep = max(1, self.max_len - max_new_tokens)
+        prompts = [(self.encode(text) or [self.prefix])[-keep:] for text in contexts]
+        stop = () if self.tokenizer.eos_id is None else (self.tokenizer.eos_id,)
+        return [self.decode(ids) for ids in self._generator.generate(prompts, max_new_tokens, stop_ids=stop)]
+
+
+class Seq2SeqBackend(NeuralBackend):
+    kind = "seq2seq"
+
+    def __init__(self, run: Any, batch_size: int):
+        super().__init__(run, batch_size)
+        self.prefix = self.tokenizer.eos_id
+        self.scorer = Seq2SeqScorer(run.model, run.params, run.config, batch_size,
+                                    decoder_start_id=T5_DECODER_START_ID)
+        self._generator = None
+
+    def encode(self, text: str, special: bool = True) -> list[int]:
+        """The text's ids, then EOS when `special` (the encoder's input, as T5 tokenizes)."""
+        ids = self.tokenizer.encode_ordinary(text) if text else []
+        eos = self.tokenizer.eos_id
+        return [*ids, eos] if special and eos is not None else ids
+
+    def score(self, pairs: Sequence[Pair], progress: Progress | None = None,
+              with_greedy: bool = True) -> list[Score]:
+        return self.scorer.score(pairs, progress)
+
+    def generate(self, contexts: Sequence[str], max_new_tokens: int) -> list[str]:
+        from lmjax.decoding import Sampling, T5Generator
+
+        if self._generator is None:
+            self._generator = T5Generator(self.run.model, self.run.params, Sampling(temperature=0.0),
+                                          self.tokenizer.vocab_size, T5_DECODER_START_ID)
+        prompts = [self.encode(text)[-self.max_len:] for text in contexts]
+        stop = () if self.tokenizer.eos_id is None else (self.tokenizer.eos_id,)
+        return [self.decode(ids) for ids in self._generator.generate(prompts, max_new_tokens, stop_ids=stop)]
+
+    def unsupported(self, output_type: str) -> str | None:
+        if output_type == "loglikelihood_rolling":
+            return "T5 scores a continuation given an encoder input; it has no perplexity of a text"
+        return None
+
+
+class PseudoLogLikelihoodBackend(NeuralBackend):
+    kind = "pll"
+
+    def __init__(self, run: Any, batch_size: int):
+        super().__init__(run, batch_size)
+        ids = {name: self.tokenizer.token_to_id(name) for name in ("[CLS]", "[SEP]", "[MASK]")}
+        if None in ids.values():
+            raise DataError("a BERT tokenizer needs [CLS], [SEP] and [MASK] for pseudo-log-likelihood")
+        self.prefix = ids["[CLS]"]
+        self.scorer = PseudoLogLikelihoodScorer(
+            run.model, run.params, run.config, batch_size,
+            cls_id=ids["[CLS]"], sep_id=ids["[SEP]"], mask_id=ids["[MASK]"])
+
+    def encode(self, text: str, special: bool = True) -> list[int]:
+        return self.tokenizer.encode_ordinary(text) if text else []
+
+    def score(self, pairs: Sequence[Pair], progress: Progress | None = None,
+              with_greedy: bool = True) -> list[Score]:
+        stripped = [(context[1:] if context[:1] == [self.prefix] else context, continuation)
+                    for context, continuation in pairs]
+        return self.scorer.score(stripped, progress)
+
+    def unsupported(self, output_type: str) -> str | None:
+        if output_type == "loglikelihood_rolling":
+            return ("BERT's pseudo-log-likelihood is not a probability of the text, so it has no "
+                    "perplexity or bits per byte")
+        if output_type == "generate_until":
+            return "BERT is encoder-only: it fills masks but does not generate"
+        return None
+
+
+class NGramBackend(Backend):
+    """An n-gram model: tokens are its units; scoring conditions on the last n-1 of them."""
+
+    kind = "ngram"
+
+    def __init__(self, model: Any, path: str = ""):
+        from lmjax.ngram.units import TextUnit
+        from lmjax.ngram.vocab import BOS
+
+        meta = getattr(model, "meta", {}) or {}
+        self.model = model
+        self.unit = TextUnit(meta.get("unit", "word"), meta.get("tokenizer"))
+        self.prefix = BOS
+        self.identity = {"source": "ngram", "path": path, "order": model.order,
+                         "smoothing": model.smoothing, "unit": self.unit.unit}
+
+    def encode(self, text: str, special: bool = True) -> list:
+        return self.unit.split(text)
+
+    def decode(self, tokens: Sequence) -> str:
+        return self.unit.join(tokens)
+
+    def score(self, pairs: Sequence[Pair], progress: Progress | None = None,
+              with_greedy: bool = True) -> list[Score]:
+        """Token by token; `with_greedy=False` skips the argmax over the vocabulary (False
+        comes back), which rolling perplexity never reads."""
+        results = []
+        for context, continuation in pairs:
+            history, total, greedy = list(context), 0.0, True
+            for token in continuation:
+                recent = history[len(history) - (self.model.order - 1):] if self.model.order > 1 else []
+                total += float(np.log(self.model.prob(token, recent, allow_zero=True)))
+                greedy = greedy and with_greedy and self._is_argmax(token, recent)
+                history.append(token)
+            results.append((total, greedy))
+            if progress is not None:
+                progress(1)
+        return results
+
+    def _is_argmax(self, token: Any, recent: list) -> bool:
+        from lmjax.ngram.vocab import UNK_ID
+
+        best = int(np.argmax(self.model.distribution(recent)))
+        return best == self.model.vocab.index.get(token, UNK_ID)
+
+    def unsupported(self, output_type: str) -> str | None:
+        if output_type == "generate_until":
+            return "n-gram baselines are scored on perplexity tasks only"
+        return None
+
+
+def encode_request(backend: Backend, context: str, continuation: str) -> tuple[list, list]:
+    """(context tokens, continuation tokens) as the harness's TemplateLM makes them: an empty
+    context becomes the start-of-text token; trailing spaces of the context move into the
+    continuation; causal models (and n-grams) encode the whole text and cut it, encoders
+    encode the two parts apart."""
+    if not context:
+        ids = backend.encode(continuation, special=False)
+        return ([backend.prefix], ids) if not ids or ids[0] != backend.prefix else (ids[:1], ids[1:])
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces:
+        context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
+    if backend.kind in ("seq2seq", "pll"):
+        return backend.encode(context), backend.encode(continuation, special=False)
+    whole, context_ids = backend.encode(context + continuation), backend.encode(context)
+    return context_ids, whole[len(context_ids):]
+
+
+def _leaves(tree: Any) -> list:
+    import jax
+
+    return jax.tree.leaves(tree)
+
+
+def backend_for(run: Any, batch_size: int = 8) -> Backend:
+    """The backend for an opened run (by architecture) or an `NGramLM`."""
+    from lmjax.ngram import NGramLM
+
+    if isinstance(run, NGramLM):
+        return NGramBackend(run)
+    arch = run.config.model.arch
+    kinds = {"gpt": CausalBackend, "t5": Seq2SeqBackend, "bert": PseudoLogLikelihoodBackend}
+    if arch not in kinds:
+        raise ConfigError(f"no evaluation backend for architecture {arch!r}: use gpt, t5 or bert")
+    return kinds[arch](run, batch_size)

@@ -1,0 +1,92 @@
+"""The evaluation tasks lmjax ships: harness YAML files under `lmjax/eval/tasks/` that read
+local files, and the names the CLI accepts for them.
+
+`task_config(name, data_dir)` loads a YAML with the harness's own loader (`!function`
+resolved) and puts `data_dir` into its metadata, where the `custom_dataset` loaders read it;
+`build_task` makes the harness task. Names that are not ours are the harness's own tasks
+(`lm_eval --tasks list`), which need their data where the harness looks for it.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from typing import Any
+
+from lmjax.errors import ConfigError
+
+TASK_DIR = pathlib.Path(__file__).parent / "tasks"
+SUPERGLUE = ("boolq", "cb", "copa", "multirc", "record", "rte", "wic", "wsc")
+GROUPS = {"superglue": SUPERGLUE, "cbt": ("cbt-cn", "cbt-ne")}
+# Tasks lmjax computes itself beside the harness (see lmjax.eval.lambada_token).
+LMJAX_TASKS = ("lambada_final_token",)
+
+
+def local_tasks() -> dict[str, pathlib.Path]:
+    """Task name -> YAML file, for every task shipped in the package."""
+    return {path.stem: path for path in sorted(TASK_DIR.rglob("*.yaml"))}
+
+
+def known_names() -> list[str]:
+    return sorted([*local_tasks(), *GROUPS, *LMJAX_TASKS])
+
+
+def expand(names: list[str] | str, harness_names: set[str] | None = None) -> list[str]:
+    """Task names with groups expanded, in order, duplicates dropped; an unknown name is a
+    one-line error listing the known ones."""
+    if isinstance(names, str):
+        names = [name for name in names.split(",") if name.strip()]
+    ours, expanded = local_tasks(), []
+    for name in (name.strip() for name in names):
+        members = GROUPS.get(name, (name,))
+        for member in members:
+            if member not in ours and member not in LMJAX_TASKS and member not in (harness_names or ()):
+                raise ConfigError(f"unknown task {member!r}: known tasks are {', '.join(known_names())} "
+                                  "(or any lm_eval task name when its data is available)")
+            if member not in expanded:
+                expanded.append(member)
+    if not expanded:
+        raise ConfigError(f"no tasks given: choose from {', '.join(known_names())}")
+    return expanded
+
+
+def default_data_dir(data_dir: str | os.PathLike | None) -> str:
+    """The given directory, else $LMJAX_DATA_DIR."""
+    chosen = data_dir or os.environ.get("LMJAX_DATA_DIR", "")
+    if not chosen:
+        raise ConfigError("no data directory: pass --data-dir DIR (or set LMJAX_DATA_DIR)")
+    return str(pathlib.Path(chosen).expanduser().resolve())
+
+
+def task_config(name: str, data_dir: str) -> dict[str, Any]:
+    """The task's harness config with `data_dir` in its metadata."""
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    config = load_yaml(local_tasks()[name])
+    config["metadata"] = {**(config.get("metadata") or {}), "data_dir": data_dir}
+    return config
+
+
+def data_path(name: str, data_dir: str) -> pathlib.Path:
+    """The local file a shipped task reads."""
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    config = load_yaml(local_tasks()[name], resolve_func=False)
+    return pathlib.Path(data_dir) / config["dataset_kwargs"]["file"]
+
+
+def build_task(name: str, data_dir: str, shots: int) -> Any:
+    """A harness task object for one of our tasks, `shots` examples in each prompt."""
+    from lm_eval.api.task import ConfigurableTask
+
+    config = task_config(name, data_dir)
+    config["num_fewshot"] = shots
+    return ConfigurableTask(config=config)
+
+
+def light_task_manager() -> Any:
+    """A harness TaskManager over our task directory only: indexing the harness's thousands of
+    task files takes ~20 s, which `simple_evaluate` would otherwise pay on every call."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_defaults=False, include_path=str(TASK_DIR))
