@@ -41,7 +41,7 @@ def run_point(point_dir: str, *, stale_after: float = 600.0, retry: bool = True,
     if claim.record is not None:
         status_lib.write_status(point_dir, running)
     record = _train(config, claim, running, heartbeat_every or max(stale_after / 10, 1.0))
-    if claim.record is not None:
+    if claim.record is not None and claim.held():  # a worker that took the point over owns its status
         status_lib.write_status(point_dir, {**running, **record, "finished": status_lib.now()})
     return record["state"]
 
@@ -114,8 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heartbeat", type=float, default=None)
     parser.add_argument("--no-retry", action="store_true")
     args = parser.parse_args(argv)
-    state = run_point(args.point_dir, stale_after=args.stale_after, retry=not args.no_retry,
-                      heartbeat_every=args.heartbeat)
+    try:
+        state = run_point(args.point_dir, stale_after=args.stale_after, retry=not args.no_retry,
+                          heartbeat_every=args.heartbeat)
+    except LmjaxError as err:  # point.json unreadable or no longer a valid config: nothing claimed
+        print(f"lmjax sweep worker: error: {err}", file=sys.stderr)
+        return 2
     print(f"{os.path.basename(args.point_dir.rstrip('/'))}: {state}", file=sys.stderr)
     return EXIT[state]
 
