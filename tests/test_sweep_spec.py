@@ -181,3 +181,22 @@ def test_finished_claims_release_and_retry_rules(tmp_path):
     assert status_lib.try_claim(point_dir, stale_after=600).number == 2
     status_lib.write_status(point_dir, {"state": "succeeded", "claim": 2})
     assert status_lib.try_claim(point_dir, stale_after=600) is None
+
+
+def test_heartbeat_refreshes_the_claim_and_notices_a_takeover(tmp_path):
+    point_dir = tmp_path / "p"
+    claim = status_lib.try_claim(point_dir, stale_after=60)
+    running = status_lib.running_record(claim, 1)
+    old = time.time() - 30
+    os.utime(claim.path, (old, old))
+    with status_lib.Heartbeat(claim, running, every=0.05):
+        deadline = time.time() + 10
+        while os.stat(claim.path).st_mtime < old + 1 and time.time() < deadline:
+            time.sleep(0.05)
+    assert os.stat(claim.path).st_mtime > old + 1  # refreshed
+    assert status_lib.read_status(point_dir)["heartbeat"] >= running["heartbeat"]
+    with status_lib.Heartbeat(claim, running, every=2.0) as beat:
+        os.utime(claim.path, (old - 100, old - 100))  # silent for over 60 s: another worker takes it
+        assert status_lib.try_claim(point_dir, stale_after=60).number == 2
+        assert beat.lost.wait(20)  # the old holder's next beat notices and stops beating
+    assert not claim.held()
