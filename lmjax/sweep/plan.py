@@ -9,9 +9,9 @@ an upper bound; the trainer reports the exact count).
 Time on this machine is C divided by a measured FLOP rate: `measured_flop_rate` compiles one
 point and times a few of its steps. For a described accelerator mesh (`target:` in the sweep
 file) time is C / (devices × peak × MFU) at the stated MFU, and memory per device is
-parameters, gradients and Adam's two moments in float32 sharded over fsdp × tensor, plus
-activations per layer after Korthikanti et al. (2022): s·b·h·(34 + 5·a·s/h) bytes at 16-bit
-without recomputation, 2·s·b·h with full rematerialisation, divided over tensor.
+`lmjax.scaling.memory.per_device_memory` on the target's mesh (parameters, gradients and
+Adam's moments sharded as the axis rules shard them; activations after Korthikanti et al.
+2022, with the config's rematerialisation).
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ from typing import Any
 
 from lmjax.config import Config, mesh_axis_sizes
 from lmjax.objectives.span_corruption import random_spans_helper
-
-BYTES_PER_PARAM = 4 + 4 + 8  # float32 parameters, gradients, Adam's two moments
 
 
 def input_shapes(config: Config) -> dict[str, tuple[int, int]]:
@@ -89,29 +87,17 @@ def measured_flop_rate(config: Config, steps: int = 3) -> float:
 
 def target_estimate(config: Config, target: dict[str, Any], flops: float) -> dict[str, Any]:
     """Time at the target's MFU and memory per device on a described mesh (e.g. v5p-256)."""
-    devices = int(target["devices"])
-    sizes = mesh_axis_sizes(config.mesh, devices)
-    peak, mfu = float(target["peak_flops"]), float(target.get("mfu", 0.4))
-    from lmjax.scaling import param_counts
+    from lmjax.scaling.memory import per_device_memory
 
-    state_bytes = param_counts(config.model).total * BYTES_PER_PARAM / (sizes["fsdp"] * sizes["tensor"])
-    activations = activation_bytes(config, sizes) / sizes["tensor"]
+    devices = int(target["devices"])
+    memory = per_device_memory(config, mesh_axis_sizes(config.mesh, devices))
+    peak, mfu = float(target["peak_flops"]), float(target.get("mfu", 0.4))
     return {
         "target": target.get("name", f"{devices} devices"),
-        "state_bytes_per_device": state_bytes,
-        "activation_bytes_per_device": activations,
-        "memory_per_device": state_bytes + activations,
+        "state_bytes_per_device": memory["params"] + memory["optimizer"] + memory["gradients"],
+        "activation_bytes_per_device": memory["activations"],
+        "memory_per_device": memory["total"],
         "memory_limit": float(target.get("memory_per_device", 0)) or None,
         "target_seconds": flops / (devices * peak * mfu),
         "mfu": mfu,
     }
-
-
-def activation_bytes(config: Config, sizes: dict[str, int]) -> float:
-    """Activations kept for the backward pass per device (Korthikanti et al. 2022, eq. 2)."""
-    model, train = config.model, config.train
-    micro = train.global_batch_size / train.grad_accum_steps / (sizes["data"] * sizes["fsdp"])
-    s, h, a = config.data.seq_len, model.d_model, model.n_heads
-    layers = model.n_layers + (model.decoder_layers if model.arch == "t5" else 0)
-    per_layer = s * micro * h * (2 if model.remat == "full" else 34 + 5 * a * s / h)
-    return layers * per_layer
