@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "lmjax.commands.sweep",
     "lmjax.commands.flops",
     "lmjax.commands.scaling",
+    "lmjax.commands.eval",
     "lmjax.commands.tpu",
 )
 
