@@ -202,7 +202,7 @@ class NGramBackend(Backend):
         comes back), which rolling perplexity never reads."""
         results = []
         for context, continuation in pairs:
-            history, total, greedy = list(context), 0.0, True
+            history, total, greedy = self._history(context), 0.0, True
             for token in continuation:
                 recent = history[len(history) - (self.model.order - 1):] if self.model.order > 1 else []
                 total += float(np.log(self.model.prob(token, recent, allow_zero=True)))
@@ -212,6 +212,13 @@ class NGramBackend(Backend):
             if progress is not None:
                 progress(1)
         return results
+
+    def _history(self, context: Sequence) -> list:
+        """The start token stands for the n-1 `<s>` an n-gram model pads a sentence with."""
+        context = list(context)
+        if context[:1] == [self.prefix]:
+            return [self.prefix] * (self.model.order - 1) + context[1:]
+        return context
 
     def _is_argmax(self, token: Any, recent: list) -> bool:
         from lmjax.ngram.vocab import UNK_ID
