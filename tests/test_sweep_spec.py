@@ -12,6 +12,7 @@ from lmjax.errors import ConfigError
 from lmjax.sweep import load_spec, points
 from lmjax.sweep import status as status_lib
 from lmjax.sweep.expressions import ExpressionError, evaluate
+from lmjax.sweep.identity import identity_fields
 
 
 def write(tmp_path, text, name="exp.yaml"):
@@ -66,6 +67,11 @@ def test_same_file_same_hashes_logging_change_keeps_model_change_alters(tmp_path
     assert all(changed[n] == first[n] for n in kept)  # untouched points keep their identity
     new = [n for n in changed if n.startswith("d_model=48")]
     assert len(new) == 3 and not set(changed[n] for n in new) & set(first.values())
+    # keys at their defaults are not hashed, so a key lmjax adds later (default = old
+    # behaviour) keeps every existing point's hash
+    fields = identity_fields(points(load_spec(write(tmp_path, SWEEP, "f.yaml")))[0].config)
+    assert "train.skip_nonfinite_batches" not in fields and "train.eval_tasks" not in fields
+    assert fields["model.d_model"] == 32 and fields["train.steps"] == 5
     lr = SWEEP.replace("train.log_every: 5", "train.log_every: 5, train.lr: 0.002")
     assert not set(p.hash for p in points(load_spec(write(tmp_path, lr, "lr.yaml")))) & set(first.values())
 
@@ -84,6 +90,15 @@ def test_preset_base_and_hydra_style_overrides(tmp_path):
     assert [p.config.model.d_model for p in found] == [768, 768]
     assert [p.config.model.n_layers for p in found] == [1, 2]
     assert found[0].config.model.preset == "gpt3-small" and found[0].config.train.steps == 10
+
+
+def test_eval_tasks_become_each_points_train_eval_tasks(tmp_path):
+    spec = load_spec(write(tmp_path, "base: gpt_tiny\ngrid: {model.n_layers: [1, 2]}\neval_tasks: [lambada, cbt-cn]\n"))
+    found = points(spec)
+    assert [p.config.train.eval_tasks for p in found] == [["lambada", "cbt-cn"]] * 2
+    assert [p.eval_tasks for p in found] == [["lambada", "cbt-cn"]] * 2
+    plain = points(load_spec(write(tmp_path, "base: gpt_tiny\ngrid: {model.n_layers: [1, 2]}\n", "plain.yaml")))
+    assert {p.hash for p in plain}.isdisjoint(p.hash for p in found)  # their results differ
 
 
 @pytest.mark.parametrize("text, message", [

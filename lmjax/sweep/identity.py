@@ -6,11 +6,15 @@ value gives new points beside the old ones, as Marin's executor does with its ve
 Fields that cannot change what is trained or measured are left out of the hash: names and
 paths, logging, evaluation and checkpoint intervals, the measured-peak setting, data loader
 workers and the mesh (its shape changes how the work is spread, not the model or the data;
-the trainer likewise lets a run resume on another mesh).
+the trainer likewise lets a run resume on another mesh). Fields at their default are left
+out too, so a key added to lmjax later (whose default keeps the old behaviour, as
+`lmjax.runs.config_file` assumes) does not rename every existing point; the price is that a
+changed default in lmjax does not rename points either.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -32,11 +36,19 @@ UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")
 
 
 def identity_fields(config: Config) -> dict[str, Any]:
-    """The flattened config keys that decide a point's results."""
+    """The flattened config keys that decide a point's results and differ from the defaults."""
     from lmjax.sweep.spec import flatten
 
-    flat = flatten(config_lib.to_dict(config))
-    return {key: value for key, value in sorted(flat.items()) if key not in EXCLUDED}
+    flat, defaults = flatten(config_lib.to_dict(config)), _defaults()
+    return {key: value for key, value in sorted(flat.items())
+            if key not in EXCLUDED and (key not in defaults or defaults[key] != value)}
+
+
+@functools.cache
+def _defaults() -> dict[str, Any]:
+    from lmjax.sweep.spec import flatten
+
+    return flatten(config_lib.to_dict(Config()))
 
 
 def config_hash(config: Config) -> str:

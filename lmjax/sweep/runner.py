@@ -106,7 +106,14 @@ def point_record(point: Point) -> dict[str, Any]:
 
 
 def collect(spec: SweepSpec, points: list[Point]) -> list[dict[str, Any]]:
-    return [results_lib.point_row(point_dir(spec, point)) for point in points]
+    """One row per point from its files; a point never run is named from the spec."""
+    rows = []
+    for point in points:
+        row = results_lib.point_row(point_dir(spec, point))
+        known = {"name": point.name, "hash": point.hash, "values": point.values,
+                 "overrides": point.overrides, "variables": point.variables}
+        rows.append({**row, **{k: v for k, v in known.items() if row.get(k) is None}})
+    return rows
 
 
 def regenerate(spec: SweepSpec, points: list[Point]) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ zip:                       # lists varied together (one mapping, or a list of ma
   model.n_heads: [2, 4]
 derived:                   # arithmetic over keys and variables, in order (lmjax.sweep.expressions)
   train.warmup_steps: train.steps // 10
-eval_tasks: []             # passed to each point; run by the evaluation harness when it lands
+eval_tasks: [lambada]      # each point's train.eval_tasks (lmjax.eval harness tasks)
 resources: {cpus: 1, gpus: 0, tpus: 0}   # what one point asks of a Ray cluster
 target: {...}              # optional: a described accelerator mesh for the dry-run (lmjax.sweep.plan)
 ```
@@ -247,13 +247,15 @@ def _point(spec: SweepSpec, base: Config, values: dict[str, Any]) -> Point:
         except ConfigError as err:
             raise ConfigError(f"sweep {spec.path}: derived.{key}: {err}") from None
         given[key] = names[key] = _typed(where, key, value)
+    if spec.eval_tasks and "train.eval_tasks" not in given:
+        given["train.eval_tasks"] = list(spec.eval_tasks)
     overrides = {k: v for k, v in given.items() if "." in k}
     variables = {k: v for k, v in given.items() if "." not in k}
     config = point_config(spec, overrides, where)
     digest = identity.config_hash(config)
     run_dir = os.path.join(os.path.abspath(spec.output_dir), f"{readable}-{digest}")
     config = dataclasses.replace(config, name=f"{spec.name}-{readable}", run_dir=run_dir)
-    return Point(readable, digest, values, overrides, variables, config, spec.eval_tasks)
+    return Point(readable, digest, values, overrides, variables, config, list(config.train.eval_tasks))
 
 
 def _known_values(base: Config, given: dict[str, Any]) -> dict[str, Any]:
