@@ -44,10 +44,10 @@ def run(args: argparse.Namespace) -> int:
     from lmjax.eval.dependency import require_harness
     from lmjax.eval.harness import LmjaxLM
     from lmjax.eval.table import render
-    from lmjax.eval.tasks import default_data_dir, expand
+    from lmjax.eval.tasks import default_data_dir, expand, harness_task_names
 
     require_harness()
-    expand(args.tasks)
+    expand(args.tasks, harness_task_names(args.tasks))
     data_dir = default_data_dir(args.data_dir)
     evaluations = []
     for checkpoint in args.checkpoint:

@@ -50,7 +50,7 @@ def evaluate(run: Any, tasks: Sequence[str] | str, shots: int = 0, data_dir: str
         raise ConfigError(f"--shots={shots} must be >= 0")
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit={limit} must be >= 1")
-    names = task_lib.expand(list(tasks) if not isinstance(tasks, str) else tasks, _harness_names(tasks))
+    names = task_lib.expand(tasks, task_lib.harness_task_names(tasks))
     data_dir = task_lib.default_data_dir(data_dir)
     plan = {name: _missing_data(name, data_dir, explicit=name in _explicit(tasks)) for name in names}
     model = run if isinstance(run, LmjaxLM) else LmjaxLM(run, batch_size=batch_size, truncate=truncate)
@@ -74,16 +74,6 @@ def evaluate(run: Any, tasks: Sequence[str] | str, shots: int = 0, data_dir: str
 
 def _explicit(tasks: Sequence[str] | str) -> set[str]:
     return set(tasks.split(",") if isinstance(tasks, str) else tasks)
-
-
-def _harness_names(tasks: Sequence[str] | str) -> set[str]:
-    """The harness's task names, indexed only when a name is not one of ours (slow)."""
-    ours = {*task_lib.local_tasks(), *task_lib.GROUPS, *task_lib.LMJAX_TASKS}
-    if all(name.strip() in ours for name in _explicit(tasks) if name.strip()):
-        return set()
-    from lm_eval.tasks import TaskManager
-
-    return set(TaskManager().all_tasks)
 
 
 def _missing_data(name: str, data_dir: str, explicit: bool) -> str | None:

@@ -97,8 +97,8 @@ class LmjaxLM(TemplateLM):
         if limit is not None and longest > limit:
             raise DataError(
                 f"a prompt of {longest} tokens does not fit the model's context of {limit}: use fewer "
-                "--shots or --limit to shorter examples, a model with a longer context, or "
-                "truncate=True to cut prompts from the left as the harness's transformers backend does")
+                "--shots, a model with a longer context, or --truncate (truncate=True) to cut prompts "
+                "from the left as the harness's transformers backend does")
 
     def loglikelihood_rolling(self, requests: list, disable_tqdm: bool = False) -> list[float]:
         """Summed log-probability of each whole text, every token predicted exactly once."""
