@@ -9,6 +9,7 @@ from lmjax.config import ModelConfig
 from lmjax.decoding import Sampling, T5Generator, make_generator
 from lmjax.errors import ConfigError
 from lmjax.models import build_model
+from lmjax.models.t5 import init_cache
 from lmjax.runs.importers.hf import from_pretrained
 
 torch = pytest.importorskip("torch")
@@ -73,3 +74,12 @@ def test_an_encoder_only_model_cannot_generate():
     with pytest.raises(ConfigError, match="encoder-only") as err:
         make_generator(build_model(ModelConfig(arch="bert")), params={})
     assert "\n" not in str(err.value)
+
+
+def test_a_decoder_mask_with_a_cache_is_refused(t5):
+    _, model, params = t5
+    ids = np.ones((1, 1), np.int32)
+    with pytest.raises(ConfigError, match="decoder_attention_mask only without a cache"):
+        model.apply({"params": params}, ids, np.zeros((1, 3, 32), np.float32),
+                    decoder_attention_mask=ids, cache=init_cache(model.config, 1, 4),
+                    method="decode")

@@ -32,7 +32,8 @@ def _check_row(row: np.ndarray, vocab_size: int, max_len: int | None) -> None:
         raise DataError("the prompt must hold at least one token (e.g. BOS)")
     if max_len is not None and row.size > max_len:
         raise DataError(
-            f"the prompt is {row.size} tokens but the model's context is {max_len}: shorten the prompt"
+            f"the prompt is {row.size} tokens but the model's context is {max_len}: "
+            "shorten the prompt"
         )
     if row.min() < 0 or row.max() >= vocab_size:
         raise DataError(f"prompt ids must lie in [0, {vocab_size})")

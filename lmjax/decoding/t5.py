@@ -63,7 +63,8 @@ class T5Generator:
         batch = ids_BS.shape[0]
         stops = StopTracker(batch, stop_ids)
         start_B1 = jnp.full((batch, 1), self.decoder_start_id, jnp.int32)
-        token_B, encoded_BSD, cache = self._prefill(self.params, ids_BS, mask_BS, start_B1, n_new, key)
+        token_B, encoded_BSD, cache = self._prefill(self.params, ids_BS, mask_BS, start_B1, n_new,
+                                                    key)
         tokens = [token_B]
         for i in range(1, n_new):
             if stops.all_stopped(token_B):
@@ -83,7 +84,8 @@ class T5Generator:
         for i in range(n_new):
             if tokens and stops.all_stopped(tokens[-1]):
                 break
-            token_B, ids_BL = self._recompute(self.params, encoded_BSD, mask_BS, ids_BL, i + 1, key, i)
+            token_B, ids_BL = self._recompute(self.params, encoded_BSD, mask_BS, ids_BL, i + 1,
+                                              key, i)
             tokens.append(token_B)
         return [np.asarray(token_B) for token_B in tokens]
 
@@ -106,7 +108,8 @@ class T5Generator:
     def _recompute_fn(self, params, encoded_BSD, mask_BS, ids_BL, length, key, i):
         """Samples the token after the first `length` decoder ids and writes it at `length`
         (dropped past the buffer's end)."""
-        logits_BLV = self.model.apply({"params": params}, ids_BL, encoded_BSD, mask_BS, method="decode")
+        logits_BLV = self.model.apply({"params": params}, ids_BL, encoded_BSD, mask_BS,
+                                      method="decode")
         logits_BV = jax.lax.dynamic_index_in_dim(logits_BLV, length - 1, axis=1, keepdims=False)
         token_B = self._sample(logits_BV, key, i)
         return token_B, ids_BL.at[:, length].set(token_B, mode="drop")

@@ -274,7 +274,8 @@ class MultiHeadAttention(nn.Module):
     def key_value(self, context_BSD: jax.Array) -> CrossKV:
         """The keys and values of `context_BSD`, for a cross-attention that reuses them."""
         names = ("batch", "length", "kv_heads", "kv")
-        return CrossKV(constrain(self.key(context_BSD), names), constrain(self.value(context_BSD), names))
+        return CrossKV(constrain(self.key(context_BSD), names),
+                       constrain(self.value(context_BSD), names))
 
     def __call__(
         self,
@@ -292,7 +293,9 @@ class MultiHeadAttention(nn.Module):
         output and the cache with this call's keys and values appended. `kv` replaces the
         projection of `context_BSD` by keys and values computed before (cross-attention)."""
         q_BTHK = constrain(self.query(x_BTD), ("batch", "length", "heads", "kv"))
-        k_BSGK, v_BSGK = self.key_value(x_BTD if context_BSD is None else context_BSD) if kv is None else kv
+        if kv is None:
+            kv = self.key_value(x_BTD if context_BSD is None else context_BSD)
+        k_BSGK, v_BSGK = kv
         if self.rope_theta is not None:
             q_BTHK = rope(q_BTHK, positions_BT, self.rope_theta)
             k_BSGK = rope(k_BSGK, positions_BT, self.rope_theta)

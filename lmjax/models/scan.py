@@ -75,8 +75,8 @@ def apply_layers(
 
 def cache_index(cache: Any) -> jax.Array:
     """The slot of the next token in a decoding cache of either layout."""
-    layer = next(leaf for leaf in jax.tree.leaves(cache, is_leaf=lambda n: isinstance(n, LayerCache))
-                 if isinstance(leaf, LayerCache))
+    leaves = jax.tree.leaves(cache, is_leaf=lambda node: isinstance(node, LayerCache))
+    layer = next(leaf for leaf in leaves if isinstance(leaf, LayerCache))
     return layer.index.reshape(-1)[0]
 
 
@@ -91,7 +91,8 @@ def layer_groups(config: ModelConfig) -> list[tuple[tuple[str, ...], str, int]]:
         return [((), "h", config.n_layers)]
     if config.arch == "bert":
         return [((), "layer", config.n_layers)]
-    return [(("encoder",), "layer", config.n_layers), (("decoder",), "layer", config.decoder_layers)]
+    return [(("encoder",), "layer", config.n_layers),
+            (("decoder",), "layer", config.decoder_layers)]
 
 
 def stack_layers(params: Any, config: ModelConfig) -> Any:
@@ -112,7 +113,8 @@ def stack_layers(params: Any, config: ModelConfig) -> Any:
             )
         layers = [parent.pop(layer) for layer in names]
         _check_identical(layers, path, names)
-        parent[name] = jax.tree.map(lambda *leaves: np.stack([np.asarray(x) for x in leaves]), *layers)
+        parent[name] = jax.tree.map(lambda *leaves: np.stack([np.asarray(leaf) for leaf in leaves]),
+                                    *layers)
     return params
 
 

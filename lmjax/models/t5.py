@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from lmjax.config import ModelConfig
+from lmjax.errors import ConfigError
 from lmjax.models.gpt import compute_dtype
 from lmjax.models.layers import (
     CrossKV, Dense, Embed, LayerCache, Mlp, MultiHeadAttention, Norm, RelativePositionBias,
@@ -190,6 +191,9 @@ class T5(nn.Module):
         the ids are the tokens after those cached and (logits, updated cache) come back.
         `attention_mask` is the encoder's; `decoder_attention_mask` applies without a cache."""
         cfg = self.config
+        if cache is not None and decoder_attention_mask is not None:
+            raise ConfigError("T5.decode takes decoder_attention_mask only without a cache: "
+                              "cached decoding feeds real tokens only; drop the mask")
         decoder_ids_BT = constrain(jnp.asarray(decoder_input_ids), ("batch", "length"))
         # B×1×S masks of real keys, broadcast over queries by every attention that reads them.
         input_keys_B1S = None if attention_mask is None else key_padding_mask(attention_mask)
