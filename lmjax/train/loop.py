@@ -65,7 +65,7 @@ def run_training(setup: TrainSetup, callbacks: list[Callback]) -> RunResult:
             callback.on_close()
 
 
-def writer_lock(setup: TrainSetup):
+def writer_lock(setup: TrainSetup) -> contextlib.AbstractContextManager:
     """One writer per run directory (`lmjax.runs.lock`), taken by process 0 for the whole run
     before anything is written there."""
     return RunLock(setup.layout) if setup.primary else contextlib.nullcontext()

@@ -12,6 +12,8 @@ import json
 import math
 from typing import Any
 
+from etils import epath
+
 from lmjax.runs.layout import PathLike, RunLayout
 
 
@@ -46,7 +48,7 @@ def truncate_metrics(run_dir: PathLike, last_step: int) -> None:
         path.write_text("".join(json.dumps(r, allow_nan=False) + "\n" for r in kept))
 
 
-def plot_loss_curve(run_dir: PathLike, title: str):
+def plot_loss_curve(run_dir: PathLike, title: str) -> epath.Path:
     """Draws train and validation loss against step into loss_curve.png (written as bytes)."""
     import matplotlib
 
