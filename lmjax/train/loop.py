@@ -51,8 +51,10 @@ def train(config: Config, callbacks: Iterable[Callback] = (), *, restart_from: i
     """
     xla_cpu.warn_if_not_applied()
     setup = build_setup(config, restart_from=restart_from)
+    from lmjax.eval.callback import callbacks_for  # imported here: lmjax.eval imports lmjax.train
+
     chosen = [*default_callbacks(setup.primary), *callbacks] if defaults else list(callbacks)
-    return run_training(setup, chosen)
+    return run_training(setup, chosen + callbacks_for(config))
 
 
 def run_training(setup: TrainSetup, callbacks: list[Callback]) -> RunResult:
@@ -140,6 +142,9 @@ class _Loop:
                                               time.perf_counter() - run_start)
                         if step % config.train.eval_every == 0 or at_end:
                             evaluated = self.evaluate(state["params"])
+                            for callback in self.callbacks:  # train.eval_tasks (lmjax.eval.callback)
+                                if hasattr(callback, "evaluate_params"):
+                                    evaluated.update(callback.evaluate_params(step, state["params"]))
                             self.emit("on_eval", step, evaluated)
                             record.update(evaluated)
                         self.emit("on_log", step, record)

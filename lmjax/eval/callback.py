@@ -1,0 +1,85 @@
+"""`train.eval_tasks`: harness tasks at every evaluation step of a training run.
+
+`HarnessEval` is a training callback (`lmjax.train.callbacks.Callback`). At each evaluation
+the loop hands it the current parameters (`evaluate_params`); it scores them on the tasks
+through `LmjaxLM` (compiled once, parameters swapped in) and returns flat scalars named
+`harness/<task>/<metric>` that the loop adds to the evaluation record, so they reach
+metrics.jsonl and TensorBoard beside eval_loss and eval_bits_per_byte (which compare runs
+with different tokenizers). Only process 0 evaluates.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from lmjax.train.callbacks import Callback, RunInfo
+
+DEFAULT_LIMIT = 200
+
+
+class HarnessEval(Callback):
+    """Runs `tasks` (names or groups) on at most `limit` documents each, `shots` examples."""
+
+    def __init__(self, tasks: list[str], data_dir: str | None = None, limit: int | None = DEFAULT_LIMIT,
+                 shots: int = 0):
+        self.tasks, self.limit, self.shots = list(tasks), limit, shots
+        self.data_dir = data_dir
+        self.info: RunInfo | None = None
+        self.model: Any = None
+
+    def on_start(self, run: RunInfo) -> None:
+        from lmjax.eval import tasks as task_lib
+
+        self.info = run
+        task_lib.expand(self.tasks, task_lib.harness_task_names(self.tasks))
+        self.data_dir = task_lib.default_data_dir(self.data_dir or run.config.data.data_dir
+                                                  or os.environ.get("LMJAX_DATA_DIR"))
+
+    def evaluate_params(self, step: int, params: Any) -> dict[str, float]:
+        """The harness metrics of `params` as flat scalars (empty off process 0)."""
+        if self.info is None or not self.info.primary:
+            return {}
+        from lmjax.eval.api import evaluate
+
+        model = self._model(step, params)
+        result = evaluate(model, self.tasks, self.shots, self.data_dir, self.limit)
+        return flatten(result)
+
+    def _model(self, step: int, params: Any) -> Any:
+        """One LmjaxLM for the run (its scoring compiled once); new parameters swapped in."""
+        from lmjax.eval.harness import LmjaxLM
+
+        if self.model is None:
+            self.model = LmjaxLM(self._run(step, params))
+        backend = self.model.scoring
+        backend.run.params = backend.scorer.params = params
+        backend.run.step = backend.identity["step"] = step
+        return self.model
+
+    def _run(self, step: int, params: Any) -> Any:
+        from lmjax import tokenizers
+        from lmjax.models import build_model
+        from lmjax.runs import Run
+        from lmjax.runs.transfer import local_dir
+
+        info = self.info
+        tokenizer = tokenizers.load(local_dir(info.layout.tokenizer))
+        return Run(info.config, build_model(info.config.model), params, tokenizer, step, [], "run",
+                   info.layout, info.layout.root)
+
+
+def flatten(result: dict[str, Any]) -> dict[str, float]:
+    """`harness/<task>/<metric>` -> number, for every numeric metric of every task that ran."""
+    flat = {}
+    for task, record in result["tasks"].items():
+        for metric, value in record.get("metrics", {}).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                flat[f"harness/{task}/{metric}"] = float(value)
+    return flat
+
+
+def callbacks_for(config: Any) -> list[Callback]:
+    """The callbacks `train.eval_tasks` asks for ([] when it is empty)."""
+    tasks = list(config.train.eval_tasks or [])
+    return [HarnessEval(tasks, config.data.data_dir or None)] if tasks else []
