@@ -23,6 +23,7 @@ import re
 import shutil
 import sys
 import time
+import traceback
 import warnings
 from typing import Any
 
@@ -268,7 +269,7 @@ class _OrbaxErrorCapture(logging.Filter):
         self._captured: BaseException | None = None
         self._logger = logging.getLogger("absl")
         self._logger.addFilter(self)
-        _silence_closed_event_loop()
+        _silence_orbax_leftovers()
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.ERROR or "orbax" not in record.pathname:
@@ -285,11 +286,14 @@ class _OrbaxErrorCapture(logging.Filter):
         self._logger.removeFilter(self)
 
 
-def _silence_closed_event_loop() -> None:
-    """After a failed write, tensorstore callbacks reach orbax's closed asyncio loop and Python
-    prints 'Exception ignored ... Event loop is closed' with a traceback: drop just those."""
+def _silence_orbax_leftovers() -> None:
+    """After a failed write, orbax leaves asyncio futures whose errors nobody retrieves and
+    tensorstore callbacks that reach its closed event loop; Python reports both with tracebacks
+    when they are collected, possibly after the Checkpointer closed. Installed once per process,
+    dropping only those two reports, and only for futures that ran orbax code or wrote into
+    orbax's temporary checkpoint directories."""
     previous = sys.unraisablehook
-    if getattr(previous, "lmjax_silences_closed_loops", False):
+    if getattr(previous, "lmjax_silences_orbax", False):
         return
 
     def hook(unraisable) -> None:
@@ -298,8 +302,17 @@ def _silence_closed_event_loop() -> None:
             return
         previous(unraisable)
 
-    hook.lmjax_silences_closed_loops = True
+    hook.lmjax_silences_orbax = True
     sys.unraisablehook = hook
+    logging.getLogger("asyncio").addFilter(_drop_unretrieved_orbax_errors)
+
+
+def _drop_unretrieved_orbax_errors(record: logging.LogRecord) -> bool:
+    if "never retrieved" not in str(record.msg) or not record.exc_info:
+        return True
+    frames = traceback.extract_tb(record.exc_info[2])
+    written_by_orbax = "orbax-checkpoint-tmp" in str(record.exc_info[1])
+    return not (written_by_orbax or any("orbax" in frame.filename for frame in frames))
 
 
 def _saved_shapes(state_dir: epath.Path) -> dict[str, tuple[int, ...]]:
