@@ -5,7 +5,7 @@ fails this test (CI must run it), it is not skipped."""
 import textwrap
 
 import jax
-
+import pytest
 import ray
 
 from lmjax.sweep import load_spec, points
@@ -14,6 +14,9 @@ from lmjax.sweep.backends.ray import RayBackend, task_options
 from lmjax.sweep.runner import RunOptions, point_dir, run_sweep
 
 
+# ray.init starts its processes by fork+exec (subprocess), which JAX's fork warning cannot tell
+# from a bare fork; nothing of JAX runs in the child before exec.
+@pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
 def test_ray_backend_runs_two_points(tmp_path, monkeypatch):
     jax.devices()  # this process keeps its eight devices; only the workers get one
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
