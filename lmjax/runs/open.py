@@ -92,7 +92,7 @@ class Located:
         if self.imported_params is not None:
             step, params = None, place_params(self.imported_params, abstract, self.path)
         else:
-            step, params = restore_params(self.layout.root, abstract)
+            step, params = restore_params(self.layout.root, abstract, self.config.model)
         return Run(self.config, build_model(self.config.model), params, loaded_tokenizer, step,
                    read_metrics(self.layout), self.source, self.layout, self.path)
 

@@ -106,7 +106,7 @@ class TrainSetup:
             from lmjax.runs.params import load_params
 
             state["params"] = load_params(self.config.checkpoint.init_from,
-                                          self.abstract_state()["params"])
+                                          self.abstract_state()["params"], self.config.model)
         return state
 
     def open_checkpointer(self) -> Checkpointer:
