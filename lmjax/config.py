@@ -474,15 +474,15 @@ def resolve_run_dir(config: Config) -> pathlib.Path:
     return pathlib.Path(config.run_dir or pathlib.Path("runs") / config.name)
 
 
-def resolve_data_dir(config: Config) -> pathlib.Path:
+def resolve_data_dir(data: DataConfig) -> pathlib.Path:
     return pathlib.Path(
-        config.data.data_dir or os.environ.get("LMJAX_DATA_DIR") or pathlib.Path.home() / "lmjax_data"
+        data.data_dir or os.environ.get("LMJAX_DATA_DIR") or pathlib.Path.home() / "lmjax_data"
     )
 
 
-def resolve_cache_dir(config: Config) -> pathlib.Path:
+def resolve_cache_dir(data: DataConfig) -> pathlib.Path:
     return pathlib.Path(
-        config.data.cache_dir
+        data.cache_dir
         or os.environ.get("LMJAX_CACHE_DIR")
         or pathlib.Path.home() / ".cache" / "lmjax"
     )

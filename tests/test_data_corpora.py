@@ -41,7 +41,7 @@ def test_file_corpus_is_prepared_under_the_cache_dir(tmp_path):
     corpus = tmp_path / "data" / "mini.txt"
     corpus.parent.mkdir()
     corpus.write_text("".join(f"document {i}\nline two\n\n" for i in range(10)))
-    prepared = prepare_corpus(make_config(tmp_path, f"data.corpus={corpus}"))
+    prepared = prepare_corpus(make_config(tmp_path, f"data.corpus={corpus}").data)
     assert texts(prepared.documents("train")) == [f"document {i}\nline two" for i in range(9)]
     assert texts(prepared.documents("validation")) == ["document 9\nline two"]
     assert sorted(p.name for p in corpus.parent.iterdir()) == ["mini.txt"]  # nothing beside the corpus
@@ -51,7 +51,7 @@ def test_file_corpus_is_prepared_under_the_cache_dir(tmp_path):
 def test_corpus_path_may_be_relative_to_the_data_dir(tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "rel.txt").write_text("one\n\ntwo\n")
-    prepared = prepare_corpus(make_config(tmp_path, "data.corpus=rel.txt"))
+    prepared = prepare_corpus(make_config(tmp_path, "data.corpus=rel.txt").data)
     assert texts(prepared.documents("validation")) == ["two"]
 
 
@@ -59,15 +59,15 @@ def test_an_edited_file_is_prepared_afresh(tmp_path):
     corpus = tmp_path / "c.txt"
     corpus.write_text("old\n\nold\n")
     config = make_config(tmp_path, f"data.corpus={corpus}")
-    first = prepare_corpus(config).name
+    first = prepare_corpus(config.data).name
     corpus.write_text("new\n\nnew\n")
-    prepared = prepare_corpus(config)
+    prepared = prepare_corpus(config.data)
     assert prepared.name != first and texts(prepared.documents("train")) == ["new"]
 
 
 def test_tiny_shakespeare_splits_like_nanogpt(data_dir, tmp_path):
     config = load_config("gpt_tiny", [f"data.data_dir={data_dir}", f"data.cache_dir={tmp_path}", "data.download=false"])
-    prepared = prepare_corpus(config)
+    prepared = prepare_corpus(config.data)
     train, validation = (texts(prepared.documents(split)) for split in ("train", "validation"))
     assert train[0] == "First Citizen:\nBefore we proceed any further, hear me speak."
     chars = [sum(map(len, docs)) for docs in (train, validation)]
@@ -77,12 +77,12 @@ def test_tiny_shakespeare_splits_like_nanogpt(data_dir, tmp_path):
 
 def test_missing_file_corpus(tmp_path):
     with pytest.raises(DataError, match="neither a known corpus .* nor a file"):
-        prepare_corpus(make_config(tmp_path, f"data.corpus={tmp_path / 'absent.txt'}"))
+        prepare_corpus(make_config(tmp_path, f"data.corpus={tmp_path / 'absent.txt'}").data)
 
 
 def test_missing_tiny_shakespeare_without_download_says_where_to_put_it(tmp_path):
     with pytest.raises(DataError, match=r"not found at .*tinyshakespeare/input.txt: put https://"):
-        prepare_corpus(make_config(tmp_path))
+        prepare_corpus(make_config(tmp_path).data)
     assert not (tmp_path / "cache").exists()
 
 
@@ -92,7 +92,7 @@ def test_absent_tiny_shakespeare_is_fetched_by_the_download_manager(data_dir, tm
         return data_dir / "tinyshakespeare" / "input.txt"  # what a real download would fetch
 
     monkeypatch.setattr(tfds.download.DownloadManager, "download", download)
-    prepared = prepare_corpus(make_config(tmp_path, "data.download=true"))
+    prepared = prepare_corpus(make_config(tmp_path, "data.download=true").data)
     assert texts(prepared.documents("validation"))[0].startswith("KATHARINA")
 
 
@@ -102,7 +102,7 @@ def test_failed_download_says_where_to_put_the_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(tfds.download.DownloadManager, "download", download)
     with pytest.raises(DataError, match=r"could not download .*\(ConnectionError\); put the file at <data dir>/tiny"):
-        prepare_corpus(make_config(tmp_path, "data.download=true"))
+        prepare_corpus(make_config(tmp_path, "data.download=true").data)
 
 
 @pytest.mark.parametrize("content", [b"", b"  \n\n \t\n"])
@@ -110,13 +110,13 @@ def test_empty_corpus(tmp_path, content):
     corpus = tmp_path / "empty.txt"
     corpus.write_bytes(content)
     with pytest.raises(DataError, match="is empty"):
-        prepare_corpus(make_config(tmp_path, f"data.corpus={corpus}"))
+        prepare_corpus(make_config(tmp_path, f"data.corpus={corpus}").data)
 
 
 def test_one_document_has_no_validation_split(tmp_path):
     corpus = tmp_path / "one.txt"
     corpus.write_text("a single document\nof two lines\n")
-    prepared = prepare_corpus(make_config(tmp_path, f"data.corpus={corpus}"))
+    prepared = prepare_corpus(make_config(tmp_path, f"data.corpus={corpus}").data)
     with pytest.raises(DataError, match="no validation documents"):
         prepared.documents("validation")
 
@@ -130,15 +130,15 @@ def bad_utf8(tmp_path):
 
 def test_invalid_utf8_is_replaced_with_a_warning(tmp_path, bad_utf8):
     with pytest.warns(UserWarning, match="replaced 2 invalid UTF-8 byte"):
-        prepared = prepare_corpus(make_config(tmp_path, f"data.corpus={bad_utf8}"))
+        prepared = prepare_corpus(make_config(tmp_path, f"data.corpus={bad_utf8}").data)
     assert "bad \ufffd\ufffd bytes" in texts(prepared.documents("train"))
 
 
 def test_invalid_utf8_error_names_the_byte_offset_even_when_prepared(tmp_path, bad_utf8):
     with pytest.warns(UserWarning):
-        prepare_corpus(make_config(tmp_path, f"data.corpus={bad_utf8}"))
+        prepare_corpus(make_config(tmp_path, f"data.corpus={bad_utf8}").data)
     with pytest.raises(DataError, match=r"not valid UTF-8: byte offset 15 \(line 3\)"):
-        prepare_corpus(make_config(tmp_path, f"data.corpus={bad_utf8}", "data.invalid_utf8=error"))
+        prepare_corpus(make_config(tmp_path, f"data.corpus={bad_utf8}", "data.invalid_utf8=error").data)
 
 
 def test_preparing_reading_and_batching_never_import_tensorflow(tmp_path):
@@ -150,9 +150,9 @@ def test_preparing_reading_and_batching_never_import_tensorflow(tmp_path):
         from lmjax.data import build_tokenizer, make_batches, prepare_corpus
         from lmjax.objectives import make_objective
         config = load_config("gpt_tiny", ["data.corpus={corpus}", "data.cache_dir={tmp_path / 'cache'}"])
-        assert prepare_corpus(config).documents("train")[0]["text"] == b"alpha beta"
-        tokenizer = build_tokenizer(config)
-        next(make_batches(config, tokenizer, make_objective("causal_lm", pad_id=tokenizer.pad_id), "train"))
+        assert prepare_corpus(config.data).documents("train")[0]["text"] == b"alpha beta"
+        tokenizer = build_tokenizer(config.data, config.model.vocab_size)
+        next(make_batches(config.data, config.train.global_batch_size, tokenizer, make_objective("causal_lm", pad_id=tokenizer.pad_id), "train"))
         assert "tensorflow" not in sys.modules, "tensorflow was imported"
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)

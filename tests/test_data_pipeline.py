@@ -39,7 +39,7 @@ def config(corpus, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tokenizer(config):
-    return build_tokenizer(config)
+    return build_tokenizer(config.data, config.model.vocab_size)
 
 
 @pytest.fixture(scope="module")
@@ -60,21 +60,21 @@ def assert_same_batches(left, right):
 
 
 def test_batches_have_the_local_batch_shape(config, tokenizer, objective):
-    batch = next(make_batches(config, tokenizer, objective, "train", process_count=2, process_index=1))
+    batch = next(make_batches(config.data, config.train.global_batch_size, tokenizer, objective, "train", process_count=2, process_index=1))
     assert {key: value.shape for key, value in batch.items()} == {key: (4, 16) for key in batch}
     assert batch["inputs"].dtype == np.int32 and batch["weights"].dtype == np.float32
 
 
 def test_deterministic_for_a_seed(config, tokenizer, objective):
-    runs = [take(make_batches(config, tokenizer, objective, "train", seed=seed), 12) for seed in (7, 7, 8)]
+    runs = [take(make_batches(config.data, config.train.global_batch_size, tokenizer, objective, "train", seed=seed), 12) for seed in (7, 7, 8)]
     assert_same_batches(runs[0], runs[1])
     assert not np.array_equal(runs[0][0]["inputs"], runs[2][0]["inputs"])
 
 
 def test_every_epoch_sees_every_window_in_a_new_order(config, tokenizer, objective):
-    stream = token_stream(config, tokenizer, "train")
+    stream = token_stream(config.data, tokenizer, "train")
     count = Window.for_objective(stream, objective, 16, tokenizer.pad_id).count
-    batches = take(make_batches(config, tokenizer, objective, "train"), 2 * count // 8 + 1)
+    batches = take(make_batches(config.data, config.train.global_batch_size, tokenizer, objective, "train"), 2 * count // 8 + 1)
     examples = np.concatenate([batch["inputs"] for batch in batches])
     epochs = [examples[:count], examples[count : 2 * count]]
     rows = [sorted(map(tuple, epoch)) for epoch in epochs]
@@ -83,11 +83,11 @@ def test_every_epoch_sees_every_window_in_a_new_order(config, tokenizer, objecti
 
 
 def test_resumes_mid_epoch_from_json_state(config, tokenizer, objective):
-    uninterrupted = take(make_batches(config, tokenizer, objective, "train"), 10)
-    first = make_batches(config, tokenizer, objective, "train")
+    uninterrupted = take(make_batches(config.data, config.train.global_batch_size, tokenizer, objective, "train"), 10)
+    first = make_batches(config.data, config.train.global_batch_size, tokenizer, objective, "train")
     take(first, 4)
     state = json.loads(json.dumps(first.get_state()))
-    resumed = make_batches(config, tokenizer, objective, "train")
+    resumed = make_batches(config.data, config.train.global_batch_size, tokenizer, objective, "train")
     resumed.set_state(state)
     assert_same_batches(take(resumed, 6), uninterrupted[4:])
 
@@ -95,9 +95,9 @@ def test_resumes_mid_epoch_from_json_state(config, tokenizer, objective):
 @pytest.mark.parametrize("split", ["train", "validation"])
 @pytest.mark.parametrize("process_count", [2, 4])
 def test_hosts_slice_the_same_global_batch(config, tokenizer, objective, split, process_count):
-    single = take(make_batches(config, tokenizer, objective, split), 5)
+    single = take(make_batches(config.data, config.train.global_batch_size, tokenizer, objective, split), 5)
     hosts = [
-        take(make_batches(config, tokenizer, objective, split, process_index=p, process_count=process_count), 5)
+        take(make_batches(config.data, config.train.global_batch_size, tokenizer, objective, split, process_index=p, process_count=process_count), 5)
         for p in range(process_count)
     ]
     assert all(len(host) == len(single) for host in hosts)
@@ -107,12 +107,12 @@ def test_hosts_slice_the_same_global_batch(config, tokenizer, objective, split, 
 
 def test_packing_loses_no_token(config, tokenizer, objective):
     """Each document is followed by eos, and one validation pass predicts the whole stream."""
-    records = prepare_corpus(config).documents("validation")
+    records = prepare_corpus(config.data).documents("validation")
     expected = [tok for record in records for tok in [*tokenizer.encode(record["text"].decode()), tokenizer.eos_id]]
-    stream = token_stream(config, tokenizer, "validation")
+    stream = token_stream(config.data, tokenizer, "validation")
     np.testing.assert_array_equal(stream, expected)
 
-    batches = list(make_batches(config, tokenizer, objective, "validation"))
+    batches = list(make_batches(config.data, config.train.global_batch_size, tokenizer, objective, "validation"))
     assert len({batch["inputs"].shape for batch in batches}) == 1
     inputs, targets, weights = (np.concatenate([b[k] for b in batches]) for k in ("inputs", "targets", "weights"))
     assert inputs[0, 0] == stream[0]
@@ -129,38 +129,38 @@ def test_windows_overlap_by_one_and_pad_only_the_end():
 
 
 def test_validation_is_one_deterministic_pass(config, tokenizer, objective):
-    first, second = (list(make_batches(config, tokenizer, objective, "validation")) for _ in range(2))
+    first, second = (list(make_batches(config.data, config.train.global_batch_size, tokenizer, objective, "validation")) for _ in range(2))
     assert_same_batches(first, second)
 
 
 def test_bad_sharding_and_seed(config, tokenizer, objective):
     with pytest.raises(ConfigError, match="not divisible by the 3 processes"):
-        make_batches(config, tokenizer, objective, "train", process_count=3)
+        make_batches(config.data, config.train.global_batch_size, tokenizer, objective, "train", process_count=3)
     with pytest.raises(ConfigError, match="shuffle_seed"):
-        make_batches(config, tokenizer, objective, "train", seed=-1)
+        make_batches(config.data, config.train.global_batch_size, tokenizer, objective, "train", seed=-1)
     with pytest.raises(DataError, match="unknown split"):
-        make_batches(config, tokenizer, objective, "test")
+        make_batches(config.data, config.train.global_batch_size, tokenizer, objective, "test")
 
 
 def test_worker_processes_give_the_same_batches(config, tokenizer, objective):
     with_workers = load_config("gpt_tiny", [f"data.corpus={config.data.corpus}", f"data.cache_dir={config.data.cache_dir}",
                                             "data.seq_len=16", "data.worker_count=1"])
-    iterator = make_batches(with_workers, tokenizer, objective, "train")
+    iterator = make_batches(with_workers.data, with_workers.train.global_batch_size, tokenizer, objective, "train")
     batches = [{key: np.asarray(value) for key, value in batch.items()} for batch in take(iterator, 3)]
     iterator.close()
-    assert_same_batches(batches, take(make_batches(config, tokenizer, objective, "train"), 3))
+    assert_same_batches(batches, take(make_batches(config.data, config.train.global_batch_size, tokenizer, objective, "train"), 3))
 
 
 def test_unigram_entropy_of_the_validation_tokens(config, tokenizer):
-    counts = np.bincount(token_stream(config, tokenizer, "validation"))
+    counts = np.bincount(token_stream(config.data, tokenizer, "validation"))
     probs = counts[counts > 0] / counts.sum()
-    entropy = unigram_entropy_nats(config, tokenizer)
+    entropy = unigram_entropy_nats(config.data, tokenizer)
     assert entropy == pytest.approx(-(probs * np.log(probs)).sum())
     assert 0 < entropy < np.log(tokenizer.vocab_size)
 
 
 def test_tokenizer_is_trained_once_and_reused(config, tokenizer):
-    again = build_tokenizer(config)
+    again = build_tokenizer(config.data, config.model.vocab_size)
     assert again.model_proto == tokenizer.model_proto
     assert tokenizer.eos_id is not None and tokenizer.pad_id is not None
     assert tokenizer.vocab_size <= config.model.vocab_size
@@ -170,10 +170,10 @@ def test_tokenizer_dir_is_loaded_and_checked(config, tokenizer, tmp_path):
     tokenizer.save(tmp_path / "tok")
     overrides = [f"data.corpus={config.data.corpus}", f"data.cache_dir={tmp_path / 'cache'}",
                  f"data.tokenizer_dir={tmp_path / 'tok'}"]
-    loaded = build_tokenizer(load_config("gpt_tiny", overrides))
+    loaded = build_tokenizer(load_config("gpt_tiny", overrides).data, config.model.vocab_size)
     assert loaded.model_proto == tokenizer.model_proto and not (tmp_path / "cache").exists()
     with pytest.raises(DataError, match="set model.vocab_size>="):
-        build_tokenizer(load_config("gpt_tiny", [*overrides, "model.vocab_size=8"]))
+        build_tokenizer(load_config("gpt_tiny", overrides).data, vocab_size=8)
 
 
 def test_two_processes_prepare_the_same_cache_at_once(corpus, tmp_path):
@@ -181,8 +181,8 @@ def test_two_processes_prepare_the_same_cache_at_once(corpus, tmp_path):
         from lmjax.config import load_config
         from lmjax.data import build_tokenizer, token_stream
         config = load_config("gpt_tiny", ["data.corpus={corpus}", "data.cache_dir={tmp_path}"])
-        tokenizer = build_tokenizer(config)
-        print(token_stream(config, tokenizer, "train").sum())
+        tokenizer = build_tokenizer(config.data, config.model.vocab_size)
+        print(token_stream(config.data, tokenizer, "train").sum())
     """)
     runs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for _ in range(2)]
@@ -197,11 +197,11 @@ def test_two_processes_prepare_the_same_cache_at_once(corpus, tmp_path):
 def test_tiny_shakespeare_end_to_end(data_dir, tmp_path):
     config = load_config("gpt_tiny", [f"data.data_dir={data_dir}", f"data.cache_dir={tmp_path}", "data.download=false",
                                       "model.vocab_size=128"])
-    tokenizer = build_tokenizer(config)
+    tokenizer = build_tokenizer(config.data, config.model.vocab_size)
     objective = make_objective("causal_lm", pad_id=tokenizer.pad_id)
-    batch = next(make_batches(config, tokenizer, objective, "train"))
+    batch = next(make_batches(config.data, config.train.global_batch_size, tokenizer, objective, "train"))
     assert batch["inputs"].shape == (8, 32) and batch["weights"].all()
-    stream = token_stream(config, tokenizer, "validation")
-    assert (stream == tokenizer.eos_id).sum() == len(prepare_corpus(config).documents("validation"))
+    stream = token_stream(config.data, tokenizer, "validation")
+    assert (stream == tokenizer.eos_id).sum() == len(prepare_corpus(config.data).documents("validation"))
     assert tokenizer.decode(stream[:20]).startswith("KATHARINA")
-    assert 0 < unigram_entropy_nats(config, tokenizer) < np.log(tokenizer.vocab_size)
+    assert 0 < unigram_entropy_nats(config.data, tokenizer) < np.log(tokenizer.vocab_size)

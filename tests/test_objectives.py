@@ -297,7 +297,7 @@ def test_sentencepiece_trained_with_the_objectives_options_serves_it(tmp_path, n
     text.write_text("the king and the queen speak softly to my lord\n" * 50)
     tokenizer = SentencePieceTokenizer.train([text], vocab_size=160, byte_fallback=False,
                                              hard_vocab_limit=False,
-                                             **tokenizer_training_options(config))
+                                             **tokenizer_training_options(config.data))
     objective = objective_for(config, tokenizer)
     if name == "bert_tiny":
         assert objective.framed and objective.mask_id == tokenizer.token_to_id("[MASK]")

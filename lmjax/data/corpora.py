@@ -17,7 +17,7 @@ from pathlib import Path
 import tensorflow_datasets as tfds
 from etils import epath
 
-from lmjax.config import Config, resolve_cache_dir, resolve_data_dir
+from lmjax.config import DataConfig, resolve_cache_dir, resolve_data_dir
 from lmjax.data.locking import file_lock
 from lmjax.data.text import decode_corpus, split_documents, train_validation_split
 from lmjax.errors import DataError
@@ -109,42 +109,42 @@ class PreparedCorpus:
         return self.splits[split]
 
 
-def prepare_corpus(config: Config) -> PreparedCorpus:
+def prepare_corpus(data_config: DataConfig) -> PreparedCorpus:
     """Find, check and (once, under a lock) prepare the configured corpus.
 
     The file is read and its UTF-8 checked on every call, so data.invalid_utf8=error
     fails even when an earlier run prepared the same file with replacements.
     """
-    builder_config, path = _locate(config)
+    builder_config, path = _locate(data_config)
     text = None
     if path is not None:
         data = path.read_bytes()
         if not data.strip():
             raise DataError(f"corpus {path} is empty; give a file that contains text")
-        text = decode_corpus(data, path, config.data.invalid_utf8)
+        text = decode_corpus(data, path, data_config.invalid_utf8)
         if builder_config is None:
             builder_config = _file_config(path, data)
-    data_dir = resolve_cache_dir(config) / "tfds"
+    data_dir = resolve_cache_dir(data_config) / "tfds"
     with file_lock(data_dir / builder_config.name):
         builder = TextCorpus(
             config=builder_config, data_dir=data_dir, text=text,
-            invalid_utf8=config.data.invalid_utf8, file_format="array_record",
+            invalid_utf8=data_config.invalid_utf8, file_format="array_record",
         )
         if not builder.is_prepared():
-            builder.download_and_prepare(download_dir=resolve_cache_dir(config) / "downloads")
+            builder.download_and_prepare(download_dir=resolve_cache_dir(data_config) / "downloads")
     return PreparedCorpus(builder_config.name, builder.as_data_source())
 
 
-def _locate(config: Config) -> tuple[TextCorpusConfig | None, Path | None]:
+def _locate(data_config: DataConfig) -> tuple[TextCorpusConfig | None, Path | None]:
     """(known corpus config or None, local file or None meaning download)."""
-    corpus = config.data.corpus
-    data_dir = resolve_data_dir(config)
+    corpus = data_config.corpus
+    data_dir = resolve_data_dir(data_config)
     if corpus in KNOWN_CORPORA:
         known = KNOWN_CORPORA[corpus]
         path = data_dir / known.filename
         if path.is_file():
             return known, path
-        if config.data.download:
+        if data_config.download:
             return known, None
         raise DataError(
             f"corpus {corpus} not found at {path}: put {known.url} there, point LMJAX_DATA_DIR "

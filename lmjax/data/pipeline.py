@@ -18,7 +18,7 @@ import grain
 import numpy as np
 from absl import flags
 
-from lmjax.config import Config, resolve_cache_dir
+from lmjax.config import DataConfig, resolve_cache_dir
 from lmjax.data.corpora import prepare_corpus
 from lmjax.data.locking import atomic_write_bytes, file_lock
 from lmjax.errors import ConfigError, DataError
@@ -29,7 +29,8 @@ READ_OPTIONS = grain.ReadOptions(num_threads=1, prefetch_buffer_size=4)
 
 
 def make_batches(
-    config: Config,
+    data: DataConfig,
+    global_batch: int,
     tokenizer: Tokenizer,
     objective: Objective,
     split: str,
@@ -38,37 +39,37 @@ def make_batches(
     process_count: int = 1,
     seed: int | None = None,
 ) -> grain.DatasetIterator:
-    """This process's slice of each global batch: a dict of numpy arrays, leading dim B/P.
+    """This process's slice of each global batch of `global_batch` examples: a dict of numpy
+    arrays, leading dim B/P.
 
     "train" repeats forever, reshuffled every epoch; any other split is one pass in corpus
     order, its last global batch filled with all-padding (zero-weight) examples so every
     token is evaluated and every batch has the same shape. `seed` defaults to
     data.shuffle_seed and also seeds each example's rng (objectives that mask use it).
     """
-    global_batch = config.train.global_batch_size
-    seed = config.data.shuffle_seed if seed is None else seed
+    seed = data.shuffle_seed if seed is None else seed
     _check_sharding(global_batch, process_index, process_count)
     if not 0 <= seed < 2**32:
         raise ConfigError(f"data.shuffle_seed={seed} must lie in [0, 2**32)")
-    examples = _global_examples(config, tokenizer, objective, split, seed)
+    examples = _global_examples(data, global_batch, tokenizer, objective, split, seed)
     # Global batch b is the mini-batches b*P .. b*P+P-1 of size B/P; host p takes b*P+p.
     local = examples.batch(global_batch // process_count)[process_index::process_count]
     batches = local.to_iter_dataset(READ_OPTIONS)
-    if config.data.worker_count > 0:
+    if data.worker_count > 0:
         if not flags.FLAGS.is_parsed():  # grain's worker processes read absl flags
             flags.FLAGS.mark_as_parsed()
-        batches = batches.mp_prefetch(grain.MultiprocessingOptions(num_workers=config.data.worker_count))
+        batches = batches.mp_prefetch(grain.MultiprocessingOptions(num_workers=data.worker_count))
     return iter(batches)
 
 
-def token_stream(config: Config, tokenizer: Tokenizer, split: str) -> np.ndarray:
+def token_stream(data: DataConfig, tokenizer: Tokenizer, split: str) -> np.ndarray:
     """The split's documents tokenized and concatenated, each followed by the eos id.
 
     Tokenized once and kept as .npy in the cache dir (keyed by corpus, split and the
     tokenizer's saved files), so neither epochs nor restarts tokenize again.
     """
-    corpus = prepare_corpus(config)
-    path = resolve_cache_dir(config) / "tokens" / corpus.name / f"{split}-{_fingerprint(tokenizer)}.npy"
+    corpus = prepare_corpus(data)
+    path = resolve_cache_dir(data) / "tokens" / corpus.name / f"{split}-{_fingerprint(tokenizer)}.npy"
     with file_lock(path):
         if not path.is_file():
             stream = _tokenize(corpus.documents(split), tokenizer)
@@ -76,13 +77,13 @@ def token_stream(config: Config, tokenizer: Tokenizer, split: str) -> np.ndarray
     return np.load(path)
 
 
-def unigram_entropy_nats(config: Config, tokenizer: Tokenizer, split: str = "validation") -> float:
+def unigram_entropy_nats(data: DataConfig, tokenizer: Tokenizer, split: str = "validation") -> float:
     """Entropy (nats/token) of the split's own token frequencies, eos included.
 
     The loss of the best model that ignores context, fitted to the very tokens the
     validation loss is measured on: a model that learnt anything beats it.
     """
-    counts = np.bincount(token_stream(config, tokenizer, split))
+    counts = np.bincount(token_stream(data, tokenizer, split))
     probs = counts[counts > 0] / counts.sum()
     return float(-(probs * np.log(probs)).sum())
 
@@ -138,20 +139,20 @@ class MakeExample(grain.transforms.RandomMap):
 
 
 def _global_examples(
-    config: Config, tokenizer: Tokenizer, objective: Objective, split: str, seed: int
+    data: DataConfig, global_batch: int, tokenizer: Tokenizer, objective: Objective, split: str,
+    seed: int,
 ) -> grain.MapDataset:
     """Examples in the order every host agrees on; example i is a pure function of (seed, i)."""
-    stream = token_stream(config, tokenizer, split)
-    window = Window.for_objective(stream, objective, config.data.seq_len, tokenizer.pad_id)
+    stream = token_stream(data, tokenizer, split)
+    window = Window.for_objective(stream, objective, data.seq_len, tokenizer.pad_id)
     if not window.count:
         raise DataError(
-            f"the {split} split of corpus {config.data.corpus} has {len(stream)} tokens, too few for "
+            f"the {split} split of corpus {data.corpus} has {len(stream)} tokens, too few for "
             "one example; give it more text"
         )
     if split == "train":
         order = grain.MapDataset.range(window.count).shuffle(seed=seed).repeat()
     else:
-        global_batch = config.train.global_batch_size
         order = grain.MapDataset.range(math.ceil(window.count / global_batch) * global_batch)
     return order.map(window).random_map(MakeExample(objective), seed=seed)
 

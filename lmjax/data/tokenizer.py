@@ -7,7 +7,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from lmjax.config import Config, resolve_cache_dir
+from lmjax.config import DataConfig, resolve_cache_dir
 from lmjax.data.corpora import PreparedCorpus, prepare_corpus
 from lmjax.data.locking import atomic_dir, file_lock
 from lmjax.errors import DataError
@@ -22,53 +22,53 @@ from lmjax.tokenizers.bpe import END_OF_TEXT, PAD
 BYTE_FALLBACK_MIN_VOCAB = 512
 
 
-def build_tokenizer(config: Config) -> Tokenizer:
-    """The tokenizer named by the config, with the end-of-document and pad ids packing needs."""
-    if config.data.tokenizer_dir:
-        tokenizer = load(config.data.tokenizer_dir)
-        where = config.data.tokenizer_dir
+def build_tokenizer(data: DataConfig, vocab_size: int) -> Tokenizer:
+    """The tokenizer `data` names (a saved one, or one trained on the corpus with `vocab_size`
+    ids), with the end-of-document and pad ids packing needs."""
+    if data.tokenizer_dir:
+        tokenizer = load(data.tokenizer_dir)
+        where = data.tokenizer_dir
     else:
-        corpus = prepare_corpus(config)
-        directory = tokenizer_dir(config, corpus)
+        corpus = prepare_corpus(data)
+        directory = tokenizer_dir(data, vocab_size, corpus)
         with file_lock(directory):
             if not (directory / META_FILE).is_file():
-                _train_into(directory, config, corpus)
+                _train_into(directory, data, vocab_size, corpus)
         tokenizer = load(directory)
         where = str(directory)
-    _check(tokenizer, where, config.model.vocab_size)
+    _check(tokenizer, where, vocab_size)
     return tokenizer
 
 
-def tokenizer_dir(config: Config, corpus: PreparedCorpus) -> Path:
+def tokenizer_dir(data: DataConfig, vocab_size: int, corpus: PreparedCorpus) -> Path:
     """Keyed by corpus (its content, for files), kind, vocabulary size and training options
     (a tokenizer without T5's sentinels must not serve a span-corruption run)."""
-    kind, vocab_size = config.data.tokenizer, config.model.vocab_size
-    options = json.dumps(_train_options(config), sort_keys=True, default=list)
+    options = json.dumps(_train_options(data, vocab_size), sort_keys=True, default=list)
     digest = hashlib.sha256(options.encode()).hexdigest()[:10]
-    return resolve_cache_dir(config) / "tokenizers" / corpus.name / f"{kind}-{vocab_size}-{digest}"
+    return resolve_cache_dir(data) / "tokenizers" / corpus.name / f"{data.tokenizer}-{vocab_size}-{digest}"
 
 
-def _train_into(directory: Path, config: Config, corpus: PreparedCorpus) -> None:
-    kind, vocab_size = config.data.tokenizer, config.model.vocab_size
+def _train_into(directory: Path, data: DataConfig, vocab_size: int, corpus: PreparedCorpus) -> None:
     with atomic_dir(directory) as tmp:
         train_file = tmp / "train.txt"
         documents = (record["text"].decode("utf-8") for record in corpus.documents("train"))
         train_file.write_text("\n".join(documents), encoding="utf-8")
-        tokenizer = train_tokenizer(kind, [train_file], vocab_size, **_train_options(config))
+        tokenizer = train_tokenizer(data.tokenizer, [train_file], vocab_size,
+                                    **_train_options(data, vocab_size))
         train_file.unlink()
         tokenizer.save(tmp)
 
 
-def _train_options(config: Config) -> dict:
+def _train_options(data: DataConfig, vocab_size: int) -> dict:
     """The objective's special tokens (T5 sentinels, BERT's [CLS]/[SEP]/[MASK]), plus: a small
     corpus may hold fewer pieces than asked for (take what it has, not an error), and BPE
     gets a pad token beside end-of-text, which the last, partial window needs."""
-    kind, vocab_size = config.data.tokenizer, config.model.vocab_size
-    options = tokenizer_training_options(config)
+    kind = data.tokenizer
+    options = tokenizer_training_options(data)
     if kind == "sentencepiece":
         options.update(byte_fallback=vocab_size >= BYTE_FALLBACK_MIN_VOCAB, hard_vocab_limit=False)
-        if config.data.character_coverage != 1.0:
-            options.update(character_coverage=config.data.character_coverage)
+        if data.character_coverage != 1.0:
+            options.update(character_coverage=data.character_coverage)
     if kind == "bpe":
         options.update(special_tokens=(END_OF_TEXT, PAD))
     return options

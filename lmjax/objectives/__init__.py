@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from lmjax.config import Config
+from lmjax.config import Config, DataConfig
 from lmjax.errors import ConfigError, DataError
 from lmjax.objectives.base import Objective
 from lmjax.objectives.causal_lm import CausalLM
@@ -56,15 +56,15 @@ def objective_for(config: Config, tokenizer: Tokenizer) -> Objective:
     return make_objective(data.objective, pad_id=pad_id)
 
 
-def tokenizer_training_options(config: Config) -> dict:
+def tokenizer_training_options(data: DataConfig) -> dict:
     """Options for training the run's tokenizer so that it has the special tokens the
     objective needs: T5's sentinels, or BERT's [CLS], [SEP] and [MASK] for SentencePiece
     (WordPiece always has them)."""
-    if config.data.tokenizer != "sentencepiece":
+    if data.tokenizer != "sentencepiece":
         return {}
-    if config.data.objective == "span_corruption":
+    if data.objective == "span_corruption":
         return {"extra_ids": T5_EXTRA_IDS}
-    if config.data.objective == "masked_lm":
+    if data.objective == "masked_lm":
         return {"control_symbols": list(BERT_CONTROL_SYMBOLS)}
     return {}
 
