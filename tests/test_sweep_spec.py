@@ -215,3 +215,24 @@ def test_heartbeat_refreshes_the_claim_and_notices_a_takeover(tmp_path):
         assert status_lib.try_claim(point_dir, stale_after=60).number == 2
         assert beat.lost.wait(20)  # the old holder's next beat notices and stops beating
     assert not claim.held()
+
+
+def test_result_summary_keeps_the_last_harness_metrics_and_steady_throughput():
+    from lmjax.sweep.worker import result_summary
+    from lmjax.train import RunResult
+
+    records = [{"step": 5, "loss": 3.0, "tokens_per_sec": 10.0, "mfu": 0.01},  # includes compilation
+               {"step": 10, "loss": 2.5, "tokens_per_sec": 100.0, "mfu": 0.2, "eval_loss": 2.6,
+                "harness/lambada/acc": 0.1},
+               {"step": 15, "loss": 2.4, "tokens_per_sec": 120.0, "mfu": 0.3},
+               {"step": 20, "loss": 2.3, "tokens_per_sec": 110.0, "mfu": 0.25, "eval_loss": 2.4,
+                "harness/lambada/acc": 0.2, "harness/lambada/ppl": float("nan")}]
+    result = RunResult(run_dir="r", steps=20, start_step=0, train_loss=2.3, eval_loss=2.4,
+                       eval_bits_per_byte=1.5, parameters=10, embedding_parameters=4,
+                       non_embedding_parameters=6, tokens_seen=100, input_tokens_seen=100,
+                       train_flops=1e9, wall_time=3.0, preempted=False, skipped_batches=0,
+                       records=records)
+    summary = result_summary(result)
+    assert "records" not in summary and summary["steps"] == 20
+    assert summary["tokens_per_sec"] == 110.0 and summary["mfu"] == 0.25  # medians without the first
+    assert summary["eval_metrics"] == {"harness/lambada/acc": 0.2, "harness/lambada/ppl": None}

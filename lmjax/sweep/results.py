@@ -45,6 +45,7 @@ def point_row(point_dir: str | os.PathLike) -> dict[str, Any]:
         "input_tokens": result.get("input_tokens_seen", plan.get("input_tokens")),
         "train_flops": result.get("train_flops", plan.get("train_flops")),
         "error": status.get("error"),
+        "eval_metrics": result.get("eval_metrics"),
     }
     for key in ("train_loss", "eval_loss", "eval_bits_per_byte", "tokens_per_sec", "mfu",
                 "wall_time", "steps"):

@@ -24,6 +24,7 @@ from lmjax.errors import LmjaxError
 from lmjax.sweep import status as status_lib
 
 EXIT = {"succeeded": 0, "failed": 1, "skipped": 3, "interrupted": 4}
+HARNESS_PREFIX = "harness/"  # lmjax.eval.callback names its metrics harness/<task>/<metric>
 
 
 def run_point(point_dir: str, *, stale_after: float = 600.0, retry: bool = True,
@@ -96,14 +97,18 @@ def _outcome(run) -> dict[str, Any]:
 
 
 def result_summary(result) -> dict[str, Any]:
-    """The RunResult without its records, plus tokens/s and MFU: medians over logged windows,
-    the first (which includes compilation) left out when there are others."""
+    """The RunResult without its records, plus tokens/s and MFU (medians over logged windows,
+    the first, which includes compilation, left out when there are others) and the last
+    evaluation's harness metrics (`harness/<task>/<metric>`, from `train.eval_tasks`)."""
     summary = result.to_dict()
     records = summary.pop("records")
     windows = records[1:] if len(records) > 1 else records
     for key in ("tokens_per_sec", "mfu"):
         values = [r[key] for r in windows if r.get(key) is not None]
         summary[key] = statistics.median(values) if values else None
+    evaluated = [r for r in records if any(k.startswith(HARNESS_PREFIX) for k in r)]
+    summary["eval_metrics"] = {k: v for k, v in evaluated[-1].items()
+                               if k.startswith(HARNESS_PREFIX)} if evaluated else {}
     return summary
 
 
