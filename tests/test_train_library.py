@@ -98,9 +98,9 @@ def test_bert_counts_only_the_tokens_that_carry_loss(tmp_path):
 
 def test_token_byte_lengths_add_up_to_the_text(tmp_path):
     config = load_config("gpt_tiny")
-    tokenizer = build_tokenizer(config)
+    tokenizer = build_tokenizer(config.data, config.model.vocab_size)
     text = "\n\n".join(d["text"] if isinstance(d["text"], str) else d["text"].decode()
-                       for d in list(prepare_corpus(config).documents("validation"))[:50])
+                       for d in list(prepare_corpus(config.data).documents("validation"))[:50])
     lengths = token_byte_lengths(tokenizer, config.model.vocab_size)
     counted = lengths[tokenizer.encode(text)].sum()
     assert counted == pytest.approx(len(text.encode("utf-8")), rel=0.02)

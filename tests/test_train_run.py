@@ -102,7 +102,7 @@ def test_short_run_on_tiny_shakespeare_beats_the_unigram_entropy(tmp_path):
                                       "train.log_every=50", "train.eval_every=150",
                                       "train.eval_batches=8", "checkpoint.every=150"])
     records = Trainer(config).run()
-    unigram = unigram_entropy_nats(config, build_tokenizer(config))
+    unigram = unigram_entropy_nats(config.data, build_tokenizer(config.data, config.model.vocab_size))
     final = records[-1]
     assert final["eval_loss"] < unigram - 0.2, (final["eval_loss"], unigram)
     assert (tmp_path / "loss_curve.png").stat().st_size > 10_000

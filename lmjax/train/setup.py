@@ -89,7 +89,7 @@ class TrainSetup:
     def batches(self, split: str):
         """This process's slice of each global batch of `split` (a grain iterator)."""
         return data_lib.make_batches(
-            self.config, self.tokenizer, self.objective, split,
+            self.config.data, self.config.train.global_batch_size, self.tokenizer, self.objective, split,
             process_index=jax.process_index(), process_count=jax.process_count(),
         )
 
@@ -125,7 +125,7 @@ def build_setup(config: Config, *, restart_from: int | None = None) -> TrainSetu
     run_dir = check_run_dir(config, restart_from)
     mesh = parallel.make_mesh(config.mesh)
     rules = parallel.axis_rules(config.mesh)
-    tokenizer = data_lib.build_tokenizer(config)
+    tokenizer = data_lib.build_tokenizer(config.data, config.model.vocab_size)
     objective = objective_for(config, tokenizer)
     model = build_model(config.model)
     optimizer = make_optimizer(config.train)
@@ -265,7 +265,7 @@ def check_config(config: Config, restart_from: int | None = None) -> str:
 
 
 def _corpus_source(config: Config) -> str:
-    known, path = corpora._locate(config)
+    known, path = corpora._locate(config.data)
     return str(path) if path is not None else f"{known.name} (downloaded at start)"
 
 
