@@ -11,10 +11,16 @@ from lmjax.runs.layout import PathLike, RunLayout
 # Settings a resumed run may change without changing what it trains.
 RESUMABLE = (
     "name", "run_dir", "train.steps", "train.log_every", "train.eval_every", "train.eval_batches",
+    "train.eval_tasks",
     "train.peak_flops", "checkpoint.every", "checkpoint.keep", "data.data_dir", "data.cache_dir",
     "data.download", "data.worker_count", "mesh.data", "mesh.fsdp", "mesh.tensor",
     "mesh.coordinator_address", "mesh.num_processes", "mesh.process_id",
 )
+
+# Optimizer settings `lmjax train --restart-from STEP` may change: they change how the model
+# is trained from a checkpoint on, never the model's shape or the data.
+RESTARTABLE = ("lr", "warmup_steps", "min_lr_ratio", "weight_decay", "b1", "b2", "eps",
+               "grad_clip", "skip_nonfinite_batches", "steps")
 
 
 def _flatten(values: dict, prefix: str = "") -> dict[str, object]:
@@ -53,9 +59,11 @@ def check_compatible(run_dir: PathLike, config: config_lib.Config) -> bool:
         if key in RESUMABLE:
             continue
         if saved.get(key) != new.get(key):
+            restart = (" (or continue from a checkpoint with `lmjax train ... --restart-from STEP`)"
+                       if key.removeprefix("train.") in RESTARTABLE else "")
             raise CheckpointError(
                 f"run dir {run_dir} holds a run with {key}={saved.get(key)!r} but this run asks "
-                f"for {new.get(key)!r}: pass a new run_dir=... or match the saved config"
+                f"for {new.get(key)!r}: pass a new run_dir=... or match the saved config{restart}"
             )
     return True
 

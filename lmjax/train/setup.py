@@ -27,6 +27,7 @@ from lmjax.errors import CheckpointError
 from lmjax.models import build_model
 from lmjax.objectives import objective_for
 from lmjax.runs import config_file
+from lmjax.runs.config_file import RESTARTABLE
 from lmjax.runs.layout import RunLayout, as_path
 from lmjax.runs.version import check_version
 from lmjax.scaling.flops import train_flops
@@ -37,10 +38,6 @@ from lmjax.train.optimizer import learning_rate_schedule, make_optimizer
 from lmjax.train.state import abstract_state, init_state, state_shardings
 from lmjax.train.step import make_eval_step, make_train_step
 
-# Optimizer settings `--restart-from` may change: they change how the model is trained
-# from a checkpoint on, never the model's shape or the data.
-RESTARTABLE = ("lr", "warmup_steps", "min_lr_ratio", "weight_decay", "b1", "b2", "eps",
-               "grad_clip", "skip_nonfinite_batches", "steps")
 
 
 @dataclasses.dataclass(frozen=True)
