@@ -54,20 +54,6 @@ def evaluate(expression: str, names: Mapping[str, Any]) -> int | float:
     return value
 
 
-def names_in(expression: str) -> set[str]:
-    """The names (dotted keys whole) an expression reads, for ordering and error messages."""
-    try:
-        tree = ast.parse(str(expression).strip(), mode="eval")
-    except SyntaxError:
-        return set()
-    found = set()
-    for node in ast.walk(tree):
-        dotted = _dotted(node)
-        if dotted and not (isinstance(node, ast.Name) and node.id in FUNCTIONS):
-            found.add(dotted)
-    return {name for name in found if not any(other.startswith(name + ".") for other in found)}
-
-
 def _dotted(node: ast.AST) -> str | None:
     """`a.b.c` for a chain of attribute accesses on a bare name; None for anything else."""
     if isinstance(node, ast.Name):

@@ -61,10 +61,6 @@ class SweepSpec:
     target: dict[str, Any] | None
     description: str = ""
 
-    @property
-    def varied_keys(self) -> list[str]:
-        return [*self.grid, *(key for group in self.zips for key in group)]
-
 
 @dataclasses.dataclass(frozen=True)
 class Point:
