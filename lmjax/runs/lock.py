@@ -36,7 +36,7 @@ class RunLock:
     def __init__(self, layout: RunLayout):
         self.layout = layout
         self.path = layout.lock
-        self.record = _own_record()
+        self.record = process_record()
         self.held = False
 
     def __enter__(self) -> RunLock:
@@ -59,7 +59,7 @@ class RunLock:
             holder = _read_record(self.path)
             if holder is None:
                 continue  # released between our attempt and the read: try again
-            if not _is_stale(holder):
+            if not holder_is_dead(holder):
                 raise CheckpointError(_busy_message(self.path, holder))
             warnings.warn(
                 f"taking over the lock {self.path} left by pid {holder.get('pid')} on "
@@ -84,7 +84,7 @@ class RunLock:
     def _try_create(self) -> bool:
         text = json.dumps(self.record)
         if _is_local(self.path):
-            return _create_local(os.fspath(self.path), text)
+            return create_exclusive(os.fspath(self.path), text)
         if self.path.exists():
             return False
         self.path.write_text(text)
@@ -137,7 +137,7 @@ def _file_ancestor(root: epath.Path) -> epath.Path | None:
     return None
 
 
-def _create_local(path: str, text: str) -> bool:
+def create_exclusive(path: str, text: str) -> bool:
     """Atomically creates `path` with `text` (complete before anyone can see it)."""
     private = f"{path}.{os.getpid()}.{uuid.uuid4().hex}"
     with open(private, "x") as handle:
@@ -167,7 +167,8 @@ def _create_exclusive(path: str, text: str) -> bool:
     return True
 
 
-def _own_record() -> dict:
+def process_record() -> dict:
+    """This process as a lock or claim holder: host, pid, start times and a token."""
     return {
         "host": socket.gethostname(),
         "pid": os.getpid(),
@@ -191,7 +192,7 @@ def _read_record(path: epath.Path) -> dict | None:
     return record if isinstance(record, dict) else {"host": "unknown host", "pid": "unknown"}
 
 
-def _is_stale(holder: dict) -> bool:
+def holder_is_dead(holder: dict) -> bool:
     """Whether the holder is provably dead: same host, and its pid gone or reused."""
     pid = holder.get("pid")
     if holder.get("host") != socket.gethostname() or not isinstance(pid, int):

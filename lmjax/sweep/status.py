@@ -36,7 +36,7 @@ from typing import Any
 from etils import epath
 
 from lmjax.runs.layout import as_path
-from lmjax.runs.lock import _create_local, _is_stale, _own_record
+from lmjax.runs.lock import create_exclusive, holder_is_dead, process_record
 
 STATES = ("pending", "running", "succeeded", "failed", "interrupted")
 RELEASED = ("succeeded", "failed", "interrupted")
@@ -115,7 +115,7 @@ def _decide(point_dir, stale_after: float, retry: bool) -> tuple[str, int]:
 
 def is_stale(holder: dict[str, Any] | None, beat: float | None, stale_after: float) -> bool:
     """A claim's holder is gone: provably dead on this host, or silent for `stale_after` s."""
-    if holder is not None and _is_stale(holder):
+    if holder is not None and holder_is_dead(holder):
         return True
     return beat is None or time.time() - beat > stale_after
 
@@ -153,7 +153,7 @@ def try_claim(point_dir: str | os.PathLike, *, stale_after: float, retry: bool =
     verdict, number = _decide(point_dir, stale_after, retry)
     if verdict != "open":
         return None
-    record = {**_own_record(), "number": number + 1}
+    record = {**process_record(), "number": number + 1}
     path = as_path(point_dir) / CLAIMS_DIR / str(number + 1)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not _create(path, json.dumps(record)):
@@ -163,7 +163,7 @@ def try_claim(point_dir: str | os.PathLike, *, stale_after: float, retry: bool =
 
 def _create(path: epath.Path, text: str) -> bool:
     if "://" not in os.fspath(path):
-        return _create_local(os.fspath(path), text)
+        return create_exclusive(os.fspath(path), text)
     if path.exists():
         return False
     path.write_text(text)
