@@ -96,7 +96,7 @@ def _run_task(model: Any, name: str, data_dir: str, shots: int, limit: int | Non
 
     task = task_lib.build_task(name, data_dir, shots) if name in task_lib.local_tasks() else name
     output_type = task.OUTPUT_TYPE if not isinstance(task, str) else None
-    reason = model.scoring.unsupported(output_type) if output_type else None
+    reason = model.scoring.unsupported(output_type, name) if output_type else None
     if reason:
         return {"n/a": reason}
     _check_shots(task, name, shots)

@@ -12,7 +12,7 @@ how (context, continuation) pairs are scored and what it cannot do:
 - n-gram (`ngram`): an `lmjax.ngram.NGramLM` over its unit (word, char, byte or tokenizer
   ids); log-likelihoods and rolling perplexity, no generation.
 
-`unsupported(output_type)` gives the reason a task type is "n/a" for the model, or None.
+`unsupported(output_type, task)` gives the reason a task is "n/a" for the model, or None.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from lmjax.eval.scorers import (
 )
 
 T5_DECODER_START_ID = 0
+CLOSED_VOCABULARY_TASKS = ("ptb",)
 
 
 class Backend:
@@ -51,7 +52,7 @@ class Backend:
     def generate(self, contexts: Sequence[str], max_new_tokens: int) -> list[str]:
         raise ConfigError(f"a {self.kind} model cannot generate text")
 
-    def unsupported(self, output_type: str) -> str | None:
+    def unsupported(self, output_type: str, task: str = "") -> str | None:
         return None
 
 
@@ -137,7 +138,7 @@ class Seq2SeqBackend(NeuralBackend):
         stop = () if self.tokenizer.eos_id is None else (self.tokenizer.eos_id,)
         return [self.decode(ids) for ids in self._generator.generate(prompts, max_new_tokens, stop_ids=stop)]
 
-    def unsupported(self, output_type: str) -> str | None:
+    def unsupported(self, output_type: str, task: str = "") -> str | None:
         if output_type == "loglikelihood_rolling":
             return "T5 scores a continuation given an encoder input; it has no perplexity of a text"
         return None
@@ -165,7 +166,7 @@ class PseudoLogLikelihoodBackend(NeuralBackend):
                     for context, continuation in pairs]
         return self.scorer.score(stripped, progress)
 
-    def unsupported(self, output_type: str) -> str | None:
+    def unsupported(self, output_type: str, task: str = "") -> str | None:
         if output_type == "loglikelihood_rolling":
             return ("BERT's pseudo-log-likelihood is not a probability of the text, so it has no "
                     "perplexity or bits per byte")
@@ -226,9 +227,12 @@ class NGramBackend(Backend):
         best = int(np.argmax(self.model.distribution(recent)))
         return best == self.model.vocab.index.get(token, UNK_ID)
 
-    def unsupported(self, output_type: str) -> str | None:
-        if output_type == "generate_until":
-            return "n-gram baselines are scored on perplexity tasks only"
+    def unsupported(self, output_type: str, task: str = "") -> str | None:
+        if output_type != "loglikelihood_rolling":
+            return "n-gram baselines are scored on the perplexity tasks only"
+        if task and self.unit.unit in ("word", "tokenizer") and task not in CLOSED_VOCABULARY_TASKS:
+            return (f"a {self.unit.unit}-level n-gram scores unseen units as <unk>; only the "
+                    "closed-vocabulary PTB gives a perplexity comparable with other models")
         return None
 
 

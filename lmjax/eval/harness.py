@@ -15,6 +15,7 @@ predictions, i.e. a stride of `max_len - c + 1` (better perplexity, more compute
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from typing import Any
 
@@ -48,6 +49,8 @@ class LmjaxLM(TemplateLM):
         super().__init__()
         self.scoring: Backend = backend_for(open_model(checkpoint, tokenizer),
                                              int(batch_size) if str(batch_size).isdigit() else 8)
+        if self.scoring.kind == "ngram" and isinstance(checkpoint, (str, os.PathLike)):
+            self.scoring.identity["path"] = str(checkpoint)
         # The harness reads `backend` as "causal" or "seq2seq".
         self.backend = "seq2seq" if self.scoring.kind in ("seq2seq", "pll") else "causal"
         self.rolling_context = int(rolling_context)
@@ -77,7 +80,7 @@ class LmjaxLM(TemplateLM):
         return encode_request(self.scoring, context, continuation)
 
     def _check(self, output_type: str) -> None:
-        reason = self.scoring.unsupported(output_type)
+        reason = self.scoring.unsupported(output_type, self.progress_label)
         if reason is not None:
             raise Unsupported(reason)
 

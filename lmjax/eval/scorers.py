@@ -63,7 +63,7 @@ class Scorer:
             batch = self.arrays([rows[i] for i in chunk])
             totals, greedy = jax.device_get(self._run(batch))
             for slot, i in enumerate(chunk):
-                results[i] = self.combine(totals, greedy, slot, rows[i])
+                results[i] = (float(totals[slot]), bool(greedy[slot]))
             if progress is not None:
                 progress(len(chunk))
         return results  # type: ignore[return-value]
@@ -78,9 +78,6 @@ class Scorer:
 
     def bucket(self, length: int) -> int:
         return bucket_for(max(length, 1), self.buckets)
-
-    def combine(self, totals: np.ndarray, greedy: np.ndarray, slot: int, row: Any) -> Score:
-        return float(totals[slot]), bool(greedy[slot])
 
     def row(self, context: Sequence[int], continuation: Sequence[int]) -> Any:
         raise NotImplementedError

@@ -1,0 +1,90 @@
+"""Tokens scored per second on WikiText-2 valid (rolling log-likelihood): lmjax's `LmjaxLM`
+(bucketed, jitted JAX) against the harness's own `HFLM` (eager PyTorch), on the same random
+GPT-2-small-shaped weights and the same requests, reported as a ratio in one run.
+
+    python experiments/bench_eval.py                      # GPT-2 small shape, 2 articles
+    python experiments/bench_eval.py --layers 2 --docs 1  # a quick look
+
+Each backend scores the requests twice; the second pass is timed (compilation excluded for
+JAX, warm-up for PyTorch). Tokens are the GPT-2 BPE tokens of the detokenized articles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+
+def build_model(directory: Path, data_dir: Path, args: argparse.Namespace) -> None:
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(n_embd=args.width, n_layer=args.layers, n_head=args.heads,
+                                     n_positions=args.context)
+    transformers.GPT2LMHeadModel(config).eval().save_pretrained(directory)
+    shutil.copy(data_dir / "gpt2_bpe" / "encoder.json", directory / "vocab.json")
+    shutil.copy(data_dir / "gpt2_bpe" / "vocab.bpe", directory / "merges.txt")
+    transformers.GPT2TokenizerFast.from_pretrained(directory).save_pretrained(directory)
+
+
+def requests(data_dir: Path, docs: int) -> list:
+    from lm_eval.api.instance import Instance
+
+    from lmjax.eval import tasks as task_lib
+
+    task = task_lib.build_task("wikitext2", str(data_dir), 0)
+    chosen = list(task.validation_docs())[:docs]
+    return [Instance(request_type="loglikelihood_rolling", doc=doc,
+                     arguments=(task.doc_to_target(doc),), idx=0) for doc in chosen]
+
+
+def timed(model, batch: list) -> tuple[float, list[float]]:
+    model.loglikelihood_rolling(batch, disable_tqdm=True)
+    start = time.perf_counter()
+    scores = model.loglikelihood_rolling(batch, disable_tqdm=True)
+    return time.perf_counter() - start, scores
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=os.environ.get("LMJAX_DATA_DIR", "../shared/data"))
+    parser.add_argument("--docs", type=int, default=2, help="WikiText-2 valid articles to score")
+    parser.add_argument("--layers", type=int, default=12)
+    parser.add_argument("--width", type=int, default=768)
+    parser.add_argument("--heads", type=int, default=12)
+    parser.add_argument("--context", type=int, default=1024)
+    parser.add_argument("--batch-size", type=int, default=4)
+    args = parser.parse_args()
+
+    from lm_eval.models.huggingface import HFLM
+
+    from lmjax.eval import LmjaxLM
+
+    data_dir = Path(args.data_dir).resolve()
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp) / "gpt2"
+        build_model(directory, data_dir, args)
+        batch = requests(data_dir, args.docs)
+        ours = LmjaxLM(str(directory), batch_size=args.batch_size)
+        theirs = HFLM(pretrained=str(directory), batch_size=args.batch_size, device="cpu", dtype="float32")
+        tokens = sum(len(ours.tok_encode(req.args[0], add_special_tokens=False)) for req in batch)
+        our_seconds, our_scores = timed(ours, batch)
+        their_seconds, their_scores = timed(theirs, batch)
+    result = {
+        "model": f"GPT-2 shape: {args.layers} layers, width {args.width}, context {args.context}",
+        "documents": len(batch), "tokens": tokens, "batch_size": args.batch_size,
+        "lmjax_tokens_per_s": tokens / our_seconds, "hflm_tokens_per_s": tokens / their_seconds,
+        "ratio": their_seconds / our_seconds,
+        "max_relative_difference": max(abs(a - b) / abs(b) for a, b in zip(our_scores, their_scores)),
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
