@@ -65,3 +65,15 @@ def test_lmjax_matches_the_harness_transformers_backend(models, data_dir, task_n
     for name, value in reference["metrics"].items():
         assert math.isfinite(value), name
         assert mine["metrics"][name] == pytest.approx(value, rel=1e-4), name
+
+
+def test_greedy_generation_matches_the_harness_transformers_backend(models):
+    from lm_eval.api.instance import Instance
+
+    ours, theirs = models
+    prompts = ["The history of the", "Once upon a time, in a land far away, there lived", "1 2 3"]
+    requests = [Instance(request_type="generate_until", doc={}, idx=0,
+                         arguments=(prompt, {"until": ["\n\n"], "max_gen_toks": 8, "do_sample": False}))
+                for prompt in prompts]
+    generated = ours.generate_until(requests, disable_tqdm=True)
+    assert all(generated) and generated == theirs.generate_until(requests, disable_tqdm=True)
