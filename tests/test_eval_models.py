@@ -131,3 +131,19 @@ def test_evaluate_returns_what_eval_json_holds(stories, data_dir):
     assert lambada["metrics"]["perplexity"] > 1 and 0 <= lambada["metrics"]["acc"] <= 1
     assert result["tasks"]["lambada_final_token"]["examples"]["effective"] == 4
     json.dumps(result)
+
+
+def test_the_harness_finds_the_model_class_and_the_task_files_by_name(stories, data_dir):
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    from lmjax.eval import tasks as task_lib
+
+    manager = TaskManager(include_defaults=False, include_path=str(task_lib.TASK_DIR),
+                          metadata={"data_dir": str(data_dir)})
+    model_args = (f"checkpoint={data_dir / 'stories260K' / 'stories260K.bin'},"
+                  f"tokenizer={data_dir / 'stories260K' / 'tok512.model'}")
+    out = lm_eval.simple_evaluate(model="lmjax", model_args=model_args, tasks=["copa"], limit=4,
+                                  task_manager=manager, bootstrap_iters=0)
+    ours = lmeval.evaluate(stories, ["copa"], data_dir=str(data_dir), limit=4)
+    assert out["results"]["copa"]["acc,none"] == ours["tasks"]["copa"]["metrics"]["acc"]
