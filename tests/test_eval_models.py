@@ -6,6 +6,7 @@ import json
 import math
 import struct
 
+import jax
 import numpy as np
 import pytest
 
@@ -147,3 +148,17 @@ def test_the_harness_finds_the_model_class_and_the_task_files_by_name(stories, d
                                   task_manager=manager, bootstrap_iters=0)
     ours = lmeval.evaluate(stories, ["copa"], data_dir=str(data_dir), limit=4)
     assert out["results"]["copa"]["acc,none"] == ours["tasks"]["copa"]["metrics"]["acc"]
+
+
+def test_scoring_on_a_mesh_of_eight_devices_matches_one_device(stories, data_dir):
+    from lmjax import parallel
+    from lmjax.config import MeshConfig
+
+    mesh = parallel.make_mesh(MeshConfig(data=2, fsdp=2, tensor=2))
+    sharded = open_run(data_dir / "stories260K" / "stories260K.bin", mesh,
+                       tokenizer=data_dir / "stories260K" / "tok512.model")
+    assert any(not leaf.sharding.is_fully_replicated for leaf in jax.tree.leaves(sharded.params))
+    contexts = ["", "Once upon a time,", "The dog"]
+    continuations = [SENTENCES[0], " there was a girl.", " ran to the park."]
+    np.testing.assert_allclose(lmeval.loglikelihood(sharded, contexts, continuations, batch_size=3),
+                               lmeval.loglikelihood(stories, contexts, continuations), rtol=1e-5)
