@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lmjax.errors import ConfigError, DataError
+from lmjax.eval import multihost
 from lmjax.eval import tasks as task_lib
 from lmjax.eval.backends import backend_for, encode_request
 from lmjax.eval.dependency import harness_version, require_harness
@@ -37,11 +38,13 @@ def loglikelihood(run: Any, contexts: Sequence[str], continuations: Sequence[str
 
 def evaluate(run: Any, tasks: Sequence[str] | str, shots: int = 0, data_dir: str | None = None,
              limit: int | None = None, *, batch_size: int = 8, write_prompts: bool = False,
-             truncate: bool = False) -> dict[str, Any]:
+             truncate: bool = False) -> dict[str, Any] | None:
     """Every task's metrics through the harness, as eval.json holds them: per task the metrics
     (or "n/a" with the reason), example counts and harness config; the harness version, the
     model's identity and the settings. `run` is a path, an opened `Run`, an `NGramLM` or an
-    `LmjaxLM`; `tasks` names or groups (`superglue`, `cbt`)."""
+    `LmjaxLM`; `tasks` names or groups (`superglue`, `cbt`). With the parameters on a mesh
+    over several hosts, call it on every process: process 0 runs the harness and returns the
+    results, the others score its batches and return None."""
     require_harness()
     from lmjax.eval import lambada_token
     from lmjax.eval.harness import LmjaxLM
@@ -54,14 +57,23 @@ def evaluate(run: Any, tasks: Sequence[str] | str, shots: int = 0, data_dir: str
     data_dir = task_lib.default_data_dir(data_dir)
     plan = {name: _missing_data(name, data_dir, explicit=name in _explicit(tasks)) for name in names}
     model = run if isinstance(run, LmjaxLM) else LmjaxLM(run, batch_size=batch_size, truncate=truncate)
+    scorer = getattr(model.scoring, "scorer", None)
+    spans_hosts = multihost.multi_process() and scorer is not None and scorer.mesh is not None
+    if spans_hosts and not multihost.is_driver():
+        scorer.follow()
+        return None
     results: dict[str, Any] = {}
-    for name in names:
-        if plan[name]:
-            results[name] = {"n/a": plan[name]}
-        elif name in task_lib.LMJAX_TASKS:
-            results[name] = lambada_token.evaluate(model, data_dir, limit)
-        else:
-            results[name] = _run_task(model, name, data_dir, shots, limit, write_prompts)
+    try:
+        for name in names:
+            if plan[name]:
+                results[name] = {"n/a": plan[name]}
+            elif name in task_lib.LMJAX_TASKS:
+                results[name] = lambada_token.evaluate(model, data_dir, limit)
+            else:
+                results[name] = _run_task(model, name, data_dir, shots, limit, write_prompts)
+    finally:
+        if spans_hosts:
+            scorer.end_followers()
     return {
         "harness": {"name": HARNESS, "version": harness_version()},
         "model": model.scoring.identity,

@@ -73,6 +73,13 @@ class NeuralBackend(Backend):
     def decode(self, tokens: Sequence[int]) -> str:
         return self.tokenizer.decode(list(tokens))
 
+    def check_one_host(self) -> None:
+        """Generation is not broadcast to other hosts (scoring is): refuse it there."""
+        from lmjax.eval import multihost
+
+        if multihost.multi_process():
+            raise ConfigError("generation tasks run on one host only: evaluate them in a single process")
+
 
 class CausalBackend(NeuralBackend):
     kind = "causal"
@@ -99,6 +106,7 @@ class CausalBackend(NeuralBackend):
     def generate(self, contexts: Sequence[str], max_new_tokens: int) -> list[str]:
         from lmjax.decoding import Generator, Sampling
 
+        self.check_one_host()
         if self._generator is None:
             self._generator = Generator(self.run.model, self.run.params, Sampling(temperature=0.0),
                                         self.tokenizer.vocab_size)
@@ -131,6 +139,7 @@ class Seq2SeqBackend(NeuralBackend):
     def generate(self, contexts: Sequence[str], max_new_tokens: int) -> list[str]:
         from lmjax.decoding import Sampling, T5Generator
 
+        self.check_one_host()
         if self._generator is None:
             self._generator = T5Generator(self.run.model, self.run.params, Sampling(temperature=0.0),
                                           self.tokenizer.vocab_size, T5_DECODER_START_ID)

@@ -25,11 +25,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 
 from lmjax import parallel
 from lmjax.config import Config
 from lmjax.errors import DataError
+from lmjax.eval import multihost
 from lmjax.eval.batching import bucket_for, buckets, longest_first, pad_rows
 
 Pair = tuple[Sequence[int], Sequence[int]]
@@ -44,7 +46,10 @@ def params_mesh(params: Any) -> Mesh | None:
 
 
 class Scorer:
-    """Shared batching: subclasses turn pairs into fixed-shape arrays and score a batch."""
+    """Shared batching: subclasses turn pairs into fixed-shape arrays (`fields`: name ->
+    dtype, all B×T) and score a batch."""
+
+    fields: dict[str, Any] = {}
 
     def __init__(self, model: nn.Module, params: Any, config: Config, batch_size: int = 8):
         self.model, self.params, self.config = model, params, config
@@ -69,12 +74,30 @@ class Scorer:
         return results  # type: ignore[return-value]
 
     def _run(self, batch: dict[str, np.ndarray]) -> tuple[jax.Array, jax.Array]:
+        """One scoring call; on several hosts process 0 first sends the batch to the others."""
         if self.mesh is None:
             return self._score_batch(self.params, batch)
+        if multihost.multi_process():
+            multihost.send(batch, self.fields)
+        return self._run_on_mesh(batch)
+
+    def _run_on_mesh(self, batch: dict[str, np.ndarray]) -> tuple[jax.Array, jax.Array]:
+        """Every process holds the whole batch; each places its own devices' rows."""
         sharding = parallel.batch_sharding(self.mesh)
-        placed = {key: jax.device_put(value, sharding) for key, value in batch.items()}
+        placed = {key: jax.make_array_from_callback(value.shape, sharding, lambda index, v=value: v[index])
+                  for key, value in batch.items()}
         with parallel.activate(self.mesh, parallel.axis_rules(self.config.mesh)):
-            return self._score_batch(self.params, placed)
+            totals, greedy = self._score_batch(self.params, placed)
+            return (to_host(totals), to_host(greedy))
+
+    def follow(self) -> int:
+        """On processes other than 0: run process 0's batches until it ends the work."""
+        return multihost.follow(self.fields, self._run_on_mesh)
+
+    def end_followers(self) -> None:
+        """On process 0 of several: tell the others the work is done."""
+        if self.mesh is not None and multihost.multi_process():
+            multihost.send(None, self.fields)
 
     def bucket(self, length: int) -> int:
         return bucket_for(max(length, 1), self.buckets)
@@ -90,6 +113,13 @@ class Scorer:
 
     def _score_fn(self, params: Any, batch: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
         raise NotImplementedError
+
+
+def to_host(array: jax.Array) -> np.ndarray:
+    """A batch-sharded result as one host array on every process."""
+    if array.is_fully_addressable:
+        return np.asarray(array)
+    return np.asarray(multihost_utils.process_allgather(array, tiled=True))
 
 
 def target_scores(logits_BTV: jax.Array, targets_BT: jax.Array,
@@ -113,8 +143,13 @@ def check_continuation(continuation: Sequence[int], limit: int) -> None:
         )
 
 
+INT, FLOAT = np.int32, np.float32
+
+
 class CausalScorer(Scorer):
     """GPT: one right-padded row per pair; the continuation's tokens are the scored targets."""
+
+    fields = {"ids": INT, "mask": INT, "targets": INT, "weights": FLOAT}
 
     def row(self, context: Sequence[int], continuation: Sequence[int]) -> tuple[list[int], int]:
         check_continuation(continuation, self.max_len)
@@ -141,6 +176,9 @@ class CausalScorer(Scorer):
 class Seq2SeqScorer(Scorer):
     """T5: the context's last `max_len` ids feed the encoder; the decoder reads the start id
     and the continuation shifted right, and its targets are the continuation."""
+
+    fields = {"ids": INT, "mask": INT, "decoder_ids": INT, "decoder_mask": INT, "targets": INT,
+              "weights": FLOAT}
 
     def __init__(self, *args, decoder_start_id: int = 0, **kwargs):
         super().__init__(*args, **kwargs)
@@ -173,6 +211,8 @@ class Seq2SeqScorer(Scorer):
 class PseudoLogLikelihoodScorer(Scorer):
     """BERT: one row per continuation token, `[CLS] context continuation [SEP]` with that token
     replaced by `[MASK]`; the rows of a pair are summed (Salazar et al. 2020)."""
+
+    fields = {"ids": INT, "mask": INT, "positions": INT, "targets": INT, "weights": FLOAT}
 
     def __init__(self, *args, cls_id: int, sep_id: int, mask_id: int, **kwargs):
         super().__init__(*args, **kwargs)
