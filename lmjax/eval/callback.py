@@ -5,7 +5,8 @@ the loop hands it the current parameters (`evaluate_params`); it scores them on 
 through `LmjaxLM` (compiled once, parameters swapped in) and returns flat scalars named
 `harness/<task>/<metric>` that the loop adds to the evaluation record, so they reach
 metrics.jsonl and TensorBoard beside eval_loss and eval_bits_per_byte (which compare runs
-with different tokenizers). Only process 0 evaluates.
+with different tokenizers). On several hosts process 0 runs the harness and the others
+follow its batches (`lmjax.eval.multihost`).
 """
 
 from __future__ import annotations
@@ -37,14 +38,12 @@ class HarnessEval(Callback):
                                                   or os.environ.get("LMJAX_DATA_DIR"))
 
     def evaluate_params(self, step: int, params: Any) -> dict[str, float]:
-        """The harness metrics of `params` as flat scalars (empty off process 0)."""
-        if self.info is None or not self.info.primary:
-            return {}
+        """The harness metrics of `params` as flat scalars. Every process calls it: on several
+        hosts the others score process 0's batches and get {} back."""
         from lmjax.eval.api import evaluate
 
-        model = self._model(step, params)
-        result = evaluate(model, self.tasks, self.shots, self.data_dir, self.limit)
-        return flatten(result)
+        result = evaluate(self._model(step, params), self.tasks, self.shots, self.data_dir, self.limit)
+        return flatten(result) if result is not None else {}
 
     def _model(self, step: int, params: Any) -> Any:
         """One LmjaxLM for the run (its scoring compiled once); new parameters swapped in."""
