@@ -75,7 +75,9 @@ def _saved_tree(layout: RunLayout, step: int | None) -> Any:
     """The saved parameters' metadata (shapes and dtypes), read without loading arrays."""
     if step is None:
         return ocp.StandardCheckpointer().metadata(layout.params).item_metadata.tree
-    manager = ocp.CheckpointManager(layout.checkpoints, item_names=CHECKPOINT_ITEMS)
+    # Metadata, unlike restore, takes no args that name the handler: register it here.
+    manager = ocp.CheckpointManager(layout.checkpoints,
+                                    item_handlers={"state": ocp.StandardCheckpointHandler()})
     tree = manager.item_metadata(step)["state"].tree["params"]
     manager.close()
     return tree

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 from typing import Any
 
 from etils import epath
@@ -23,14 +24,15 @@ def json_safe(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def append_record(run_dir: PathLike, record: dict[str, Any]) -> None:
-    """Appends one line to metrics.jsonl (read, extend, rewrite where appending is not offered)."""
+    """Appends one line to metrics.jsonl. Object stores cannot append (gcsfs's "a" silently
+    overwrites), so on a bucket the file is read, extended and rewritten."""
     path = RunLayout.at(run_dir).metrics
     line = json.dumps(json_safe(record), allow_nan=False) + "\n"
-    try:
-        with path.open("a") as out:
-            out.write(line)
-    except (NotImplementedError, ValueError):  # object stores cannot append
+    if "://" in os.fspath(path):
         path.write_text((path.read_text() if path.exists() else "") + line)
+        return
+    with path.open("a") as out:
+        out.write(line)
 
 
 def read_metrics(run_dir: PathLike) -> list[dict[str, Any]]:
