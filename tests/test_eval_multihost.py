@@ -16,6 +16,7 @@ from lmjax import eval as lmeval  # noqa: E402
 from lmjax.runs import open_run  # noqa: E402
 
 TASKS = ["lambada", "copa"]
+LIMIT = 3
 SCRIPT = textwrap.dedent("""
     import json, sys
     import jax
@@ -27,11 +28,11 @@ SCRIPT = textwrap.dedent("""
     mesh = parallel.make_mesh(MeshConfig(data=2, fsdp=2, tensor=1))
     run = open_run(f"{data_dir}/stories260K/stories260K.bin", mesh,
                    tokenizer=f"{data_dir}/stories260K/tok512.model")
-    result = lmeval.evaluate(run, %r, data_dir=data_dir, limit=6)
+    result = lmeval.evaluate(run, %r, data_dir=data_dir, limit=%d)
     assert (result is None) == (process_id != 0)
     if result is not None:
         open(out, "w").write(json.dumps({t: r["metrics"] for t, r in result["tasks"].items()}))
-""" % (TASKS,))
+""" % (TASKS, LIMIT))
 
 
 def free_port() -> int:
@@ -54,7 +55,7 @@ def test_two_hosts_give_the_single_host_metrics(tmp_path, data_dir):
         assert host.returncode == 0, stderr[-3000:]
     run = open_run(data_dir / "stories260K" / "stories260K.bin",
                    tokenizer=data_dir / "stories260K" / "tok512.model")
-    single = lmeval.evaluate(run, TASKS, data_dir=str(data_dir), limit=6)
+    single = lmeval.evaluate(run, TASKS, data_dir=str(data_dir), limit=LIMIT)
     got = json.loads(out.read_text())
     for task in TASKS:
         for metric, value in single["tasks"][task]["metrics"].items():
