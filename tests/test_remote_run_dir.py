@@ -86,7 +86,8 @@ def _wait_until_serving(url: str, server: subprocess.Popen, timeout_s: float = 2
 
 
 def _create_bucket(url: str, name: str) -> None:
-    request = urllib.request.Request(f"{url}/storage/v1/b", data=json.dumps({"name": name}).encode(),
+    body = json.dumps({"name": name}).encode()
+    request = urllib.request.Request(f"{url}/storage/v1/b", data=body,
                                      headers={"Content-Type": "application/json"})
     urllib.request.urlopen(request, timeout=5).close()
 
@@ -144,23 +145,29 @@ def test_a_gs_run_dir_trains_resumes_and_opens_like_a_local_one(bucket, tmp_path
     first = train(load_config("gpt_tiny", [f"run_dir={remote}", *RUN]),
                   [stop, StopAfterStep(stop, 3)])
     assert first.preempted and first.steps == 4
-    checkpoints = RunLayout.at(remote).checkpoints
-    assert sorted(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit()) == [2, 4]
-    assert all((checkpoints / str(s) / "commit_success.txt").exists() for s in (2, 4))
+    layout = RunLayout.at(remote)
+    assert _committed_steps(layout) == [2, 4]
 
     resumed = train(load_config("gpt_tiny", [f"run_dir={remote}", *RUN]))
     assert (resumed.start_step, resumed.steps) == (4, 6)
     losses = {r["step"]: r["loss"] for r in local.records}
     assert [(r["step"], r["loss"]) for r in resumed.records] == [(5, losses[5]), (6, losses[6])]
+    assert _committed_steps(layout) == [4, 6]  # checkpoint.keep=2 deleted step 2 on the bucket
+    assert not layout.lock.exists()
 
-    assert [r["step"] for r in read_metrics(remote)] == [1, 2, 3, 4, 5, 6]
-    assert [r["loss"] for r in read_metrics(remote)] == [losses[s] for s in range(1, 7)]
+    assert [(r["step"], r["loss"]) for r in read_metrics(remote)] == sorted(losses.items())
 
-    run = open_run(remote)
+    run, reference = open_run(remote), open_run(tmp_path / "local")
     assert run.step == 6 and run.metrics == read_metrics(remote)
-    expected = open_run(tmp_path / "local").params
-    assert jax.tree.structure(run.params) == jax.tree.structure(expected)
-    for got, want in zip(jax.tree.leaves(run.params), jax.tree.leaves(expected), strict=True):
+    assert jax.tree.structure(run.params) == jax.tree.structure(reference.params)
+    for got, want in zip(jax.tree.leaves(run.params), jax.tree.leaves(reference.params),
+                         strict=True):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
-    assert run.tokenizer.encode("Once upon a time") == open_run(
-        tmp_path / "local").tokenizer.encode("Once upon a time")
+    text = "Once upon a time"
+    assert run.tokenizer.encode(text) == reference.tokenizer.encode(text)
+
+
+def _committed_steps(layout: RunLayout) -> list[int]:
+    """Checkpoint steps on the bucket that orbax committed (GCS: commit_success.txt inside)."""
+    steps = sorted(int(p.name) for p in layout.checkpoints.iterdir() if p.name.isdigit())
+    return [s for s in steps if (layout.checkpoints / str(s) / "commit_success.txt").exists()]
