@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 import pytest
+import yaml
 
 from lmjax import cli
 
@@ -228,6 +229,9 @@ def test_a_nan_gradient_with_a_finite_loss_stops_before_its_checkpoint(tmp_path,
     assert [r["loss"] for r in after[:2]] == [r["loss"] for r in before[:2]]
     assert all(np.isfinite(r["loss"]) for r in after)
     assert checkpoints(tmp_path) == [2, 4, 6, 8]
+    (restart,) = [json.loads(line) for line in (tmp_path / "restarts.jsonl").read_text().splitlines()]
+    assert restart["step"] == 2 and restart["changes"] == {"train.lr": {"old": 1e6, "new": 3e-3}}
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["train"]["lr"] == 3e-3
 
 
 # `lmjax train` whose writes past CHECKPOINT_BYTES_LIMIT fail with EFBIG (SIGXFSZ ignored, so
