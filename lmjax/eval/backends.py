@@ -66,12 +66,28 @@ class NeuralBackend(Backend):
         self.run, self.tokenizer = run, run.tokenizer
         self.max_len = run.config.model.max_len
         self.batch_size = batch_size
+        self._generator = None
         self.identity = {"source": run.source, "path": str(run.path), "step": run.step,
                          "arch": run.config.model.arch, "name": run.config.name,
                          "parameters": int(sum(np.size(leaf) for leaf in _leaves(run.params)))}
 
     def decode(self, tokens: Sequence[int]) -> str:
         return self.tokenizer.decode(list(tokens))
+
+    def score(self, pairs: Sequence[Pair], progress: Progress | None = None,
+              with_greedy: bool = True) -> list[Score]:
+        return self.scorer.score(pairs, progress)
+
+    def greedy(self, prompts: list[list[int]], max_new_tokens: int) -> list[str]:
+        """Greedy continuations (GPT) or decoder outputs (T5) of `prompts`, up to EOS."""
+        from lmjax.decoding import Sampling, make_generator
+
+        self.check_one_host()
+        if self._generator is None:
+            self._generator = make_generator(self.run.model, self.run.params, Sampling(temperature=0.0),
+                                             self.tokenizer.vocab_size, T5_DECODER_START_ID)
+        stop = () if self.tokenizer.eos_id is None else (self.tokenizer.eos_id,)
+        return [self.decode(ids) for ids in self._generator.generate(prompts, max_new_tokens, stop_ids=stop)]
 
     def check_one_host(self) -> None:
         """Generation is not broadcast to other hosts (scoring is): refuse it there."""
@@ -91,7 +107,6 @@ class CausalBackend(NeuralBackend):
             raise DataError("the tokenizer has neither BOS nor EOS: the model has no start-of-text token")
         self.prefix = start
         self.scorer = CausalScorer(run.model, run.params, run.config, batch_size)
-        self._generator = None
 
     def encode(self, text: str, special: bool = True) -> list[int]:
         """The text's ids, after BOS where the tokenizer has one (llama2.c, SentencePiece)."""
@@ -99,21 +114,10 @@ class CausalBackend(NeuralBackend):
         bos = self.tokenizer.bos_id
         return [bos, *ids] if special and bos is not None else ids
 
-    def score(self, pairs: Sequence[Pair], progress: Progress | None = None,
-              with_greedy: bool = True) -> list[Score]:
-        return self.scorer.score(pairs, progress)
-
     def generate(self, contexts: Sequence[str], max_new_tokens: int) -> list[str]:
-        from lmjax.decoding import Generator, Sampling
-
-        self.check_one_host()
-        if self._generator is None:
-            self._generator = Generator(self.run.model, self.run.params, Sampling(temperature=0.0),
-                                        self.tokenizer.vocab_size)
         keep = max(1, self.max_len - max_new_tokens)
-        prompts = [(self.encode(text) or [self.prefix])[-keep:] for text in contexts]
-        stop = () if self.tokenizer.eos_id is None else (self.tokenizer.eos_id,)
-        return [self.decode(ids) for ids in self._generator.generate(prompts, max_new_tokens, stop_ids=stop)]
+        return self.greedy([(self.encode(text) or [self.prefix])[-keep:] for text in contexts],
+                           max_new_tokens)
 
 
 class Seq2SeqBackend(NeuralBackend):
@@ -124,7 +128,6 @@ class Seq2SeqBackend(NeuralBackend):
         self.prefix = self.tokenizer.eos_id
         self.scorer = Seq2SeqScorer(run.model, run.params, run.config, batch_size,
                                     decoder_start_id=T5_DECODER_START_ID)
-        self._generator = None
 
     def encode(self, text: str, special: bool = True) -> list[int]:
         """The text's ids, then EOS when `special` (the encoder's input, as T5 tokenizes)."""
@@ -132,20 +135,8 @@ class Seq2SeqBackend(NeuralBackend):
         eos = self.tokenizer.eos_id
         return [*ids, eos] if special and eos is not None else ids
 
-    def score(self, pairs: Sequence[Pair], progress: Progress | None = None,
-              with_greedy: bool = True) -> list[Score]:
-        return self.scorer.score(pairs, progress)
-
     def generate(self, contexts: Sequence[str], max_new_tokens: int) -> list[str]:
-        from lmjax.decoding import Sampling, T5Generator
-
-        self.check_one_host()
-        if self._generator is None:
-            self._generator = T5Generator(self.run.model, self.run.params, Sampling(temperature=0.0),
-                                          self.tokenizer.vocab_size, T5_DECODER_START_ID)
-        prompts = [self.encode(text)[-self.max_len:] for text in contexts]
-        stop = () if self.tokenizer.eos_id is None else (self.tokenizer.eos_id,)
-        return [self.decode(ids) for ids in self._generator.generate(prompts, max_new_tokens, stop_ids=stop)]
+        return self.greedy([self.encode(text)[-self.max_len:] for text in contexts], max_new_tokens)
 
     def unsupported(self, output_type: str, task: str = "") -> str | None:
         if output_type == "loglikelihood_rolling":
