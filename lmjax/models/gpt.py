@@ -56,6 +56,22 @@ def token_positions(
     return jax.lax.dynamic_slice_in_dim(positions_BS, start, length, axis=1)
 
 
+def segment_positions(segment_ids_BT: jax.Array) -> jax.Array:
+    """Positions that restart at 0 wherever the segment id changes along a packed row, so
+    each packed example sees the positions it would have alone."""
+    index_BT = jnp.broadcast_to(jnp.arange(segment_ids_BT.shape[1]), segment_ids_BT.shape)
+    starts_BT = jnp.concatenate(
+        [jnp.ones_like(segment_ids_BT[:, :1], bool), segment_ids_BT[:, 1:] != segment_ids_BT[:, :-1]],
+        axis=1,
+    )
+    return index_BT - jax.lax.cummax(jnp.where(starts_BT, index_BT, 0), axis=1)
+
+
+def segment_mask(segment_ids_BT: jax.Array) -> jax.Array:
+    """B×T×T: a query attends only to keys of its own packed example."""
+    return segment_ids_BT[:, :, None] == segment_ids_BT[:, None, :]
+
+
 class DecoderBlock(nn.Module):
     """x + attn(norm(x)), then x + mlp(norm(x))."""
 
@@ -108,6 +124,7 @@ class GPT(nn.Module):
         positions: jax.Array | None = None,
         cache: tuple[LayerCache, ...] | LayerCache | None = None,
         attention_mask: jax.Array | None = None,
+        segment_ids: jax.Array | None = None,
     ) -> jax.Array | tuple[jax.Array, tuple[LayerCache, ...] | LayerCache]:
         """Logits B×T×V (float32) for token ids B×T; `positions` default to 0..T-1.
 
@@ -116,15 +133,19 @@ class GPT(nn.Module):
         `attention_mask` (1 = real token, 0 = padding; B×T, or B×S over all cache slots when
         decoding) hides padded keys and makes default positions skip padding, so a left- or
         right-padded row scores as it would alone, as in transformers' GPT-2.
+        `segment_ids` (B×T, training only) marks packed examples: a token attends only within
+        its segment and default positions restart per segment, so each example scores as alone.
         """
         cfg = self.config
         dtype = compute_dtype(cfg)
         ids_BT = constrain(jnp.asarray(input_ids), ("batch", "length"))
         start = 0 if cache is None else cache_index(cache)
-        positions_BT = (
-            token_positions(ids_BT, start, attention_mask) if positions is None
-            else jnp.asarray(positions)
-        )
+        if positions is not None:
+            positions_BT = jnp.asarray(positions)
+        elif segment_ids is not None:
+            positions_BT = segment_positions(jnp.asarray(segment_ids))
+        else:
+            positions_BT = token_positions(ids_BT, start, attention_mask)
         wte = Embed(cfg.vocab_size, cfg.d_model, dtype, name="wte")
         x_BTD = wte(ids_BT)
         if cfg.position == "learned":
@@ -132,6 +153,9 @@ class GPT(nn.Module):
                                   axes=("length", "embed"), name="wpe")(positions_BT)
         x_BTD = constrain(x_BTD, ("batch", "length", "embed"))
         keys_B1S = None if attention_mask is None else key_padding_mask(attention_mask)
+        if segment_ids is not None:
+            same_BTT = segment_mask(jnp.asarray(segment_ids))
+            keys_B1S = same_BTT if keys_B1S is None else keys_B1S & same_BTT
         x_BTD, new_cache = apply_layers(DecoderBlock, cfg, cfg.n_layers, "h", x_BTD,
                                         (positions_BT, keys_B1S), cache)
         x_BTD = Norm(cfg.norm, cfg.norm_eps, cfg.use_bias, dtype, name="ln_f")(x_BTD)
