@@ -1,0 +1,105 @@
+"""LoRA: the merged forward equals the adapter forward, merge/unmerge invert, only adapters
+train, adapters save alone, the rank is checked."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import traverse_util
+
+from lmjax.errors import ConfigError
+from lmjax.posttrain import lora
+from lmjax.posttrain.packing import Tokenized, pack
+from lmjax.posttrain.sft import train_sft
+from lmjax.posttrain.trainer import FitConfig
+from posttrain_helpers import tiny_model
+
+CONFIG = lora.LoraConfig(rank=2, alpha=4.0)
+
+
+def random_adapters(params, config=CONFIG, seed=1):
+    """Adapters with nonzero B, so merging changes the model."""
+    adapters = lora.init_adapters(params, config)
+    leaves, tree = jax.tree.flatten(adapters)
+    keys = jax.random.split(jax.random.key(seed), len(leaves))
+    return jax.tree.unflatten(tree, [0.1 * jax.random.normal(k, x.shape) for k, x in zip(keys, leaves)])
+
+
+def adapter_forward(model, params, adapters, ids):
+    """x·W + (α/r)·(x·A)·B at every adapted projection, computed by hooking each Dense's
+    input: an independent route from merging the weights."""
+    def interceptor(next_fun, args, kwargs, context):
+        out = next_fun(*args, **kwargs)
+        path = context.module.path
+        name = path[-1] if path else ""
+        if context.method_name == "__call__" and name in CONFIG.targets:
+            pair = traverse_util.flatten_dict(adapters)
+            a, b = pair[(*path, "a")], pair[(*path, "b")]
+            x = args[0]
+            n_in = lora.INPUT_DIMS.get(name, 1)
+            x_flat = x.reshape(*x.shape[:x.ndim - n_in], -1)
+            out = out + (CONFIG.scale * (x_flat @ a) @ b).reshape(out.shape)
+        return out
+
+    import flax.linen as nn
+    with nn.intercept_methods(interceptor):
+        return model.apply({"params": params}, ids)
+
+
+def test_merged_forward_equals_adapter_forward():
+    model, params = tiny_model()
+    adapters = random_adapters(params)
+    ids = jnp.array([[1, 5, 9, 33, 2, 7]])
+    merged = model.apply({"params": lora.merge(params, adapters, CONFIG)}, ids)
+    base = model.apply({"params": params}, ids)
+    assert not np.allclose(merged, base, atol=1e-4)
+    np.testing.assert_allclose(merged, adapter_forward(model, params, adapters, ids), atol=2e-5, rtol=1e-4)
+
+
+def test_unmerge_restores_base_and_fresh_adapters_change_nothing():
+    model, params = tiny_model()
+    adapters = random_adapters(params)
+    restored = lora.unmerge(lora.merge(params, adapters, CONFIG), adapters, CONFIG)
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, atol=1e-6), restored, params)
+    fresh = lora.merge(params, lora.init_adapters(params, CONFIG), CONFIG)  # B = 0
+    jax.tree.map(np.testing.assert_array_equal, fresh, params)
+
+
+def test_trainable_count_is_rank_times_in_plus_out():
+    _, params = tiny_model()
+    trained = lora.LoraTuning(CONFIG).init(params)
+    # Per layer (d=32, 4 heads of 8, 2 kv heads, d_ff=64): q 32→32, k 32→16, v 32→16,
+    # out 32→32, wi 32→64, wi_up 32→64, wo 64→32.
+    per_layer = sum(2 * (i + o) for i, o in [(32, 32), (32, 16), (32, 16), (32, 32), (32, 64), (32, 64), (64, 32)])
+    assert lora.LoraTuning(CONFIG).trainable_count(trained) == 2 * per_layer
+
+
+def test_only_adapters_change_under_training():
+    model, params = tiny_model()
+    rng = np.random.default_rng(0)
+    rows = pack([Tokenized(rng.integers(3, 500, 12).astype(np.int32), 4) for _ in range(8)], 24)
+    tuning = lora.LoraTuning(CONFIG)
+    merged, history, trained = train_sft(model, params, rows, FitConfig(steps=8, batch_size=2, lr=1e-2, log_every=1),
+                                         tuning)
+    jax.tree.map(np.testing.assert_array_equal, trained["base"], params)
+    assert any(float(jnp.abs(leaf["b"]).max()) > 0 for leaf in traverse_util.flatten_dict(
+        trained["lora"], keep_empty_nodes=False, is_leaf=lambda _, x: "b" in x).values())
+    assert history[-1]["loss"] < history[0]["loss"]
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, atol=1e-6), merged,
+                 lora.merge(params, trained["lora"], CONFIG))
+
+
+def test_adapters_save_alone_and_load(tmp_path):
+    _, params = tiny_model()
+    adapters = random_adapters(params)
+    lora.save_adapters(tmp_path / "adapters", adapters, CONFIG)
+    loaded, config = lora.load_adapters(tmp_path / "adapters")
+    assert config == CONFIG
+    jax.tree.map(np.testing.assert_array_equal, loaded, adapters)
+    assert sorted(p.name for p in (tmp_path / "adapters").iterdir()) == ["adapters.npz", "lora.json"]
+
+
+def test_rank_larger_than_layer_is_one_line_error():
+    _, params = tiny_model()
+    with pytest.raises(ConfigError, match=r"LoRA rank 40 exceeds layer h_0/attn/key \(32 -> 16\)"):
+        lora.init_adapters(params, lora.LoraConfig(rank=40))
