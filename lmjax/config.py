@@ -40,6 +40,8 @@ ARCH_POSITIONS = {"gpt": ("learned", "rope"), "bert": ("learned",), "t5": ("rela
 ARCH_OBJECTIVE = {arch: objective for objective, arch in OBJECTIVE_ARCH.items()}
 TOKENIZERS = ("sentencepiece", "bpe", "wordpiece")
 UTF8_POLICIES = ("replace", "error")
+SOURCE_FORMATS = ("parquet", "jsonl", "jsonl.gz", "jsonl.zst", "text", "array_record")
+SOURCE_KEYS = ("name", "files", "format", "text_field", "filters", "weight")
 
 # Logical axis -> mesh axes. Rules are tried in order; a mesh axis already used by an
 # earlier dimension of the same array is skipped, so activations (batch, length, embed)
@@ -120,6 +122,51 @@ class DataConfig:
     mean_noise_span_length: float = 3.0  # span_corruption
     shuffle_seed: int = 0
     worker_count: int = 0
+    # Sharded corpora (docs/data.md): each entry a glob string or a mapping of SOURCE_KEYS;
+    # non-empty replaces `corpus`.
+    sources: list[Any] = dataclasses.field(default_factory=list)
+    validation_fraction: float = 0.01  # sources: share of each source's documents held out (by hash)
+    prepare_workers: int = 0  # sources: tokenizing processes; 0 means one per CPU core
+    tokenizer_train_bytes: int = 20_000_000  # sources: text sampled by weight to train the tokenizer
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceConfig:
+    """One entry of `data.sources`: files by glob, their format (empty: from the extension),
+    the text column, row filters such as "language_score >= 0.9", and the mixture weight."""
+
+    files: str
+    name: str = ""
+    format: str = ""
+    text_field: str = "text"
+    filters: tuple[str, ...] = ()
+    weight: float = 1.0
+
+
+def source_configs(data: DataConfig) -> list[SourceConfig]:
+    """`data.sources` as SourceConfigs: a bare string is a glob with every default."""
+    return [_source_config(index, entry) for index, entry in enumerate(data.sources)]
+
+
+def _source_config(index: int, entry: Any) -> SourceConfig:
+    where = f"data.sources[{index}]"
+    if isinstance(entry, str):
+        entry = {"files": entry}
+    if not isinstance(entry, dict) or not entry.get("files"):
+        raise ConfigError(f"{where} must be a glob string or a mapping with a 'files' glob, got {entry!r}")
+    unknown = sorted(set(entry) - set(SOURCE_KEYS))
+    if unknown:
+        raise ConfigError(f"{where} has unknown key(s) {', '.join(unknown)}: use {', '.join(SOURCE_KEYS)}")
+    filters = entry.get("filters") or ()
+    filters = (filters,) if isinstance(filters, str) else tuple(filters)
+    try:
+        weight = float(entry.get("weight", 1.0))
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}.weight={entry['weight']!r} is not a number") from None
+    return SourceConfig(files=str(entry["files"]), name=str(entry.get("name") or ""),
+                        format=str(entry.get("format") or ""),
+                        text_field=str(entry.get("text_field") or "text"),
+                        filters=tuple(map(str, filters)), weight=weight)
 
 
 @dataclasses.dataclass
@@ -389,11 +436,30 @@ def _validate_data(config: Config) -> None:
             raise ConfigError(f"data.{field}={getattr(data, field)} must lie strictly between 0 and 1")
     if data.mean_noise_span_length < 1:
         raise ConfigError(f"data.mean_noise_span_length={data.mean_noise_span_length} must be at least 1")
+    _validate_sources(data)
     if data.seq_len > config.model.max_len:
         raise ConfigError(
             f"data.seq_len={data.seq_len} exceeds model.max_len={config.model.max_len}: "
             "shorten the sequences or raise model.max_len"
         )
+
+
+def _validate_sources(data: DataConfig) -> None:
+    sources = source_configs(data)
+    for index, source in enumerate(sources):
+        if source.format:
+            _choice(f"data.sources[{index}].format", source.format, SOURCE_FORMATS)
+        if source.weight < 0 or not math.isfinite(source.weight):
+            raise ConfigError(f"data.sources[{index}].weight={source.weight} must be a finite number >= 0")
+    if sources and not sum(source.weight for source in sources):
+        raise ConfigError("data.sources: every weight is 0; give at least one source a positive weight")
+    names = [source.name for source in sources if source.name]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"data.sources: names must differ, got {', '.join(names)}")
+    if not 0 <= data.validation_fraction < 1:
+        raise ConfigError(f"data.validation_fraction={data.validation_fraction} must lie in [0, 1)")
+    if data.prepare_workers < 0:
+        raise ConfigError(f"data.prepare_workers={data.prepare_workers} must be >= 0 (0: one per core)")
 
 
 def _validate_train(train: TrainConfig) -> None:

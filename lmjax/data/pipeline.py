@@ -21,6 +21,7 @@ from absl import flags
 from lmjax.config import DataConfig, resolve_cache_dir
 from lmjax.data.corpora import prepare_corpus
 from lmjax.data.locking import atomic_write_bytes, file_lock
+from lmjax.data.mixture import Mixture, load_mixture
 from lmjax.errors import ConfigError, DataError
 from lmjax.objectives import Objective
 from lmjax.tokenizers import Tokenizer
@@ -38,6 +39,8 @@ def make_batches(
     process_index: int = 0,
     process_count: int = 1,
     seed: int | None = None,
+    source: str | None = None,
+    mixture: Mixture | None = None,
 ) -> grain.DatasetIterator:
     """This process's slice of each global batch of `global_batch` examples: a dict of numpy
     arrays, leading dim B/P.
@@ -51,7 +54,11 @@ def make_batches(
     _check_sharding(global_batch, process_index, process_count)
     if not 0 <= seed < 2**32:
         raise ConfigError(f"data.shuffle_seed={seed} must lie in [0, 2**32)")
-    examples = _global_examples(data, global_batch, tokenizer, objective, split, seed)
+    if data.sources:
+        mixture = mixture or load_mixture(data, tokenizer)
+        examples = _mixture_examples(data, mixture, global_batch, tokenizer, objective, split, seed, source)
+    else:
+        examples = _global_examples(data, global_batch, tokenizer, objective, split, seed)
     # Global batch b is the mini-batches b*P .. b*P+P-1 of size B/P; host p takes b*P+p.
     local = examples.batch(global_batch // process_count)[process_index::process_count]
     batches = local.to_iter_dataset(READ_OPTIONS)
@@ -69,7 +76,7 @@ def token_stream(data: DataConfig, tokenizer: Tokenizer, split: str) -> np.ndarr
     tokenizer's saved files), so neither epochs nor restarts tokenize again.
     """
     corpus = prepare_corpus(data)
-    path = resolve_cache_dir(data) / "tokens" / corpus.name / f"{split}-{_fingerprint(tokenizer)}.npy"
+    path = resolve_cache_dir(data) / "tokens" / corpus.name / f"{split}-{tokenizer_fingerprint(tokenizer)}.npy"
     with file_lock(path):
         if not path.is_file():
             stream = _tokenize(corpus.documents(split), tokenizer)
@@ -150,6 +157,30 @@ def _global_examples(
             f"the {split} split of corpus {data.corpus} has {len(stream)} tokens, too few for "
             "one example; give it more text"
         )
+    return _stream_examples(window, global_batch, objective, split, seed)
+
+
+def _mixture_examples(
+    data: DataConfig, mixture: Mixture, global_batch: int, tokenizer: Tokenizer, objective: Objective,
+    split: str, seed: int, source: str | None,
+) -> grain.MapDataset:
+    """The mixture's examples, or one source's alone (then as for a single corpus)."""
+    def make_window(stream) -> Window:
+        return Window.for_objective(stream, objective, data.seq_len, tokenizer.pad_id)
+
+    if source is None:
+        windows = mixture.examples(split, make_window, seed, global_batch)
+        return windows.random_map(MakeExample(objective), seed=seed)
+    window = make_window(mixture.cache(source).tokens(split))
+    if not window.count:
+        raise DataError(f"source {source} has no {split} example: give it more documents"
+                        f"{' or raise data.validation_fraction' if split == 'validation' else ''}")
+    return _stream_examples(window, global_batch, objective, split, seed)
+
+
+def _stream_examples(window: Window, global_batch: int, objective: Objective, split: str,
+                     seed: int) -> grain.MapDataset:
+    """train: shuffled windows, reshuffled every epoch, forever; else one padded pass in order."""
     if split == "train":
         order = grain.MapDataset.range(window.count).shuffle(seed=seed).repeat()
     else:
@@ -163,7 +194,7 @@ def _tokenize(documents, tokenizer: Tokenizer) -> np.ndarray:
     return np.concatenate(pieces) if pieces else np.zeros(0, np.int32)
 
 
-def _fingerprint(tokenizer: Tokenizer) -> str:
+def tokenizer_fingerprint(tokenizer: Tokenizer) -> str:
     """Hash of the tokenizer's saved files: equal exactly when it encodes the same way."""
     digest = hashlib.sha256()
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,5 +1,6 @@
 """The run's tokenizer: loaded from `data.tokenizer_dir`, or trained by lmjax on the
-corpus's train split and kept in the cache dir beside the prepared data for later runs."""
+corpus's train split (with `data.sources`: a by-weight sample of the sources' train
+documents) and kept in the cache dir beside the prepared data for later runs."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import json
 from pathlib import Path
 
 from lmjax.config import DataConfig, resolve_cache_dir
-from lmjax.data.corpora import PreparedCorpus, prepare_corpus
+from lmjax.data.corpora import prepare_corpus
 from lmjax.data.locking import atomic_dir, file_lock
+from lmjax.data.sample_text import mixture_name, training_documents
+from lmjax.data.sources import resolve_sources
 from lmjax.errors import DataError
 from lmjax.objectives import tokenizer_training_options
 from lmjax.tokenizers import Tokenizer, load, train_tokenizer
@@ -29,29 +32,37 @@ def build_tokenizer(data: DataConfig, vocab_size: int) -> Tokenizer:
         tokenizer = load(data.tokenizer_dir)
         where = data.tokenizer_dir
     else:
-        corpus = prepare_corpus(data)
-        directory = tokenizer_dir(data, vocab_size, corpus)
+        name, documents = _training_text(data)
+        directory = tokenizer_dir(data, vocab_size, name)
         with file_lock(directory):
             if not (directory / META_FILE).is_file():
-                _train_into(directory, data, vocab_size, corpus)
+                _train_into(directory, data, vocab_size, documents())
         tokenizer = load(directory)
         where = str(directory)
     _check(tokenizer, where, vocab_size)
     return tokenizer
 
 
-def tokenizer_dir(data: DataConfig, vocab_size: int, corpus: PreparedCorpus) -> Path:
+def _training_text(data: DataConfig):
+    """(cache name, a function giving the training documents) of the corpus or the sources."""
+    if data.sources:
+        sources = resolve_sources(data)
+        return mixture_name(data, sources), lambda: training_documents(data, sources)
+    corpus = prepare_corpus(data)
+    return corpus.name, lambda: (record["text"].decode("utf-8") for record in corpus.documents("train"))
+
+
+def tokenizer_dir(data: DataConfig, vocab_size: int, name: str) -> Path:
     """Keyed by corpus (its content, for files), kind, vocabulary size and training options
     (a tokenizer without T5's sentinels must not serve a span-corruption run)."""
     options = json.dumps(_train_options(data, vocab_size), sort_keys=True, default=list)
     digest = hashlib.sha256(options.encode()).hexdigest()[:10]
-    return resolve_cache_dir(data) / "tokenizers" / corpus.name / f"{data.tokenizer}-{vocab_size}-{digest}"
+    return resolve_cache_dir(data) / "tokenizers" / name / f"{data.tokenizer}-{vocab_size}-{digest}"
 
 
-def _train_into(directory: Path, data: DataConfig, vocab_size: int, corpus: PreparedCorpus) -> None:
+def _train_into(directory: Path, data: DataConfig, vocab_size: int, documents) -> None:
     with atomic_dir(directory) as tmp:
         train_file = tmp / "train.txt"
-        documents = (record["text"].decode("utf-8") for record in corpus.documents("train"))
         train_file.write_text("\n".join(documents), encoding="utf-8")
         tokenizer = train_tokenizer(data.tokenizer, [train_file], vocab_size,
                                     **_train_options(data, vocab_size))

@@ -1,0 +1,240 @@
+"""The token cache: every source tokenized once into memory-mapped train/validation streams.
+
+Layout under `<cache dir>/token_cache/<source>-<key>/`:
+
+    shards/<i>.tokens, <i>.docs.npy, <i>.json   one per input file; the .json is written
+                                                last, so a shard with one is finished
+    train.npy, validation.npy                   the source's packed streams after dedup
+    manifest.json                               documents, tokens and bytes per split and
+                                                per shard, duplicates and filtered rows
+
+The key hashes what the streams depend on: each file's name, size and modification time,
+the format, text field and filters, the validation fraction and the tokenizer's files. A
+changed shard therefore gets a new directory and an unchanged source is reused as is. An
+interrupted prepare keeps its finished shards and resumes with the rest. Shards are
+tokenized by `data.prepare_workers` processes; exact duplicate documents (same text) are
+dropped when the shards are joined, the first occurrence kept.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import hashlib
+import json
+import multiprocessing
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import tqdm
+
+from lmjax.config import DataConfig, resolve_cache_dir
+from lmjax.data.locking import atomic_dir, atomic_write_bytes, file_lock
+from lmjax.data.sources import Source
+from lmjax.tokenizers import Tokenizer, load
+
+SPLITS = ("train", "validation")
+CACHE_VERSION = 1
+GROUP_SIZE = 256  # documents per encode call: SentencePiece encodes a group on threads
+_LOADED: dict[str, Tokenizer] = {}
+
+
+class TokenFile:
+    """A packed token stream opened lazily as a read-only memory map.
+
+    Pickles as its path, so grain's worker processes map the file themselves instead of
+    receiving a copy of the tokens; each reads only the pages its windows touch.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._array: np.ndarray | None = None
+
+    @property
+    def array(self) -> np.ndarray:
+        if self._array is None:
+            self._array = np.load(self.path, mmap_mode="r")
+        return self._array
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def __getitem__(self, index):
+        return np.asarray(self.array[index])
+
+    def __getstate__(self) -> dict:
+        return {"path": self.path, "_array": None}
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceCache:
+    """One source's prepared streams and manifest."""
+
+    source: Source
+    directory: Path
+    manifest: dict
+
+    def tokens(self, split: str) -> TokenFile:
+        return TokenFile(self.directory / f"{split}.npy")
+
+
+def prepare_sources(data: DataConfig, sources: Sequence[Source], tokenizer: Tokenizer,
+                    *, workers: int | None = None, progress: bool = False) -> list[SourceCache]:
+    """Each source's cache: reused when its manifest exists, else built (or finished) under
+    its lock, the shards of all sources sharing one pool of worker processes."""
+    workers = workers or data.prepare_workers or os.cpu_count() or 1
+    tokenizer_dir, fingerprint = _saved_tokenizer(data, tokenizer)
+    root = resolve_cache_dir(data) / "token_cache"
+    directories = [root / f"{source.name}-{source_key(data, source, fingerprint)}" for source in sources]
+    with contextlib.ExitStack() as locks:
+        missing = []
+        for source, directory in zip(sources, directories):
+            locks.enter_context(file_lock(directory))
+            if not (directory / "manifest.json").is_file():
+                missing.append((source, directory))
+        shards = _tokenize_shards(missing, tokenizer_dir, workers, progress)
+        for (source, directory), stats in zip(missing, shards):
+            manifest = {**_join(source, directory, stats, data.validation_fraction), "tokenizer": fingerprint}
+            atomic_write_bytes(directory / "manifest.json",
+                               lambda out, m=manifest: out.write(json.dumps(m, indent=1).encode()))
+    return [SourceCache(source, directory, json.loads((directory / "manifest.json").read_text()))
+            for source, directory in zip(sources, directories)]
+
+
+def source_key(data: DataConfig, source: Source, fingerprint: str) -> str:
+    """Hash of everything the source's streams depend on (files by name, size and mtime)."""
+    files = [[str(path), *_size_and_mtime(path)] for path in source.files]
+    described = {"version": CACHE_VERSION, "format": source.format, "text_field": source.text_field,
+                 "filters": [str(item) for item in source.filters], "files": files,
+                 "validation_fraction": data.validation_fraction, "tokenizer": fingerprint}
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _size_and_mtime(path) -> tuple[int, int]:
+    """Local files to the nanosecond (a rewrite within a second still counts); buckets as listed."""
+    if "://" in str(path):
+        stat = path.stat()
+        return stat.length, stat.mtime
+    stat = os.stat(path)
+    return stat.st_size, stat.st_mtime_ns
+
+
+def is_validation(hashes: np.ndarray, fraction: float) -> np.ndarray:
+    """Held out by hash, not by position: stable under added shards, the same on every host."""
+    return (hashes >> np.uint64(32)) % np.uint64(1_000_000) < np.uint64(round(fraction * 1_000_000))
+
+
+def document_hash(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+def _tokenize_shards(missing: list[tuple[Source, Path]], tokenizer_dir: str, workers: int,
+                     progress: bool) -> list[list[dict]]:
+    """Per source, every shard's stats, tokenizing those without a finished marker."""
+    jobs = [(source, index, str(directory / "shards"), tokenizer_dir)
+            for source, directory in missing for index in range(len(source.files))]
+    done = {(job[2], job[1]): _read_marker(Path(job[2]), job[1]) for job in jobs}
+    todo = [job for job in jobs if done[job[2], job[1]] is None]
+    for job in todo:
+        Path(job[2]).mkdir(parents=True, exist_ok=True)
+    with tqdm.tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="shard", desc="prepare",
+                   disable=not (progress and todo)) as bar:
+        for job, stats in zip(todo, _run(tokenize_shard, todo, workers)):
+            done[job[2], job[1]] = stats
+            bar.update()
+    return [[done[str(directory / "shards"), index] for index in range(len(source.files))]
+            for source, directory in missing]
+
+
+def _run(function, jobs: list, workers: int):
+    """function over jobs, in order: in worker processes when there is more than one of each."""
+    if workers < 2 or len(jobs) < 2:
+        yield from map(function, jobs)
+        return
+    context = multiprocessing.get_context("spawn")  # never fork a threaded JAX process
+    with concurrent.futures.ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
+        yield from pool.map(function, jobs)
+
+
+def tokenize_shard(job: tuple[Source, int, str, str]) -> dict:
+    """Tokenizes one file into `<i>.tokens` (int32, each document followed by eos) and
+    `<i>.docs.npy` (tokens, bytes and hash per document); writes the marker last."""
+    source, index, shard_dir, tokenizer_dir = job
+    tokenizer = _LOADED.get(tokenizer_dir) or _LOADED.setdefault(tokenizer_dir, load(tokenizer_dir))
+    path, counts = source.files[index], {"rows": 0}
+    docs: list[tuple[int, int, int]] = []
+    target = Path(shard_dir) / f"{index}.tokens"
+    with open(target, "wb") as out:
+        group: list[str] = []
+        for text in (*source.documents(path, counts), None):
+            if text is not None:
+                group.append(text)
+            if group and (text is None or len(group) == GROUP_SIZE):
+                for text_i, ids in zip(group, tokenizer.encode_batch(group)):
+                    np.asarray([*ids, tokenizer.eos_id], np.int32).tofile(out)
+                    docs.append((len(ids) + 1, len(text_i.encode("utf-8")), document_hash(text_i)))
+                group = []
+    table = np.array(docs, dtype=[("tokens", np.int64), ("bytes", np.int64), ("hash", np.uint64)])
+    atomic_write_bytes(Path(shard_dir) / f"{index}.docs.npy", lambda out: np.save(out, table))
+    stats = {"index": index, "file": str(path), "rows": counts["rows"], "documents": len(docs),
+             "tokens": int(table["tokens"].sum()), "bytes": int(table["bytes"].sum())}
+    atomic_write_bytes(Path(shard_dir) / f"{index}.json", lambda out: out.write(json.dumps(stats).encode()))
+    return stats
+
+
+def _join(source: Source, directory: Path, shards: list[dict], fraction: float) -> dict:
+    """Writes train.npy and validation.npy from the shards, each document once; the manifest."""
+    tables = [np.load(directory / "shards" / f"{s['index']}.docs.npy") for s in shards]
+    table = np.concatenate(tables)
+    _, first = np.unique(table["hash"], return_index=True)
+    kept = np.zeros(len(table), bool)
+    kept[first] = True
+    held_out = is_validation(table["hash"], fraction)
+    manifest = {"source": source.name, "format": source.format, "text_field": source.text_field,
+                "filters": [str(item) for item in source.filters], "shards": shards,
+                "rows": sum(s["rows"] for s in shards), "duplicates": int(len(table) - len(first))}
+    manifest["filtered_out"] = manifest["rows"] - len(table)
+    for split, chosen in (("train", kept & ~held_out), ("validation", kept & held_out)):
+        _write_split(directory / f"{split}.npy", directory / "shards", shards, tables, chosen)
+        manifest[split] = {"documents": int(chosen.sum()), "tokens": int(table["tokens"][chosen].sum()),
+                           "bytes": int(table["bytes"][chosen].sum())}
+    return manifest
+
+
+def _write_split(target: Path, shard_dir: Path, shards: list[dict], tables: list[np.ndarray],
+                 chosen: np.ndarray) -> None:
+    offsets = np.cumsum([0, *(len(t) for t in tables)])
+    total = int(sum(t["tokens"][chosen[a:b]].sum() for t, a, b in zip(tables, offsets, offsets[1:])))
+    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.tmp-", delete=False) as tmp:
+        out = np.lib.format.open_memmap(tmp.name, mode="w+", dtype=np.int32, shape=(total,))
+        position = 0
+        for stats, table, a, b in zip(shards, tables, offsets, offsets[1:]):
+            tokens = np.fromfile(shard_dir / f"{stats['index']}.tokens", dtype=np.int32)
+            piece = tokens[np.repeat(chosen[a:b], table["tokens"])]
+            out[position:position + len(piece)] = piece
+            position += len(piece)
+        out.flush()
+        del out
+    os.replace(tmp.name, target)
+
+
+def _read_marker(shard_dir: Path, index: int) -> dict | None:
+    marker = shard_dir / f"{index}.json"
+    return json.loads(marker.read_text()) if marker.is_file() else None
+
+
+def _saved_tokenizer(data: DataConfig, tokenizer: Tokenizer) -> tuple[str, str]:
+    """The tokenizer saved under the cache (workers load it from there) and its fingerprint."""
+    from lmjax.data.pipeline import tokenizer_fingerprint
+
+    fingerprint = tokenizer_fingerprint(tokenizer)
+    directory = resolve_cache_dir(data) / "token_cache" / "tokenizers" / fingerprint
+    with file_lock(directory):
+        if not directory.is_dir():
+            with atomic_dir(directory) as tmp:
+                tokenizer.save(tmp)
+    return str(directory), fingerprint

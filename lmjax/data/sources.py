@@ -1,0 +1,154 @@
+"""`data.sources` resolved against the file system: which files each source reads, in what
+format, and its documents after the text field and filters are applied.
+
+Everything that a user's typo or a bad shard can break is checked here, from metadata
+alone (globs, parquet footers, first JSON rows), before any tokenizing: a glob matching
+nothing, a missing text field, a filter on a missing column, files of one source whose
+columns differ.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob as globlib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from etils import epath
+
+from lmjax.config import DataConfig, SourceConfig, resolve_data_dir, source_configs
+from lmjax.data import filters as filters_lib
+from lmjax.data import formats
+from lmjax.errors import DataError
+
+_WILDCARD = re.compile(r"[*?\[]")
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """One resolved source: sorted files, format, text field, parsed filters, weight."""
+
+    name: str
+    files: tuple[epath.Path, ...]
+    format: str
+    text_field: str
+    filters: tuple[filters_lib.Filter, ...]
+    weight: float
+
+    def wanted_columns(self) -> list[str]:
+        return sorted({self.text_field, *(item.column for item in self.filters)})
+
+    def documents(self, path: epath.Path, counts: dict[str, int] | None = None) -> Iterator[str]:
+        """The texts of the file's rows that pass every filter, in file order; counts["rows"]
+        (if given) counts every row read, kept or not."""
+        counts = {"rows": 0} if counts is None else counts
+        for row, record in enumerate(formats.read_rows(path, self.format, self.wanted_columns()), 1):
+            counts["rows"] += 1
+            if not filters_lib.keep(self.filters, record):
+                continue
+            text = record.get(self.text_field)
+            if not isinstance(text, str):
+                raise DataError(
+                    f"{path} row {row}: text field {self.text_field!r} is "
+                    f"{'missing' if text is None else type(text).__name__}, not a string; drop the "
+                    "row or set text_field"
+                )
+            yield text
+
+    def describe(self) -> str:
+        rules = f", filters {', '.join(map(str, self.filters))}" if self.filters else ""
+        return f"{self.name}: {len(self.files)} {self.format} file(s), weight {self.weight:g}{rules}"
+
+
+def resolve_sources(data: DataConfig) -> list[Source]:
+    """Every configured source with its files found and schemas checked; DataError otherwise."""
+    configs = source_configs(data)
+    names = _names(configs)
+    sources = [_resolve(index, config, name, resolve_data_dir(data))
+               for index, (config, name) in enumerate(zip(configs, names))]
+    for source in sources:
+        check_schema(source)
+    return sources
+
+
+def check_schema(source: Source) -> None:
+    """All files share the first one's columns; the text field and filtered columns exist."""
+    first = source.files[0]
+    expected = formats.columns(first, source.format)
+    if source.text_field not in expected:
+        raise DataError(
+            f"source {source.name}: text field {source.text_field!r} is not a column of {first}; its "
+            f"columns are {', '.join(expected) or '(none: the file is empty)'}; set text_field"
+        )
+    filters_lib.check_columns(source.filters, expected, f"{first}")
+    for path in source.files[1:]:
+        found = formats.columns(path, source.format)
+        if set(found) != set(expected):
+            raise DataError(
+                f"source {source.name} mixes schemas: {path} has columns {', '.join(found)} but "
+                f"{first} has {', '.join(expected)}; split them into two sources"
+            )
+
+
+def glob_files(pattern: str, data_dir: Path) -> list[epath.Path]:
+    """Files matching the glob: on a bucket (`gs://...`), else locally, relative paths tried
+    in the working directory first and then in the data dir."""
+    if "://" in pattern:
+        return sorted(_bucket_glob(pattern), key=str)
+    candidates = [pattern] if Path(pattern).expanduser().is_absolute() else [pattern, str(data_dir / pattern)]
+    for candidate in candidates:
+        found = sorted(p for p in globlib.glob(str(Path(candidate).expanduser()), recursive=True)
+                       if Path(p).is_file())
+        if found:
+            return [epath.Path(p) for p in found]
+    return []
+
+
+def _bucket_glob(pattern: str) -> list[epath.Path]:
+    parts = pattern.split("/")
+    first = next((i for i, part in enumerate(parts) if _WILDCARD.search(part)), len(parts))
+    base = epath.Path("/".join(parts[:first]))
+    if first == len(parts):
+        return [base] if base.exists() else []
+    return [path for path in base.glob("/".join(parts[first:])) if path.is_file()]
+
+
+def _resolve(index: int, config: SourceConfig, name: str, data_dir: Path) -> Source:
+    files = glob_files(config.files, data_dir)
+    if not files:
+        raise DataError(
+            f"source {name}: the glob {config.files!r} matches no file (looked in the working "
+            f"directory and in the data dir {data_dir}); fix data.sources[{index}].files"
+        )
+    fmt = config.format or _format(name, files)
+    where = f"data.sources[{index}].filters"
+    return Source(name=name, files=tuple(files), format=fmt, text_field=config.text_field,
+                  filters=filters_lib.parse_filters(config.filters, where), weight=config.weight)
+
+
+def _format(name: str, files: list[epath.Path]) -> str:
+    found = {formats.format_of(str(path)) for path in files}
+    if None in found or len(found) != 1:
+        shown = ", ".join(sorted(str(fmt) for fmt in found))
+        raise DataError(
+            f"source {name}: cannot tell one format from the file names (found {shown}); set its "
+            "format to one of parquet, jsonl, jsonl.gz, jsonl.zst, text, array_record"
+        )
+    return found.pop()
+
+
+def _names(configs: list[SourceConfig]) -> list[str]:
+    """Given names, else the glob's last fixed folder (`fineweb2/spa_Latn/*.parquet` is
+    spa_Latn) or file stem, made unique with the entry's index."""
+    names = [config.name or _default_name(config.files) for config in configs]
+    return [name if names.count(name) == 1 or config.name else f"{name}_{index}"
+            for index, (name, config) in enumerate(zip(names, configs))]
+
+
+def _default_name(pattern: str) -> str:
+    parts = [part for part in pattern.split("/") if part and "://" not in part]
+    fixed = [part for part in parts if not _WILDCARD.search(part)]
+    if fixed and fixed[-1] == parts[-1]:  # a single file: its stem
+        return re.sub(r"[^\w-]+", "_", fixed[-1].split(".")[0]) or "source"
+    return re.sub(r"[^\w-]+", "_", fixed[-1]) if fixed else "source"

@@ -1,0 +1,91 @@
+"""Web-corpus shards for the data tests, made from the real shared text: FineWeb-2's column
+names (text, id, dump, url, date, language, language_score, minhash_cluster_size) with
+made-up metadata drawn from a fixed seed, written as parquet and jsonl.zst.
+
+Spanish comes from UD Spanish-GSD, Catalan from UD Catalan-AnCora (documents of five
+sentences) and English from tiny-shakespeare (its blank-line separated speeches).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+LANGUAGES = {"es": ("spa", "multilingual/es_gsd_devtest.txt"),
+             "ca": ("cat", "multilingual/ca_ancora_devtest.txt"),
+             "en": ("eng", "tinyshakespeare/input.txt")}
+SENTENCES_PER_DOCUMENT = 5
+
+
+def documents(data_dir: Path, lang: str, limit: int | None = None) -> list[str]:
+    text = (data_dir / LANGUAGES[lang][1]).read_text(encoding="utf-8-sig")
+    if lang == "en":
+        docs = [doc.strip("\n") for doc in text.split("\n\n") if doc.strip()]
+    else:
+        lines = [line for line in text.splitlines() if line.strip()]
+        docs = [" ".join(lines[i:i + SENTENCES_PER_DOCUMENT])
+                for i in range(0, len(lines), SENTENCES_PER_DOCUMENT)]
+    return docs[:limit]
+
+
+def rows(lang: str, texts: list[str], seed: int = 0) -> dict[str, list]:
+    """FineWeb-2 columns; language_score in [0.5, 1) and cluster sizes in [1, 100) made up."""
+    rng = np.random.default_rng([seed, len(lang), ord(lang[0])])
+    n = len(texts)
+    return {
+        "text": texts,
+        "id": [f"<urn:uuid:{lang}-{i:06d}>" for i in range(n)],
+        "dump": ["CC-MAIN-2024-10"] * n,
+        "url": [f"https://example.{lang}/doc/{i}" for i in range(n)],
+        "date": ["2024-02-20T00:00:00Z"] * n,
+        "language": [LANGUAGES[lang][0]] * n,
+        "language_score": rng.uniform(0.5, 1.0, n).round(4).tolist(),
+        "minhash_cluster_size": rng.integers(1, 100, n).tolist(),
+    }
+
+
+def split_columns(columns: dict[str, list], parts: int) -> list[dict[str, list]]:
+    n = len(columns["text"])
+    bounds = np.linspace(0, n, parts + 1).astype(int)
+    return [{k: v[a:b] for k, v in columns.items()} for a, b in zip(bounds, bounds[1:])]
+
+
+def write_parquet(path: Path, columns: dict[str, list]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(columns), path, row_group_size=64)
+    return path
+
+
+def jsonl_bytes(columns: dict[str, list]) -> bytes:
+    keys = list(columns)
+    return b"".join(json.dumps(dict(zip(keys, values)), ensure_ascii=False).encode() + b"\n"
+                    for values in zip(*columns.values()))
+
+
+def write_jsonl(path: Path, columns: dict[str, list], codec: str | None = "zstd") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = jsonl_bytes(columns)
+    if codec is None:
+        path.write_bytes(data)
+        return path
+    with pa.CompressedOutputStream(str(path), codec) as out:
+        out.write(data)
+    return path
+
+
+def write_corpus(root: Path, data_dir: Path, limit: int | None = None, parts: int = 2) -> dict:
+    """es and en as parquet shards, ca as jsonl.zst shards; returns each language's columns."""
+    made = {}
+    for lang in LANGUAGES:
+        columns = rows(lang, documents(data_dir, lang, limit))
+        for index, part in enumerate(split_columns(columns, parts)):
+            if lang == "ca":
+                write_jsonl(root / lang / f"{index:03d}.jsonl.zst", part)
+            else:
+                write_parquet(root / lang / f"{index:03d}.parquet", part)
+        made[lang] = columns
+    return made
