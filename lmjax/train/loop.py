@@ -59,6 +59,7 @@ def train(config: Config, callbacks: Iterable[Callback] = (), *, restart_from: i
 
 def run_training(setup: TrainSetup, callbacks: list[Callback]) -> RunResult:
     """Runs a built set-up under the run directory's writer lock; callbacks always closed."""
+    callbacks = [*setup.data_callbacks(), *callbacks]  # first: they add to the records others write
     try:
         with writer_lock(setup):
             return _Loop(setup, callbacks).run()

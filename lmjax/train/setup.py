@@ -78,17 +78,26 @@ class TrainSetup:
     input_shapes: dict[str, tuple[int, ...]]
     flops_per_batch: float
     input_tokens_per_batch: int
+    mixture: Any = None  # the prepared `data.sources`, None for a single corpus
 
     @property
     def primary(self) -> bool:
         return is_primary()
 
-    def batches(self, split: str):
-        """This process's slice of each global batch of `split` (a grain iterator)."""
+    def batches(self, split: str, source: str | None = None):
+        """This process's slice of each global batch of `split` (a grain iterator); `source`
+        reads one of `data.sources` alone."""
         return data_lib.make_batches(
             self.config.data, self.config.train.global_batch_size, self.tokenizer, self.objective, split,
             process_index=jax.process_index(), process_count=jax.process_count(),
+            source=source, mixture=self.mixture,
         )
+
+    def data_callbacks(self) -> list:
+        """Per-source tokens, epochs and validation curves for a run on `data.sources`."""
+        from lmjax.train.source_metrics import SourceMetrics
+
+        return [SourceMetrics(self)] if self.mixture is not None else []
 
     def abstract_state(self) -> Any:
         return abstract_state(self.shardings, self.model, self.optimizer, self.example,
@@ -123,6 +132,8 @@ def build_setup(config: Config, *, restart_from: int | None = None) -> TrainSetu
     mesh = parallel.make_mesh(config.mesh)
     rules = parallel.axis_rules(config.mesh)
     tokenizer = data_lib.build_tokenizer(config.data, config.model.vocab_size)
+    mixture = (data_lib.load_mixture(config.data, tokenizer, progress=is_primary())
+               if config.data.sources else None)
     objective = objective_for(config, tokenizer)
     model = build_model(config.model)
     optimizer = make_optimizer(config.train)
@@ -137,7 +148,7 @@ def build_setup(config: Config, *, restart_from: int | None = None) -> TrainSetu
         example=example, shardings=shardings, train_step=train_step, eval_step=eval_step,
         counts=param_counts(config.model), input_shapes=input_shapes,
         flops_per_batch=train_flops(config.model, input_shapes),
-        input_tokens_per_batch=input_tokens(input_shapes),
+        input_tokens_per_batch=input_tokens(input_shapes), mixture=mixture,
     )
 
 
@@ -262,6 +273,10 @@ def check_config(config: Config, restart_from: int | None = None) -> str:
 
 
 def _corpus_source(config: Config) -> str:
+    if config.data.sources:
+        from lmjax.data.sources import resolve_sources
+
+        return "sources " + "; ".join(source.describe() for source in resolve_sources(config.data))
     known, path = corpora._locate(config.data)
     return str(path) if path is not None else f"{known.name} (downloaded at start)"
 
