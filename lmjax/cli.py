@@ -16,6 +16,7 @@ from lmjax.errors import LmjaxError
 COMMAND_MODULES = (
     "lmjax.commands.train",
     "lmjax.commands.tokenizer",
+    "lmjax.commands.data",
     "lmjax.commands.ngram",
     "lmjax.commands.generate",
     "lmjax.commands.convert",

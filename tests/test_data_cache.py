@@ -9,8 +9,8 @@ import os
 import numpy as np
 import pytest
 
-import data_shards
 from lmjax.config import load_config
+from lmjax.data import demo_shards as data_shards
 from lmjax.data import build_tokenizer
 from lmjax.data import cache as cache_lib
 from lmjax.data.sources import resolve_sources

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-import data_shards
 from lmjax.config import load_config
+from lmjax.data import demo_shards as data_shards
 from lmjax.data import build_tokenizer, make_batches
 from lmjax.data.mixture import MixtureSampler, block_counts, load_mixture
 from lmjax.objectives import objective_for

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from array_record.python.array_record_module import ArrayRecordWriter
 
-import data_shards
 from lmjax.config import load_config
+from lmjax.data import demo_shards as data_shards
 from lmjax.data.sources import resolve_sources
 from lmjax.errors import ConfigError, DataError
 

@@ -50,6 +50,16 @@ def truncate_metrics(run_dir: PathLike, last_step: int) -> None:
         path.write_text("".join(json.dumps(r, allow_nan=False) + "\n" for r in kept))
 
 
+def per_source_curves(records: list[dict[str, Any]]) -> dict[str, list[tuple[int, float]]]:
+    """(step, eval_loss/<source>) points per source of a run on `data.sources`."""
+    curves: dict[str, list[tuple[int, float]]] = {}
+    for record in records:
+        for key, value in record.items():
+            if key.startswith("eval_loss/") and value is not None:
+                curves.setdefault(key.removeprefix("eval_loss/"), []).append((record["step"], value))
+    return curves
+
+
 def plot_loss_curve(run_dir: PathLike, title: str) -> epath.Path:
     """Draws train and validation loss against step into loss_curve.png (written as bytes)."""
     import matplotlib
@@ -66,6 +76,8 @@ def plot_loss_curve(run_dir: PathLike, title: str) -> epath.Path:
         ax.plot(*zip(*train), label="train loss", lw=1.2)
     if evals:
         ax.plot(*zip(*evals), "o-", label="validation loss", lw=1.5)
+    for name, curve in per_source_curves(records).items():  # data.sources: one per language
+        ax.plot(*zip(*curve), "s--", label=f"validation loss, {name}", lw=1.0)
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats/token)")
     ax.set_title(title)

@@ -1,9 +1,11 @@
-"""Web-corpus shards for the data tests, made from the real shared text: FineWeb-2's column
-names (text, id, dump, url, date, language, language_score, minhash_cluster_size) with
-made-up metadata drawn from a fixed seed, written as parquet and jsonl.zst.
+"""FineWeb-2-style shards made from the offline text in the data dir, so the sharded-corpus
+pipeline can be tried, tested and benchmarked without a network (`lmjax data demo-shards`).
 
-Spanish comes from UD Spanish-GSD, Catalan from UD Catalan-AnCora (documents of five
-sentences) and English from tiny-shakespeare (its blank-line separated speeches).
+The columns are FineWeb-2's (text, id, dump, url, date, language, language_score,
+minhash_cluster_size); every value but the text is made up from a fixed seed. Spanish is
+UD Spanish-GSD then Don Quijote, Catalan UD Catalan-AnCora (sentence files: documents of
+five sentences), English tiny-shakespeare (documents are blank-line separated speeches).
+Spanish and English are written as parquet, Catalan as jsonl.zst.
 """
 
 from __future__ import annotations
@@ -15,20 +17,28 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-LANGUAGES = {"es": ("spa", "multilingual/es_gsd_devtest.txt"),
-             "ca": ("cat", "multilingual/ca_ancora_devtest.txt"),
-             "en": ("eng", "tinyshakespeare/input.txt")}
+from lmjax.data.text import decode_corpus, split_documents
+
+LANGUAGES = {"es": ("spa", ["multilingual/es_gsd_devtest.txt", "multilingual/es_quijote_gutenberg2000.txt"]),
+             "ca": ("cat", ["multilingual/ca_ancora_devtest.txt"]),
+             "en": ("eng", ["tinyshakespeare/input.txt"])}
+FORMATS = {"es": "parquet", "ca": "jsonl.zst", "en": "parquet"}
 SENTENCES_PER_DOCUMENT = 5
 
 
 def documents(data_dir: Path, lang: str, limit: int | None = None) -> list[str]:
-    text = (data_dir / LANGUAGES[lang][1]).read_text(encoding="utf-8-sig")
-    if lang == "en":
-        docs = [doc.strip("\n") for doc in text.split("\n\n") if doc.strip()]
-    else:
-        lines = [line for line in text.splitlines() if line.strip()]
-        docs = [" ".join(lines[i:i + SENTENCES_PER_DOCUMENT])
-                for i in range(0, len(lines), SENTENCES_PER_DOCUMENT)]
+    """The language's documents in file order, the first `limit` of them if given."""
+    docs: list[str] = []
+    for name in LANGUAGES[lang][1]:
+        text = decode_corpus((data_dir / name).read_bytes(), name, "replace")
+        if name.endswith("devtest.txt"):
+            lines = [line for line in text.splitlines() if line.strip()]
+            docs += [" ".join(lines[i:i + SENTENCES_PER_DOCUMENT])
+                     for i in range(0, len(lines), SENTENCES_PER_DOCUMENT)]
+        else:
+            docs += split_documents(text)
+        if limit is not None and len(docs) >= limit:
+            break
     return docs[:limit]
 
 
@@ -78,14 +88,12 @@ def write_jsonl(path: Path, columns: dict[str, list], codec: str | None = "zstd"
 
 
 def write_corpus(root: Path, data_dir: Path, limit: int | None = None, parts: int = 2) -> dict:
-    """es and en as parquet shards, ca as jsonl.zst shards; returns each language's columns."""
+    """`root/<lang>/<i>.<format>`, `parts` shards per language; returns each one's columns."""
     made = {}
     for lang in LANGUAGES:
         columns = rows(lang, documents(data_dir, lang, limit))
         for index, part in enumerate(split_columns(columns, parts)):
-            if lang == "ca":
-                write_jsonl(root / lang / f"{index:03d}.jsonl.zst", part)
-            else:
-                write_parquet(root / lang / f"{index:03d}.parquet", part)
+            path = root / lang / f"{index:03d}.{FORMATS[lang]}"
+            write_parquet(path, part) if FORMATS[lang] == "parquet" else write_jsonl(path, part)
         made[lang] = columns
     return made
