@@ -146,3 +146,19 @@ def test_two_workers_write_what_one_does(tmp_path, corpus, tokenizer):
         for split in ("train", "validation"):
             assert np.array_equal(a.tokens(split)[:], b.tokens(split)[:])
         assert os.path.basename(a.directory) == os.path.basename(b.directory)
+
+
+def test_prepare_command_prints_each_source_manifest(tmp_path, corpus, capsys):
+    from lmjax.cli import main
+    from lmjax.config import to_yaml
+
+    root, columns = corpus
+    path = tmp_path / "mix.yaml"
+    path.write_text(to_yaml(make_config(tmp_path, root)))
+    assert main(["data", "prepare", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for lang in ("es", "ca"):
+        (row,) = [line.split() for line in lines if line.startswith(lang + " ")]
+        assert int(row[1].replace(",", "")) == len(columns[lang]["text"])  # rows read
+    assert main(["data", "prepare", "gpt_tiny"]) == 2
+    assert "has no data.sources" in capsys.readouterr().err
