@@ -22,11 +22,12 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import hashlib
+import itertools
 import json
 import multiprocessing
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -165,25 +166,23 @@ def tokenize_shard(job: tuple[Source, int, str, str]) -> dict:
     `<i>.docs.npy` (tokens, bytes and hash per document); writes the marker last."""
     source, index, shard_dir, tokenizer_dir = job
     tokenizer = _LOADED.get(tokenizer_dir) or _LOADED.setdefault(tokenizer_dir, load(tokenizer_dir))
-    path, counts = source.files[index], {"rows": 0}
-    docs: list[tuple[int, int, int]] = []
-    target = Path(shard_dir) / f"{index}.tokens"
-    with open(target, "wb") as out:
-        group: list[str] = []
-        for text in (*source.documents(path, counts), None):
-            if text is not None:
-                group.append(text)
-            if group and (text is None or len(group) == GROUP_SIZE):
-                for text_i, ids in zip(group, tokenizer.encode_batch(group)):
-                    np.asarray([*ids, tokenizer.eos_id], np.int32).tofile(out)
-                    docs.append((len(ids) + 1, len(text_i.encode("utf-8")), document_hash(text_i)))
-                group = []
+    path, counts, docs = source.files[index], {"rows": 0}, []
+    with open(Path(shard_dir) / f"{index}.tokens", "wb") as out:
+        for text, ids in _encoded(tokenizer, source.documents(path, counts)):
+            np.asarray([*ids, tokenizer.eos_id], np.int32).tofile(out)
+            docs.append((len(ids) + 1, len(text.encode("utf-8")), document_hash(text)))
     table = np.array(docs, dtype=[("tokens", np.int64), ("bytes", np.int64), ("hash", np.uint64)])
     atomic_write_bytes(Path(shard_dir) / f"{index}.docs.npy", lambda out: np.save(out, table))
     stats = {"index": index, "file": str(path), "rows": counts["rows"], "documents": len(docs),
              "tokens": int(table["tokens"].sum()), "bytes": int(table["bytes"].sum())}
     atomic_write_bytes(Path(shard_dir) / f"{index}.json", lambda out: out.write(json.dumps(stats).encode()))
     return stats
+
+
+def _encoded(tokenizer: Tokenizer, texts: Iterator[str]) -> Iterator[tuple[str, list[int]]]:
+    """(text, ids) pairs, GROUP_SIZE documents per encode call, never the whole file at once."""
+    while group := list(itertools.islice(texts, GROUP_SIZE)):
+        yield from zip(group, tokenizer.encode_batch(group))
 
 
 def _join(source: Source, directory: Path, shards: list[dict], fraction: float) -> dict:
