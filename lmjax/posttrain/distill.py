@@ -1,0 +1,137 @@
+"""Knowledge distillation (Hinton et al. 2015) of a decoder into a smaller one.
+
+The student learns the teacher's whole next-token distribution, softened by a temperature T:
+loss = T² · KL(softmax(teacher/T) ‖ softmax(student/T)) per token (T² keeps the gradient's
+scale independent of T), optionally mixed with the usual cross-entropy on the data's tokens
+(`hard_weight`). The comparison that shows it pays is the same student trained on hard labels
+alone, on the same token rows in the same order for the same steps: `train_student` runs both,
+through the library's optimizer and train step (`lmjax.train`), the teacher's logits riding in
+the batch so the step and the objective stay the library's own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lmjax.config import ModelConfig, TrainConfig
+from lmjax.errors import ConfigError, DataError
+from lmjax.models import build_model
+from lmjax.objectives.base import Batch
+from lmjax.objectives.causal_lm import CausalLM, token_cross_entropy
+from lmjax.train.optimizer import learning_rate_schedule, make_optimizer
+from lmjax.train.step import make_train_step
+
+
+def distillation_loss(student_logits: jax.Array, teacher_logits: jax.Array,
+                      temperature: float) -> jax.Array:
+    """Per-position T² · KL(teacher_T ‖ student_T) over the last (vocabulary) axis, in float32."""
+    t = jax.nn.log_softmax(teacher_logits.astype(jnp.float32) / temperature, axis=-1)
+    s = jax.nn.log_softmax(student_logits.astype(jnp.float32) / temperature, axis=-1)
+    return temperature ** 2 * jnp.sum(jnp.exp(t) * (t - s), axis=-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Distillation(CausalLM):
+    """Next-token windows as in CausalLM, scored against `batch["teacher_logits"]` (B×T×V):
+    (1 − hard_weight) · distillation loss + hard_weight · cross-entropy on the targets."""
+
+    temperature: float = 2.0
+    hard_weight: float = 0.0
+    name: str = "distillation"
+    loss_name: str = "distill_loss"
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise ConfigError(f"distillation temperature {self.temperature} must be > 0 (1 is the plain softmax)")
+        if not 0 <= self.hard_weight <= 1:
+            raise ConfigError(f"hard_weight {self.hard_weight} must lie in [0, 1]: the share of "
+                              "cross-entropy on the data's tokens in the loss")
+
+    def loss(self, logits_BTV: jax.Array, batch: Batch) -> tuple[jax.Array, jax.Array, dict]:
+        weights_BT = batch["weights"]
+        soft_BT = distillation_loss(logits_BTV, batch["teacher_logits"], self.temperature)
+        hard_BT = token_cross_entropy(logits_BTV, batch["targets"])
+        loss_BT = (1 - self.hard_weight) * soft_BT + self.hard_weight * hard_BT
+        extra = {"soft_loss": (soft_BT * weights_BT).sum(), "hard_loss": (hard_BT * weights_BT).sum()}
+        return (loss_BT * weights_BT).sum(), weights_BT.sum(), extra
+
+
+def student_config(teacher: ModelConfig, d_model: int = 32, n_layers: int = 2,
+                   n_heads: int = 4, d_ff: int | None = None) -> ModelConfig:
+    """The teacher's architecture (vocabulary, context, norms, positions) at a smaller size."""
+    if d_model % n_heads:
+        raise ConfigError(f"student d_model {d_model} is not a multiple of its n_heads {n_heads}")
+    return dataclasses.replace(teacher, preset="", d_model=d_model, n_layers=n_layers, n_heads=n_heads,
+                               n_kv_heads=None, head_dim=None, d_ff=d_ff or 4 * d_model)
+
+
+def teacher_logits_fn(teacher: nn.Module, teacher_params: Any) -> Callable[[np.ndarray], jax.Array]:
+    """The frozen teacher's logits for a batch of inputs (jitted; never differentiated)."""
+    apply = jax.jit(lambda ids: teacher.apply({"params": teacher_params}, ids))
+    return lambda inputs_BT: apply(jnp.asarray(inputs_BT))
+
+
+def batches(rows: np.ndarray, batch_size: int, steps: int, seed: int):
+    """`steps` batches of next-token examples from the rows (each T+1 tokens), in epochs of one
+    fixed shuffle per epoch, so two students given the same arguments see the same tokens."""
+    rows = np.asarray(rows, np.int32)
+    if rows.ndim != 2 or len(rows) < batch_size:
+        raise DataError(f"distillation needs at least batch_size={batch_size} token rows, got shape {rows.shape}")
+    rng = np.random.default_rng(seed)
+    order: list[int] = []
+    for _ in range(steps):
+        if len(order) < batch_size:
+            order.extend(rng.permutation(len(rows)).tolist())
+        picked, order = rows[order[:batch_size]], order[batch_size:]
+        yield {"inputs": picked[:, :-1], "targets": picked[:, 1:],
+               "weights": np.ones(picked[:, 1:].shape, np.float32)}
+
+
+def init_params(model: nn.Module, seed: int = 0) -> Any:
+    """The model's initial parameters (its own initialisers), unboxed."""
+    ids = jnp.zeros((1, 1), jnp.int32)
+    return nn.meta.unbox(jax.jit(model.init)(jax.random.key(seed), ids)["params"])
+
+
+def train_student(student: nn.Module, params: Any, rows: np.ndarray, train: TrainConfig,
+                  objective: CausalLM = CausalLM(),
+                  teacher: Callable[[np.ndarray], jax.Array] | None = None) -> tuple[Any, list[float]]:
+    """The student's parameters after `train.steps` steps from `params` on `rows`, and its loss
+    at every step. With a `Distillation` objective each batch carries `teacher(inputs)`."""
+    if isinstance(objective, Distillation) == (teacher is None):
+        raise ConfigError("a Distillation objective needs a teacher, and only it: pass both or neither")
+    optimizer, schedule = make_optimizer(train), learning_rate_schedule(train)
+    step = jax.jit(make_train_step(student, objective, optimizer, schedule))
+    state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": optimizer.init(params)}
+    losses = []
+    for batch in batches(rows, train.global_batch_size, train.steps, train.seed):
+        if teacher is not None:
+            batch["teacher_logits"] = teacher(batch["inputs"])
+        state, metrics = step(state, batch)
+        losses.append(metrics["loss"])
+    return state["params"], [float(loss) for loss in losses]
+
+
+def distill_and_baseline(teacher: nn.Module, teacher_params: Any, student: ModelConfig,
+                         rows: np.ndarray, train: TrainConfig,
+                         objective: Distillation = Distillation()) -> dict[str, tuple[Any, list[float]]]:
+    """Two students of one config, from the same initial parameters, trained on the same rows,
+    batches and steps: "distilled"
+    (the objective, against the teacher) and "hard_labels" (cross-entropy on the rows alone)."""
+    if student.vocab_size != teacher.config.vocab_size:
+        raise ConfigError(f"the student's vocabulary ({student.vocab_size}) differs from the teacher's "
+                          f"({teacher.config.vocab_size}): distillation matches distributions token by token")
+    model = build_model(student)
+    params = init_params(model, train.seed)
+    return {
+        "distilled": train_student(model, params, rows, train, objective,
+                                   teacher_logits_fn(teacher, teacher_params)),
+        "hard_labels": train_student(model, params, rows, train),
+    }
