@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "lmjax.commands.scaling",
     "lmjax.commands.eval",
     "lmjax.commands.tpu",
+    "lmjax.commands.compress",
 )
 
 

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from lmjax.cli import main
 from lmjax.config import ModelConfig, TrainConfig
 from lmjax.errors import ConfigError
 from lmjax.models import build_model
@@ -173,3 +174,20 @@ def test_bad_distillation_settings_are_one_line_errors():
     with pytest.raises(ConfigError, match=r"student's vocabulary \(32\) differs from the teacher's \(64\)"):
         distill.distill_and_baseline(teacher, None, dataclasses.replace(LLAMA, vocab_size=32),
                                      np.zeros((8, 9), np.int32), TrainConfig())
+
+
+def test_cli_bad_sparsity_fails_in_one_line_before_loading(capsys):
+    code = main(["compress", "prune", "--from", "/nonexistent.bin", "--sparsity", "1.0"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "sparsity 1.0 must lie in [0, 1)" in err
+
+
+@pytest.mark.slow
+def test_cli_prune_writes_an_export_open_run_reads(data_dir, tmp_path, capsys):
+    out = tmp_path / "pruned"
+    code = main(["compress", "prune", "--from", str(data_dir / "stories260K" / "stories260K.bin"),
+                 "--tokenizer", str(data_dir / "stories260K" / "tok512.model"), "--sparsity", "0.5",
+                 "--scope", "layer", "--held-out-rows", "2", "--row-tokens", "17", "--out", str(out)])
+    assert code == 0 and "layer sparsity 0.500" in capsys.readouterr().out
+    opened = open_run(out)
+    assert opened.tokenizer is not None and prune.sparsity_of(opened.params) == pytest.approx(0.5, abs=1e-4)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -35,24 +36,35 @@ def sample_rows(model: Any, params: Any, n_rows: int, length: int, seed: int,
     return np.asarray(rows, np.int32)
 
 
-def mean_nll(model: Any, params: Any, rows: np.ndarray, batch: int = 32) -> float:
-    """Mean next-token negative log-likelihood (nats) over every target of the rows."""
-    rows = np.asarray(rows, np.int32)
-    if rows.ndim != 2 or rows.shape[1] < 2:
-        raise DataError(f"held-out rows must be a 2-D array of at least 2 tokens each, got shape {rows.shape}")
-    if rows.shape[1] - 1 > model.config.max_len:
-        raise DataError(f"held-out rows of {rows.shape[1]} tokens exceed the model's context "
-                        f"{model.config.max_len} + 1: cut them shorter")
+def nll_scorer(model: Any, batch: int = 32) -> Callable[[Any, np.ndarray], float]:
+    """`score(params, rows)`: the mean next-token negative log-likelihood (nats) over every
+    target of the rows. Compiled once per model, so scoring many parameter sets of one
+    structure (a pruning sweep) compiles once."""
     summed = jax.jit(lambda p, ids: token_cross_entropy(
         model.apply({"params": p}, ids[:, :-1]), ids[:, 1:]).sum())
-    total = sum(float(summed(params, jnp.asarray(rows[i:i + batch])))
-                for i in range(0, len(rows), batch))
-    return total / (rows.shape[0] * (rows.shape[1] - 1))
+
+    def score(params: Any, rows: np.ndarray) -> float:
+        rows = _checked_rows(rows, model.config.max_len)
+        total = sum(float(summed(params, jnp.asarray(rows[i:i + batch])))
+                    for i in range(0, len(rows), batch))
+        return total / (rows.shape[0] * (rows.shape[1] - 1))
+
+    return score
 
 
 def perplexity(model: Any, params: Any, rows: np.ndarray) -> float:
     """exp(mean next-token NLL) over the rows."""
-    return math.exp(mean_nll(model, params, rows))
+    return math.exp(nll_scorer(model)(params, rows))
+
+
+def _checked_rows(rows: np.ndarray, max_len: int) -> np.ndarray:
+    rows = np.asarray(rows, np.int32)
+    if rows.ndim != 2 or rows.shape[1] < 2:
+        raise DataError(f"held-out rows must be a 2-D array of at least 2 tokens each, got shape {rows.shape}")
+    if rows.shape[1] - 1 > max_len:
+        raise DataError(f"held-out rows of {rows.shape[1]} tokens exceed the model's context "
+                        f"{max_len} + 1: cut them shorter")
+    return rows
 
 
 def decode_tokens_per_second(model: Any, params: Any, batch: int = 8, new_tokens: int = 128,

@@ -1,0 +1,153 @@
+"""`lmjax compress quantize|prune|distill`: compress any decoder `open_run` opens.
+
+Each reports perplexity on held-out samples of the source model itself (temperature 1, a fixed
+seed: see lmjax.posttrain.measure); `prune` and `distill` write their model to --out as an
+lmjax export that `open_run` and `lmjax generate` read. `quantize` measures int8 inference
+(perplexity and KV-cache decoding speed) and writes nothing: its int8 tree is an inference
+format, not a checkpoint `lmjax train` could continue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "compress", help="int8 quantization, magnitude pruning and distillation of a decoder",
+        description="Compress a model (a run, an export, a llama2.c .bin with --tokenizer) and "
+        "measure what it costs in perplexity (docs/posttraining.md).",
+    )
+    methods = parser.add_subparsers(dest="method", metavar="METHOD", required=True)
+    quantize = methods.add_parser("quantize", help="int8 weight-only, per-output-channel scales")
+    _common(quantize)
+    quantize.add_argument("--embeddings", action="store_true", help="quantize embedding tables too")
+    quantize.set_defaults(func=run_quantize)
+    prune = methods.add_parser("prune", help="zero the smallest-magnitude kernel weights")
+    _common(prune)
+    prune.add_argument("--sparsity", type=float, required=True, help="share of kernel weights zeroed, in [0, 1)")
+    prune.add_argument("--scope", choices=("global", "layer"), default="global")
+    prune.add_argument("--out", help="a new directory for the pruned model (an export)")
+    prune.set_defaults(func=run_prune)
+    distill = methods.add_parser("distill", help="train a smaller student on the model's distribution")
+    _common(distill)
+    _distill_args(distill)
+    distill.set_defaults(func=run_distill)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--from", dest="source", required=True, help="the model to compress")
+    parser.add_argument("--tokenizer", help="SentencePiece .model or tokenizer dir (a llama2.c .bin needs it)")
+    parser.add_argument("--held-out-rows", type=int, default=32, help="samples of the model scored")
+    parser.add_argument("--row-tokens", type=int, default=129, help="tokens per sample (BOS included)")
+    parser.add_argument("--seed", type=int, default=123, help="seed of the held-out samples")
+
+
+def _distill_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, help="a new directory for the student (an export)")
+    parser.add_argument("--d-model", type=int, default=32)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--hard-weight", type=float, default=0.0, help="share of hard-label cross-entropy")
+    parser.add_argument("--train-rows", type=int, default=256, help="teacher samples trained on")
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=5e-3)
+    parser.add_argument("--compare", action="store_true",
+                        help="also train the same student on hard labels of the same tokens and report both")
+
+
+def run_quantize(args: argparse.Namespace) -> int:
+    from lmjax.posttrain import measure, quantize
+
+    run, rows = _open(args)
+    quantized = quantize.quantize(run.params, run.config.model, embeddings=args.embeddings)
+    q_model = quantize.Dequantized(run.model)
+    before, after = measure.perplexity(run.model, run.params, rows), measure.perplexity(q_model, quantized, rows)
+    speed_before = measure.decode_tokens_per_second(run.model, run.params)
+    speed_after = measure.decode_tokens_per_second(q_model, quantized)
+    print(f"perplexity {before:.4f} -> {after:.4f} ({100 * (after / before - 1):+.3f}%) on {rows.shape[0]} "
+          f"held-out samples; bytes {quantize.size_bytes(run.params):,} -> {quantize.size_bytes(quantized):,}; "
+          f"decoding {speed_before:,.0f} -> {speed_after:,.0f} tokens/s")
+    return 0
+
+
+def run_prune(args: argparse.Namespace) -> int:
+    from lmjax.posttrain import measure, prune
+
+    prune.check_sparsity(args.sparsity)
+    layout = _new_dir(args.out) if args.out else None
+    run, rows = _open(args)
+    pruned = prune.prune(run.params, args.sparsity, args.scope)
+    score = measure.nll_scorer(run.model)
+    print(f"{args.scope} sparsity {prune.sparsity_of(pruned):.3f}: perplexity "
+          f"{math.exp(score(run.params, rows)):.3f} -> {math.exp(score(pruned, rows)):.3f}")
+    if layout is not None:
+        _write_export(layout, run, run.config.model, pruned)
+        print(f"wrote {layout.root}")
+    return 0
+
+
+def run_distill(args: argparse.Namespace) -> int:
+    from lmjax.config import TrainConfig
+    from lmjax.models import build_model
+    from lmjax.posttrain import distill, measure
+
+    layout = _new_dir(args.out)
+    objective = distill.Distillation(temperature=args.temperature, hard_weight=args.hard_weight)
+    run, rows = _open(args)
+    student = distill.student_config(run.config.model, args.d_model, args.layers, args.heads)
+    train = TrainConfig(steps=args.steps, global_batch_size=args.batch_size, lr=args.lr,
+                        warmup_steps=min(20, args.steps // 10), weight_decay=0.0)
+    train_rows = measure.sample_rows(run.model, run.params, args.train_rows, args.row_tokens, seed=args.seed + 1)
+    model = build_model(student)
+    params = distill.init_params(model, train.seed)
+    teacher = distill.teacher_logits_fn(run.model, run.params)
+    trained, _ = distill.train_student(model, params, train_rows, train, objective, teacher)
+    score = measure.nll_scorer(model)
+    print(f"teacher perplexity {math.exp(measure.nll_scorer(run.model)(run.params, rows)):.3f}; distilled student "
+          f"{math.exp(score(trained, rows)):.3f}")
+    if args.compare:
+        hard, _ = distill.train_student(model, params, train_rows, train)
+        print(f"same student on hard labels of the same tokens: {math.exp(score(hard, rows)):.3f}")
+    _write_export(layout, run, student, trained)
+    print(f"wrote {layout.root}")
+    return 0
+
+
+def _open(args: argparse.Namespace):
+    """The source model and its held-out samples."""
+    from lmjax.posttrain import measure
+    from lmjax.runs import open_run
+
+    run = open_run(args.source, tokenizer=args.tokenizer)
+    return run, measure.sample_rows(run.model, run.params, args.held_out_rows, args.row_tokens, seed=args.seed)
+
+
+def _new_dir(out: str):
+    """The output layout, refused in one line (before any work) when it already holds files."""
+    from lmjax.errors import CheckpointError
+    from lmjax.runs.layout import RunLayout
+
+    layout = RunLayout.at(out)
+    if layout.root.exists() and (not layout.root.is_dir() or any(layout.root.iterdir())):
+        raise CheckpointError(f"{layout.root} already exists and is not empty: give a new --out directory")
+    return layout
+
+
+def _write_export(layout, run, model_config, params) -> None:
+    """config.yaml (the source's, with this model), params/, lmjax_version and tokenizer/."""
+    import dataclasses
+    import os
+
+    from lmjax.runs.config_file import save_config
+    from lmjax.runs.params import save_params
+    from lmjax.runs.version import write_version
+
+    save_params(layout.root, params)
+    save_config(layout.root, dataclasses.replace(run.config, name=layout.root.name, model=model_config))
+    write_version(layout)
+    if run.tokenizer is not None:
+        run.tokenizer.save(os.fspath(layout.tokenizer))
