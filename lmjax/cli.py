@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "lmjax.commands.eval",
     "lmjax.commands.tpu",
     "lmjax.commands.compress",
+    "lmjax.commands.posttrain",
 )
 
 

@@ -1,0 +1,48 @@
+"""How a model does on the task: sample one response per prompt, judge it, and measure the
+KL to a reference on those samples (sum over response tokens of log π − log π_ref, the
+Monte-Carlo estimate of KL(π ‖ π_ref) per response)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import numpy as np
+
+from lmjax.decoding import Sampling, make_generator
+from lmjax.posttrain import datasets, task
+from lmjax.posttrain.examples import Turn, last_user_text
+from lmjax.posttrain.ppo import rollout_rows
+from lmjax.posttrain.sequences import token_logprobs
+from lmjax.posttrain.template import ChatTemplate
+from lmjax.tokenizers import Tokenizer
+
+
+def evaluate_task(model: nn.Module, params: Any, tokenizer: Tokenizer, template: ChatTemplate,
+                  prompts: Sequence[tuple[Turn, ...]], max_new_tokens: int, seed: int,
+                  reference: Any | None = None, temperature: float = 1.0) -> dict[str, float]:
+    """word_use_rate, reward and (with a reference) kl, over one sample per prompt."""
+    generator = make_generator(model, params, Sampling(temperature))
+    end = template.end_id(tokenizer)
+    prompt_ids = [template.prompt_ids(tokenizer, prompt) for prompt in prompts]
+    new = generator.generate(prompt_ids, max_new_tokens, seed=seed, stop_ids=() if end is None else (end,))
+    texts = [tokenizer.decode(ids).strip() for ids in new]
+    words = [task.word_in(last_user_text(prompt)) for prompt in prompts]
+    result = {"word_use_rate": float(np.mean([task.uses_word(t, w) for t, w in zip(texts, words)])),
+              "reward": float(np.mean(datasets.task_rewards(prompts, texts)))}
+    if reference is not None:
+        seq_len = max(len(p) for p in prompt_ids) + max_new_tokens
+        rows = rollout_rows(prompt_ids, new, seq_len)
+        result["kl"] = sequence_kl(model, params, reference, rows)
+    return result
+
+
+def sequence_kl(model: nn.Module, params: Any, reference: Any, rows: dict[str, np.ndarray]) -> float:
+    """Mean over rows of Σ_response (log π − log π_ref)."""
+    def logp(p):
+        return token_logprobs(model.apply({"params": p}, rows["inputs"]), rows["targets"])
+
+    diff = jax.jit(lambda a, b: ((logp(a) - logp(b)) * rows["weights"]).sum(axis=1))(params, reference)
+    return float(np.mean(np.asarray(diff)))
