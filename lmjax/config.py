@@ -32,7 +32,9 @@ ARCHS = ("gpt", "bert", "t5")
 NORMS = ("layernorm", "rmsnorm")
 POSITIONS = ("learned", "rope", "relative")
 MLPS = ("gelu", "gelu_exact", "relu", "swiglu", "geglu")  # gelu: tanh approximation; gelu_exact: erf
-DTYPES = ("float32", "bfloat16")
+DTYPES = ("auto", "float32", "bfloat16")  # auto: bfloat16 on GPU/TPU, float32 on CPU
+ATTENTION_IMPLS = ("auto", "xla", "cudnn", "splash")  # lmjax.models.attention_kernels
+KERNEL_BACKEND = {"cudnn": "gpu", "splash": "tpu"}
 REMAT = ("none", "full", "dots_saveable")
 OBJECTIVES = ("causal_lm", "masked_lm", "span_corruption")
 OBJECTIVE_ARCH = {"causal_lm": "gpt", "masked_lm": "bert", "span_corruption": "t5"}
@@ -80,10 +82,12 @@ class ModelConfig:
     mlp: str = "gelu"
     use_bias: bool = True
     tie_embeddings: bool = True
-    dtype: str = "float32"  # compute dtype; parameters stay float32
+    dtype: str = "auto"  # compute dtype; parameters stay float32 (lmjax.models.backend)
     remat: str = "none"
     scan_layers: bool = False  # nn.scan over identical blocks: one compiled layer, fast compiles
     attention_blocks: int = 1  # >1 splits causal attention into blocks, skipping masked ones
+    attention_impl: str = "auto"  # auto | xla | cudnn (NVIDIA GPU) | splash (TPU)
+    loss_chunks: int = 1  # >1: GPT's logits and loss a vocabulary chunk at a time
     head_dim: int | None = None  # None means d_model // n_heads; T5 sets it (d_kv) independently
     n_decoder_layers: int | None = None  # T5's decoder depth; None means n_layers
     type_vocab_size: int = 2  # BERT's segment (token-type) embeddings
@@ -397,7 +401,39 @@ def _validate_model(model: ModelConfig) -> None:
         )
     if model.position == "rope" and model.d_head % 2:
         raise ConfigError(f"RoPE needs an even head size; d_model/n_heads is {model.d_head}")
+    _validate_attention_impl(model)
+    _validate_loss_chunks(model)
     _validate_arch(model)
+
+
+def _validate_attention_impl(model: ModelConfig) -> None:
+    """A named kernel needs its backend (asked of JAX only then) and a model it can serve."""
+    _choice("model.attention_impl", model.attention_impl, ATTENTION_IMPLS)
+    needed = KERNEL_BACKEND.get(model.attention_impl)
+    if needed is None:
+        return
+    if model.arch == "t5":
+        raise ConfigError(f"model.attention_impl={model.attention_impl} cannot add T5's relative "
+                          "position bias: set model.attention_impl=auto or xla")
+    import jax
+
+    if jax.default_backend() != needed:
+        raise ConfigError(f"model.attention_impl={model.attention_impl} needs a {needed.upper()} "
+                          f"but JAX's backend is {jax.default_backend()}: set "
+                          "model.attention_impl=auto (or xla)")
+    if model.attention_impl == "cudnn" and model.dtype == "float32":
+        raise ConfigError("model.attention_impl=cudnn needs bfloat16 compute: set "
+                          "model.dtype=bfloat16 (or auto)")
+
+
+def _validate_loss_chunks(model: ModelConfig) -> None:
+    _positive("model.loss_chunks", model.loss_chunks)
+    if model.loss_chunks > 1 and model.arch != "gpt":
+        raise ConfigError(f"model.loss_chunks={model.loss_chunks} applies to the causal-LM loss "
+                          "only: set model.loss_chunks=1 for model.arch=" + model.arch)
+    if model.vocab_size % model.loss_chunks:
+        raise ConfigError(f"model.loss_chunks={model.loss_chunks} does not divide "
+                          f"model.vocab_size={model.vocab_size}: pick a divisor of it")
 
 
 def _validate_arch(model: ModelConfig) -> None:

@@ -32,7 +32,7 @@ class EncoderBlock(nn.Module):
         dtype = compute_dtype(cfg)
         attention = MultiHeadAttention(
             d_model=cfg.d_model, n_heads=cfg.n_heads, n_kv_heads=cfg.kv_heads, head_dim=cfg.d_head,
-            use_bias=cfg.use_bias, dtype=dtype, name="attn",
+            use_bias=cfg.use_bias, dtype=dtype, attention_impl=cfg.attention_impl, name="attn",
         )
         x_BTD = x_BTD + attention(x_BTD, mask=mask_BTS)
         x_BTD = Norm(cfg.norm, cfg.norm_eps, cfg.use_bias, dtype, name="attn_norm")(x_BTD)

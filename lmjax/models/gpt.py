@@ -15,8 +15,8 @@ import jax
 import jax.numpy as jnp
 
 from lmjax.config import ModelConfig
+from lmjax.models.backend import resolve_dtype
 from lmjax.models.layers import (
-    Dense,
     Embed,
     LayerCache,
     Mlp,
@@ -24,13 +24,13 @@ from lmjax.models.layers import (
     Norm,
     constrain,
     key_padding_mask,
-    normal,
 )
 from lmjax.models.scan import apply_layers, cache_index, stacked_cache
+from lmjax.models.unembed import Unembed, Unembedded
 
 
 def compute_dtype(config: ModelConfig) -> jnp.dtype:
-    return jnp.dtype(config.dtype)
+    return jnp.dtype(resolve_dtype(config.dtype))
 
 
 def init_cache(config: ModelConfig, batch: int, length: int) -> tuple[LayerCache, ...] | LayerCache:
@@ -103,6 +103,7 @@ class DecoderBlock(nn.Module):
             out_init_std=residual_std,
             rope_theta=cfg.rope_theta if cfg.position == "rope" else None,
             causal_blocks=cfg.attention_blocks,
+            attention_impl=cfg.attention_impl,
             name="attn",
         )
         attended = attention(norm("ln_1")(x_BTD), causal=True, mask=keys_B1S,
@@ -125,7 +126,8 @@ class GPT(nn.Module):
         cache: tuple[LayerCache, ...] | LayerCache | None = None,
         attention_mask: jax.Array | None = None,
         segment_ids: jax.Array | None = None,
-    ) -> jax.Array | tuple[jax.Array, tuple[LayerCache, ...] | LayerCache]:
+        output_hidden: bool = False,
+    ) -> jax.Array | Unembedded | tuple[jax.Array, tuple[LayerCache, ...] | LayerCache]:
         """Logits B×T×V (float32) for token ids B×T; `positions` default to 0..T-1.
 
         Decoding passes a `cache` (from `init_cache`) and gets (logits, updated cache) back:
@@ -135,6 +137,8 @@ class GPT(nn.Module):
         right-padded row scores as it would alone, as in transformers' GPT-2.
         `segment_ids` (B×T, training only) marks packed examples: a token attends only within
         its segment and default positions restart per segment, so each example scores as alone.
+        `output_hidden` returns the logits unmultiplied, as `Unembedded` (final hidden states
+        and output weights), for a loss that forms them a vocabulary chunk at a time.
         """
         cfg = self.config
         dtype = compute_dtype(cfg)
@@ -159,10 +163,11 @@ class GPT(nn.Module):
         x_BTD, new_cache = apply_layers(DecoderBlock, cfg, cfg.n_layers, "h", x_BTD,
                                         (positions_BT, keys_B1S), cache)
         x_BTD = Norm(cfg.norm, cfg.norm_eps, cfg.use_bias, dtype, name="ln_f")(x_BTD)
-        if cfg.tie_embeddings:
-            logits_BTV = wte.attend(x_BTD)
-        else:
-            logits_BTV = Dense((cfg.vocab_size,), ("embed", "vocab"), use_bias=False, dtype=dtype,
-                               kernel_init=normal(0.02), name="lm_head")(x_BTD)
+        head = (None if cfg.tie_embeddings
+                else Unembed(cfg.d_model, cfg.vocab_size, dtype, name="lm_head"))
+        if output_hidden and cache is None:
+            weights_DV = wte.embedding.astype(dtype).T if head is None else head.weights_DV()
+            return Unembedded(x_BTD, weights_DV)
+        logits_BTV = wte.attend(x_BTD) if head is None else head(x_BTD)
         logits_BTV = constrain(logits_BTV.astype(jnp.float32), ("batch", "length", "vocab"))
         return logits_BTV if cache is None else (logits_BTV, new_cache)

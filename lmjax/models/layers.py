@@ -17,6 +17,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from lmjax.models.attention_kernels import kernel_attend, log_fallback, unsupported
+from lmjax.models.backend import resolve_attention
+
 Initializer = Callable[..., jax.Array]
 NEG_INF = -1e9
 
@@ -257,6 +260,7 @@ class MultiHeadAttention(nn.Module):
     rope_theta: float | None = None
     scale: float | None = None
     causal_blocks: int = 1
+    attention_impl: str = "xla"  # auto | xla | cudnn | splash (lmjax.models.attention_kernels)
 
     def setup(self) -> None:
         """Named projections (not inline ones), so `key_value` can run them on their own."""
@@ -299,7 +303,11 @@ class MultiHeadAttention(nn.Module):
         if self.rope_theta is not None:
             q_BTHK = rope(q_BTHK, positions_BT, self.rope_theta)
             k_BSGK = rope(k_BSGK, positions_BT, self.rope_theta)
-        if cache is not None:
+        kernel = self._kernel(q_BTHK, k_BSGK, masked=mask is not None,
+                              biased=bias_HTS is not None, cached=cache is not None)
+        if kernel != "xla":
+            out_BTHK = kernel_attend(kernel, q_BTHK, k_BSGK, v_BSGK, causal=causal, scale=self.scale)
+        elif cache is not None:
             cache = cache.append(k_BSGK, v_BSGK)
             mask_TS = cache.visible_mask(x_BTD.shape[1])
             mask = mask_TS if mask is None else mask & mask_TS
@@ -316,6 +324,16 @@ class MultiHeadAttention(nn.Module):
         out_BTHK = constrain(out_BTHK, ("batch", "length", "heads", "kv"))
         y_BTD = self.out(out_BTHK)
         return y_BTD if cache is None else (y_BTD, cache)
+
+    def _kernel(self, q_BTHK: jax.Array, k_BSGK: jax.Array, **case: bool) -> str:
+        """The kernel `attention_impl` resolves to here, or xla (logged) if it cannot serve
+        this case."""
+        kernel = resolve_attention(self.attention_impl)
+        reason = unsupported(kernel, q_BTHK, k_BSGK, **case)
+        if reason is None:
+            return kernel
+        log_fallback(kernel, reason)
+        return "xla"
 
 
 ACTIVATIONS = {

@@ -48,7 +48,8 @@ def init_cache(config: ModelConfig, batch: int, length: int) -> Any:
 def _attention(cfg: ModelConfig, name: str) -> MultiHeadAttention:
     return MultiHeadAttention(
         d_model=cfg.d_model, n_heads=cfg.n_heads, n_kv_heads=cfg.kv_heads, head_dim=cfg.d_head,
-        use_bias=cfg.use_bias, dtype=compute_dtype(cfg), scale=1.0, name=name,
+        use_bias=cfg.use_bias, dtype=compute_dtype(cfg), scale=1.0,
+        attention_impl=cfg.attention_impl, name=name,
     )
 
 

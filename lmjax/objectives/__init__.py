@@ -53,7 +53,7 @@ def objective_for(config: Config, tokenizer: Tokenizer) -> Objective:
                               vocab_end=vocab_end, eos_id=tokenizer.eos_id,
                               noise_density=data.noise_density,
                               mean_noise_span_length=data.mean_noise_span_length)
-    return make_objective(data.objective, pad_id=pad_id)
+    return make_objective(data.objective, pad_id=pad_id, loss_chunks=config.model.loss_chunks)
 
 
 def tokenizer_training_options(data: DataConfig) -> dict:
