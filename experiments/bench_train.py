@@ -8,6 +8,10 @@ float32 matmul of the largest size the config uses, timed in this process.
     python experiments/bench_train.py --config gpt3_small data.seq_len=256 train.global_batch_size=4 \
         model.vocab_size=8192 --steps 8
     python experiments/bench_train.py --config gpt_tiny --xla-flags cpu_fast model.attention_blocks=4
+    python experiments/bench_train.py --config gpt3_small --device --no-peer   # on a GPU or TPU
+
+`--device` measures MFU against the accelerator's published dense bfloat16 peak
+(`lmjax.chips`, from jax.devices()[0].device_kind) instead of a measured float32 matmul.
 
 XLA flags must be set before JAX starts, so `--xla-flags` is applied before importing it.
 """
@@ -32,6 +36,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--xla-flags", choices=sorted(XLA_PRESETS), default="default")
     parser.add_argument("--no-peer", action="store_true", help="skip the PyTorch peer")
+    parser.add_argument("--device", action="store_true",
+                        help="MFU against the accelerator's published bf16 peak (lmjax.chips)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     return parser.parse_args()
 
@@ -76,12 +82,13 @@ def torch_trainer(config, batch):
         n_inner=model_config.d_ff, activation_function="gelu_new", resid_pdrop=0.0,
         embd_pdrop=0.0, attn_pdrop=0.0, layer_norm_epsilon=model_config.norm_eps,
     ))
-    peer.train()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    peer.to(device).train()
     optimizer = torch.optim.AdamW(peer.parameters(), lr=config.train.lr,
                                   betas=(config.train.b1, config.train.b2),
                                   weight_decay=config.train.weight_decay)
-    inputs = torch.from_numpy(batch["inputs"]).long()
-    targets = torch.from_numpy(batch["targets"]).long()
+    inputs = torch.from_numpy(batch["inputs"]).long().to(device)
+    targets = torch.from_numpy(batch["targets"]).long().to(device)
 
     def run_step() -> float:
         optimizer.zero_grad(set_to_none=True)
@@ -93,6 +100,24 @@ def torch_trainer(config, batch):
         return loss.item()
 
     return run_step
+
+
+def device_peak() -> float | None:
+    """The published bf16 peak of this process's first device, printed; None (said why) for a
+    device the table lacks, such as a CPU."""
+    import jax
+
+    from lmjax.chips import chip_peak
+
+    kind = jax.devices()[0].device_kind
+    found = chip_peak(kind)
+    if found is None:
+        print(f"--device: no published bf16 peak for device kind {kind!r} (lmjax.chips): "
+              "measuring a matmul instead", file=sys.stderr)
+        return None
+    name, peak = found
+    print(f"published dense bf16 peak of {name} ({kind}): {peak / 1e12:.0f} TFLOP/s")
+    return peak
 
 
 def timed(run_step) -> float:
@@ -143,12 +168,14 @@ def main() -> int:
 
     tokens_per_step = batch_size * seq_len
     flops_per_token = train_flops(config.model, {"input_ids": batch["inputs"]}) / tokens_per_step
-    peak_size = flops_lib.largest_matmul_size(config.model)
-    peak = flops_lib.measure_matmul_peak(peak_size)
     print(f"config {args.config} {' '.join(args.overrides)} | XLA flags: {args.xla_flags} | "
           f"{n_params:,} params | batch {batch_size}×{seq_len}")
     print(f"model FLOPs/token (lmjax.scaling.train_flops): {flops_per_token:.4g}")
-    print(f"matmul peak ({peak_size}³ float32, this process): {peak / 1e9:.1f} GFLOP/s")
+    peak = device_peak() if args.device else None
+    if peak is None:
+        peak_size = flops_lib.largest_matmul_size(config.model)
+        peak = flops_lib.measure_matmul_peak(peak_size)
+        print(f"matmul peak ({peak_size}³ float32, this process): {peak / 1e9:.1f} GFLOP/s")
     rates = {}
     for name, samples in times.items():
         median = statistics.median(samples)
