@@ -131,7 +131,8 @@ def main() -> None:
     args = parse_args()
     run = open_run(args.model, tokenizer=args.tokenizer)
     rows = measure.sample_rows(run.model, run.params, args.held_out_rows, args.row_tokens, seed=args.seed)
-    print(f"held-out: {rows.shape[0]} samples of stories260K × {rows.shape[1]} tokens (temperature 1, seed {args.seed})\n")
+    print(f"held-out: {rows.shape[0]} samples of stories260K × {rows.shape[1]} tokens "
+          f"(temperature 1, seed {args.seed})\n")
     variants = {"base": (run.model, run.params)}
     variants |= quantization(run, rows)
     variants |= pruning(run, rows)

@@ -12,7 +12,7 @@ the batch so the step and the objective stay the library's own.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import flax.linen as nn
@@ -74,11 +74,11 @@ def student_config(teacher: ModelConfig, d_model: int = 32, n_layers: int = 2,
 
 def teacher_logits_fn(teacher: nn.Module, teacher_params: Any) -> Callable[[np.ndarray], jax.Array]:
     """The frozen teacher's logits for a batch of inputs (jitted; never differentiated)."""
-    apply = jax.jit(lambda ids: teacher.apply({"params": teacher_params}, ids))
-    return lambda inputs_BT: apply(jnp.asarray(inputs_BT))
+    apply = jax.jit(lambda params, ids: teacher.apply({"params": params}, ids))
+    return lambda inputs_BT: apply(teacher_params, jnp.asarray(inputs_BT))
 
 
-def batches(rows: np.ndarray, batch_size: int, steps: int, seed: int):
+def batches(rows: np.ndarray, batch_size: int, steps: int, seed: int) -> Iterator[Batch]:
     """`steps` batches of next-token examples from the rows (each T+1 tokens), in epochs of one
     fixed shuffle per epoch, so two students given the same arguments see the same tokens."""
     rows = np.asarray(rows, np.int32)
