@@ -7,7 +7,8 @@ Prepare: FineWeb-2-style shards written from the data dir's Spanish, Catalan and
 (`lmjax data demo-shards`), a SentencePiece tokenizer of the config's vocabulary trained once
 (untimed), then the whole token cache built from nothing with 1, 2, ... worker processes;
 MB/s counts the UTF-8 text of every document read, tokens/s the tokens written, both over
-the wall time including the workers' start. Input wait: the real training set-up, each step
+the wall time including the workers' start; MB per CPU-second (this process and its workers)
+is the figure that does not depend on who else shares the cores. Input wait: the real training set-up, each step
 timed as fetching the next batch (grain: windows, examples, host-to-device copy) plus the
 jitted step run to completion; the loop itself overlaps the two (dispatch is asynchronous),
 so the share reported is an upper bound. Prints one JSON line per measurement.
@@ -29,7 +30,7 @@ import numpy as np
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--parts", type=int, default=8, help="shards per language")
-    parser.add_argument("--steps", type=int, default=40, help="timed training steps")
+    parser.add_argument("--steps", type=int, default=40, help="timed training steps (0: prepare only)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
     from lmjax.config import DataConfig, load_config, resolve_data_dir
@@ -44,7 +45,8 @@ def main() -> None:
         tokenizer = build_tokenizer(config.data, config.model.vocab_size)
         for workers in args.workers:
             print(json.dumps(bench_prepare(config, tokenizer, workers, work / f"cache-{workers}")), flush=True)
-        print(json.dumps(bench_input_wait(config, args.steps)), flush=True)
+        if args.steps:
+            print(json.dumps(bench_input_wait(config, args.steps)), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -66,14 +68,24 @@ def bench_prepare(config, tokenizer, workers: int, cache: Path) -> dict:
 
     data = dataclasses.replace(config.data, cache_dir=str(cache))
     sources = resolve_sources(data)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), cpu_seconds()
     caches = prepare_sources(data, sources, tokenizer, workers=workers)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
     text = sum(s["bytes"] for c in caches for s in c.manifest["shards"])
     tokens = sum(s["tokens"] for c in caches for s in c.manifest["shards"])
     return {"bench": "prepare", "workers": workers, "shards": sum(len(s.files) for s in sources),
             "text_mb": text / 1e6, "tokens": tokens, "seconds": seconds,
-            "mb_per_s": text / 1e6 / seconds, "tokens_per_s": tokens / seconds, "cpus": os.cpu_count()}
+            "mb_per_s": text / 1e6 / seconds, "tokens_per_s": tokens / seconds, "cpu_seconds": cpu,
+            "mb_per_cpu_s": text / 1e6 / cpu, "cpus": os.cpu_count(), "load_average": os.getloadavg()[0]}
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the worker pool is closed by then):
+    on a shared machine, MB per CPU-second is what the cores would give unshared."""
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def bench_input_wait(config, steps: int) -> dict:

@@ -168,9 +168,11 @@ def tokenize_shard(job: tuple[Source, int, str, str]) -> dict:
     tokenizer = _LOADED.get(tokenizer_dir) or _LOADED.setdefault(tokenizer_dir, load(tokenizer_dir))
     path, counts, docs = source.files[index], {"rows": 0}, []
     with open(Path(shard_dir) / f"{index}.tokens", "wb") as out:
-        for text, ids in _encoded(tokenizer, source.documents(path, counts)):
-            np.asarray([*ids, tokenizer.eos_id], np.int32).tofile(out)
-            docs.append((len(ids) + 1, len(text.encode("utf-8")), document_hash(text)))
+        for texts, encoded in _encoded_groups(tokenizer, source.documents(path, counts)):
+            lengths = [len(ids) + 1 for ids in encoded]
+            with_eos = itertools.chain.from_iterable((*ids, tokenizer.eos_id) for ids in encoded)
+            np.fromiter(with_eos, np.int32, sum(lengths)).tofile(out)  # one write per group
+            docs += [(n, len(t.encode("utf-8")), document_hash(t)) for n, t in zip(lengths, texts)]
     table = np.array(docs, dtype=[("tokens", np.int64), ("bytes", np.int64), ("hash", np.uint64)])
     atomic_write_bytes(Path(shard_dir) / f"{index}.docs.npy", lambda out: np.save(out, table))
     stats = {"index": index, "file": str(path), "rows": counts["rows"], "documents": len(docs),
@@ -179,10 +181,10 @@ def tokenize_shard(job: tuple[Source, int, str, str]) -> dict:
     return stats
 
 
-def _encoded(tokenizer: Tokenizer, texts: Iterator[str]) -> Iterator[tuple[str, list[int]]]:
-    """(text, ids) pairs, GROUP_SIZE documents per encode call, never the whole file at once."""
+def _encoded_groups(tokenizer: Tokenizer, texts: Iterator[str]) -> Iterator[tuple[list[str], list]]:
+    """(texts, their ids) for GROUP_SIZE documents at a time, never the whole file at once."""
     while group := list(itertools.islice(texts, GROUP_SIZE)):
-        yield from zip(group, tokenizer.encode_batch(group))
+        yield group, tokenizer.encode_batch(group)
 
 
 def _join(source: Source, directory: Path, shards: list[dict], fraction: float) -> dict:
