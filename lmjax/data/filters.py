@@ -68,7 +68,7 @@ def check_columns(filters: Sequence[Filter], columns: Sequence[str], where: str)
         if item.column not in columns:
             raise DataError(
                 f"filter '{item}' names column {item.column!r}, which {where} lacks; its columns "
-                f"are {', '.join(columns)}"
+                f"are {', '.join(columns)}; fix the filter or drop it"
             )
 
 

@@ -81,7 +81,7 @@ def check_schema(source: Source) -> None:
             f"source {source.name}: text field {source.text_field!r} is not a column of {first}; its "
             f"columns are {', '.join(expected) or '(none: the file is empty)'}; set text_field"
         )
-    filters_lib.check_columns(source.filters, expected, f"{first}")
+    filters_lib.check_columns(source.filters, expected, f"{first} (source {source.name})")
     for path in source.files[1:]:
         found = formats.columns(path, source.format)
         if set(found) != set(expected):
