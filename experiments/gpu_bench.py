@@ -97,7 +97,8 @@ def jax_runner(config, batch):
         mask=lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)))
 
     def loss_fn(params, batch):
-        outputs = model.apply({"params": params}, **objective.model_inputs(batch))
+        outputs = model.apply({"params": params}, **objective.model_inputs(batch),
+                              **objective.model_options)
         loss_sum, tokens, _ = objective.loss(outputs, batch)
         return loss_sum / tokens
 

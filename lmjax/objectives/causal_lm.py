@@ -71,8 +71,8 @@ class CausalLM:
     `pad_id` marks padding in the final, partial window of a corpus; those positions get
     zero loss weight, so packing loses no token and predicts no padding.
     With `loss_chunks` > 1 the model returns its final hidden states and output weights
-    (`output_hidden`) and the loss forms the logits a vocabulary chunk at a time, so B×T×V
-    float32 logits never exist at once.
+    (`model_options` asks for `output_hidden`) and the loss forms the logits a vocabulary
+    chunk at a time, so B×T×V float32 logits never exist at once.
     """
 
     pad_id: int = -1
@@ -99,8 +99,13 @@ class CausalLM:
         }
 
     def model_inputs(self, batch: Batch) -> dict[str, Any]:
-        inputs = {"input_ids": batch["inputs"]}
-        return inputs if self.loss_chunks == 1 else {**inputs, "output_hidden": True}
+        return {"input_ids": batch["inputs"]}
+
+    @property
+    def model_options(self) -> dict[str, Any]:
+        """Keyword options for the model's `apply` beyond the batch's arrays: with chunks, ask
+        for the final hidden states and output weights instead of logits."""
+        return {"output_hidden": True} if self.loss_chunks > 1 else {}
 
     def loss(self, outputs: Any, batch: Batch) -> tuple[jax.Array, jax.Array, dict]:
         """Summed NLL, token count and correct predictions, from logits B×T×V or (with

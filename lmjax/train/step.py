@@ -25,8 +25,11 @@ from lmjax.train.state import TrainState
 
 
 def summed_loss_fn(model: nn.Module, objective: Objective):
+    # Options that are not batch arrays, e.g. CausalLM's output_hidden for a chunked loss.
+    options = getattr(objective, "model_options", {})
+
     def summed_loss(params: Any, batch: Batch):
-        logits = model.apply({"params": params}, **objective.model_inputs(batch))
+        logits = model.apply({"params": params}, **objective.model_inputs(batch), **options)
         loss_sum, weight_sum, extra = objective.loss(logits, batch)
         return loss_sum, (weight_sum, extra)
 
