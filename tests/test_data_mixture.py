@@ -11,6 +11,7 @@ from lmjax.config import load_config
 from lmjax.data import demo_shards as data_shards
 from lmjax.data import build_tokenizer, make_batches
 from lmjax.data.mixture import MixtureSampler, block_counts, load_mixture
+from lmjax.errors import DataError
 from lmjax.objectives import objective_for
 
 WEIGHTS = {"es": 2.0, "ca": 1.0, "en": 1.0}
@@ -108,6 +109,16 @@ def test_each_source_alone_evaluates_every_validation_token(setup):
         stream = mixture.cache(name).tokens("validation")
         weights = sum(batch["weights"].sum() for batch in batches(setup, "validation", source=name))
         assert weights == len(stream) - 1  # every token but the first is a target once
+
+
+def test_a_source_without_validation_documents_fails_before_training(setup):
+    config, tokenizer, *_ = setup
+    config.data.validation_fraction = 0.0
+    try:
+        with pytest.raises(DataError, match="es has 0 validation documents.*raise data.validation_fraction"):
+            load_mixture(config.data, tokenizer)
+    finally:
+        config.data.validation_fraction = 0.2
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
+from collections.abc import Callable
 
 import grain
 import numpy as np
@@ -100,17 +101,11 @@ class Mixture:
                 return cache
         raise DataError(f"no source named {name!r}: the sources are {', '.join(self.names)}")
 
-    def examples(self, split: str, make_window, seed: int, global_batch: int) -> grain.MapDataset:
+    def examples(self, split: str, make_window: Callable, seed: int, global_batch: int) -> grain.MapDataset:
         """Windows in global order. train: the weighted mixture, forever; validation: the same
         mixture without shuffling, as many examples as the sources' windows, whole batches."""
-        windows = [make_window(cache.tokens(split)) for cache in self.caches]
-        for cache, window in zip(self.caches, windows):
-            if not window.count and cache.source.weight > 0:
-                raise DataError(
-                    f"source {cache.source.name} has {cache.manifest[split]['tokens']} {split} tokens "
-                    f"after filters and dedup, too few for one example; loosen its filters, add files"
-                    f"{' or raise data.validation_fraction' if split == 'validation' else ''}"
-                )
+        windows = [make_window(cache.tokens(split)) for cache in self.caches]  # sources trained
+        # on have both splits (load_mixture checks), so each of them has windows
         if split == "train":
             orders = [grain.MapDataset.range(w.count).shuffle(seed=seed + i).repeat() if w.count else None
                       for i, w in enumerate(windows)]
@@ -137,4 +132,19 @@ def load_mixture(data: DataConfig, tokenizer: Tokenizer, *, workers: int | None 
                  progress: bool = False) -> Mixture:
     """Resolves and checks the sources, then prepares (or reuses) their token caches."""
     sources = resolve_sources(data)
-    return Mixture(tuple(prepare_sources(data, sources, tokenizer, workers=workers, progress=progress)))
+    caches = prepare_sources(data, sources, tokenizer, workers=workers, progress=progress)
+    for cache in caches:
+        _check_splits(cache, data.validation_fraction)
+    return Mixture(tuple(caches))
+
+
+def _check_splits(cache: SourceCache, fraction: float) -> None:
+    """Before training starts: a source that is trained on must have both splits, since every
+    evaluation reads its validation tokens."""
+    for split in ("train", "validation") if cache.source.weight > 0 else ():
+        if cache.manifest[split]["tokens"] < 2:
+            more = f" or raise data.validation_fraction={fraction}" if split == "validation" else ""
+            raise DataError(
+                f"source {cache.source.name} has {cache.manifest[split]['documents']} {split} documents "
+                f"after filters and dedup; loosen its filters, add files{more}"
+            )
