@@ -131,3 +131,28 @@ def test_a_case_the_kernel_cannot_serve_runs_xla_and_says_why(caplog):
     want = attention_layer("xla").apply(params, x_BTD, mask=mask_B1S)
     np.testing.assert_array_equal(got, want)
     assert "model.attention_impl=splash cannot serve a padding or packed-segment mask" in caplog.text
+
+
+
+@pytest.mark.parametrize("arch, reason", [
+    ("gpt", "a padding or packed-segment mask"),
+    ("bert", "a padding or packed-segment mask"),
+    ("t5", "an additive attention bias (T5's relative positions)"),
+])
+def test_every_family_passes_the_config_to_its_attention(arch, reason, caplog):
+    """Traced only (eval_shape): a model built with attention_impl=splash reaches the kernel
+    choice in its layers, which fall back, with the reason, on a padded batch."""
+    from lmjax.config import ModelConfig
+    from lmjax.models import build_model
+
+    attention_kernels.log_fallback.cache_clear()
+    config = ModelConfig(arch=arch, vocab_size=64, d_model=32, n_layers=1, n_heads=2, d_ff=64,
+                         max_len=16, position={"t5": "relative"}.get(arch, "learned"),
+                         attention_impl="splash")
+    ids_BT, mask_BT = np.zeros((1, 16), np.int32), np.ones((1, 16), np.int32)
+    inputs = {"input_ids": ids_BT, "attention_mask": mask_BT}
+    if arch == "t5":
+        inputs["decoder_input_ids"] = ids_BT
+    with caplog.at_level(logging.WARNING, logger=attention_kernels.__name__):
+        jax.eval_shape(build_model(config).init, jax.random.key(0), **inputs)
+    assert f"model.attention_impl=splash cannot serve {reason}" in caplog.text
