@@ -17,6 +17,7 @@ import logging
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec
 
 from lmjax.models.backend import backend
 
@@ -87,11 +88,17 @@ def splash_attend(q_BTHK: jax.Array, k_BSGK: jax.Array, v_BSGK: jax.Array, *, ca
     q_BHTK, k_BGSK, v_BGSK = (jnp.swapaxes(x, 1, 2) for x in (q_BTHK * scale, k_BSGK, v_BSGK))
     run = functools.partial(_splash_per_device, causal=causal, interpret=interpret)
     if not jax.sharding.get_abstract_mesh().empty:
-        q_spec = nn.logical_to_mesh_axes(("batch", "heads", "length", "kv"))
-        kv_spec = nn.logical_to_mesh_axes(("batch", "kv_heads", "length", "kv"))
+        q_spec, kv_spec = _batch_heads_spec("heads"), _batch_heads_spec("kv_heads")
         run = jax.shard_map(run, in_specs=(q_spec, kv_spec, kv_spec), out_specs=q_spec,
                             check_vma=False)
     return jnp.swapaxes(run(q_BHTK, k_BGSK, v_BGSK), 1, 2)
+
+
+def _batch_heads_spec(heads: str) -> PartitionSpec:
+    """B×H×T×K split as the axis rules split batch and `heads`; sequence and head size whole
+    on every device (a sequence-sharding rule is overridden: the kernel needs whole rows)."""
+    batch_axes, head_axes = nn.logical_to_mesh_axes(("batch", heads))
+    return PartitionSpec(batch_axes, head_axes, None, None)
 
 
 def _splash_per_device(q_BHTK: jax.Array, k_BGSK: jax.Array, v_BGSK: jax.Array, *, causal: bool,
