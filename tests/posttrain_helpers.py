@@ -16,7 +16,7 @@ from lmjax.tokenizers import SentencePieceTokenizer
 
 def tiny_config(**overrides) -> ModelConfig:
     """A Llama-shaped decoder small enough to train in a second."""
-    fields = dict(arch="gpt", vocab_size=512, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=64,
+    fields = dict(arch="gpt", vocab_size=512, d_model=32, n_layers=1, n_heads=4, n_kv_heads=2, d_ff=64,
                   max_len=64, norm="rmsnorm", position="rope", mlp="swiglu", use_bias=False)
     return ModelConfig(**{**fields, **overrides})
 

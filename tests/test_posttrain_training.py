@@ -63,11 +63,11 @@ def test_reward_model_learns_held_out_pairs():
     rm = reward.init_reward_model(params, model.config.d_model)
     rm, history = reward.train_reward_model(model, rm, pair_arrays(), FIT)
     assert history[-1]["loss"] < history[0]["loss"]
-    assert reward.pair_accuracy(model, rm, pair_arrays(seed=1)) >= 0.9
+    assert reward.pair_accuracy(model, rm, pair_arrays(n=16, seed=1)) >= 0.8  # chance is 0.5
 
 
 @pytest.mark.parametrize("change, message", [({"vocab_size": 256}, "vocabulary is 256"),
-                                             ({"n_layers": 3}, "n_layers 3 vs 2")])
+                                             ({"n_layers": 3}, "n_layers 3 vs 1")])
 def test_reference_of_other_vocabulary_or_shape_is_refused(change, message):
     with pytest.raises(ConfigError, match=message) as err:
         check_same_model(tiny_config(), tiny_config(**change))
