@@ -14,7 +14,7 @@ tokens) and whatever `report` measures (the task's word-use rate).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
