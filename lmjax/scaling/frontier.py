@@ -69,9 +69,11 @@ def fit_envelope(curves: Sequence[dict], n_budgets: int = 200, **bootstrap) -> d
     }
 
 
-def budget_groups(compute: np.ndarray, relative_tolerance: float = 0.05) -> list[np.ndarray]:
-    """Runs grouped by compute budget: budgets within `relative_tolerance` of each other are
-    one budget (a sweep rounds steps, so a budget's runs use nearly, not exactly, equal C)."""
+def budget_groups(compute: np.ndarray, relative_tolerance: float = 0.5) -> list[np.ndarray]:
+    """Runs grouped by compute budget: runs within `relative_tolerance` of a group's smallest
+    C are one budget. A sweep sizes steps from an approximate N and rounds them, so a budget's
+    runs differ by up to ~15% in exact C (experiments/gpt_scaling.yaml), while IsoFLOP designs
+    space their budgets by 2x or more."""
     order = np.argsort(compute)
     groups, current = [], [order[0]]
     for index in order[1:]:
