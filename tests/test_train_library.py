@@ -119,3 +119,11 @@ def test_flags_set_after_jax_started_are_reported_once(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         xla_cpu.warn_if_not_applied()
+
+
+def test_evaluation_runs_on_every_eval_step_even_between_log_steps(tmp_path):
+    config = load_config("gpt_tiny", [f"run_dir={tmp_path}", "train.log_every=4", "train.eval_every=3",
+                                      "train.steps=6", "train.eval_batches=1", "checkpoint.every=6"])
+    train(config)
+    evaluated = [r["step"] for r in read_metrics(tmp_path) if "eval_loss" in r]
+    assert evaluated == [3, 6]

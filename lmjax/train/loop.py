@@ -136,12 +136,13 @@ class _Loop:
                     at_end = step == config.train.steps
                     save_now = at_end or step % config.checkpoint.every == 0
                     stop_now = self._stop_agreed()
-                    if step % config.train.log_every == 0 or save_now or stop_now:
+                    eval_now = step % config.train.eval_every == 0 or at_end
+                    if step % config.train.log_every == 0 or eval_now or save_now or stop_now:
                         fetched = self._account(jax.device_get(pending))
                         elapsed = max(time.perf_counter() - window_start, 1e-9)
                         record = self._record(fetched, step, elapsed, system_peak,
                                               time.perf_counter() - run_start)
-                        if step % config.train.eval_every == 0 or at_end:
+                        if eval_now:
                             evaluated = self.evaluate(state["params"])
                             for callback in self.callbacks:  # train.eval_tasks (lmjax.eval.callback)
                                 if hasattr(callback, "evaluate_params"):
