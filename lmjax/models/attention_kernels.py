@@ -23,7 +23,6 @@ from lmjax.models.backend import backend
 
 logger = logging.getLogger(__name__)
 
-KERNELS = ("xla", "cudnn", "splash")
 CUDNN_DTYPES = (jnp.bfloat16, jnp.float16)
 CUDNN_MAX_HEAD_DIM = 128  # cuDNN's flash attention on Ampere and Hopper; multiples of 8
 SPLASH_LANES = 128  # TPU vector lanes: splash's sequence blocks are multiples of this

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import jax
 
+from lmjax.config import KERNEL_BACKEND
+
 ACCELERATORS = ("gpu", "tpu")
 # The fused attention kernel each accelerator backend offers (`auto` picks it).
-BACKEND_KERNEL = {"gpu": "cudnn", "tpu": "splash"}
+BACKEND_KERNEL = {backend: kernel for kernel, backend in KERNEL_BACKEND.items()}
 
 
 def backend() -> str:
