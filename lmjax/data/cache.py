@@ -199,25 +199,40 @@ def _join(source: Source, directory: Path, shards: list[dict], fraction: float) 
                 "filters": [str(item) for item in source.filters], "shards": shards,
                 "rows": sum(s["rows"] for s in shards), "duplicates": int(len(table) - len(first))}
     manifest["filtered_out"] = manifest["rows"] - len(table)
-    for split, chosen in (("train", kept & ~held_out), ("validation", kept & held_out)):
-        _write_split(directory / f"{split}.npy", directory / "shards", shards, tables, chosen)
-        manifest[split] = {"documents": int(chosen.sum()), "tokens": int(table["tokens"][chosen].sum()),
-                           "bytes": int(table["bytes"][chosen].sum())}
+    chosen = {"train": kept & ~held_out, "validation": kept & held_out}
+    for split, mask in chosen.items():
+        manifest[split] = {"documents": int(mask.sum()), "tokens": int(table["tokens"][mask].sum()),
+                           "bytes": int(table["bytes"][mask].sum())}
+    _write_splits(directory, shards, tables, chosen, {split: manifest[split]["tokens"] for split in chosen})
     return manifest
 
 
-def _write_split(target: Path, shard_dir: Path, shards: list[dict], tables: list[np.ndarray],
-                 chosen: np.ndarray) -> None:
+def _write_splits(directory: Path, shards: list[dict], tables: list[np.ndarray],
+                  chosen: dict[str, np.ndarray], totals: dict[str, int]) -> None:
+    """Every split's stream from the shards' token files, each file read once."""
     offsets = np.cumsum([0, *(len(t) for t in tables)])
-    total = int(sum(t["tokens"][chosen[a:b]].sum() for t, a, b in zip(tables, offsets, offsets[1:])))
+    with contextlib.ExitStack() as stack:
+        appends = {split: stack.enter_context(_new_stream(directory / f"{split}.npy", totals[split]))
+                   for split in chosen}
+        for stats, table, a, b in zip(shards, tables, offsets, offsets[1:]):
+            tokens = np.fromfile(directory / "shards" / f"{stats['index']}.tokens", dtype=np.int32)
+            for split, mask in chosen.items():
+                appends[split](tokens[np.repeat(mask[a:b], table["tokens"])])
+
+
+@contextlib.contextmanager
+def _new_stream(target: Path, total: int) -> Iterator:
+    """A function appending int32 tokens to a new `total`-token .npy, moved to `target` at exit."""
     with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.tmp-", delete=False) as tmp:
         out = np.lib.format.open_memmap(tmp.name, mode="w+", dtype=np.int32, shape=(total,))
         position = 0
-        for stats, table, a, b in zip(shards, tables, offsets, offsets[1:]):
-            tokens = np.fromfile(shard_dir / f"{stats['index']}.tokens", dtype=np.int32)
-            piece = tokens[np.repeat(chosen[a:b], table["tokens"])]
+
+        def append(piece: np.ndarray) -> None:
+            nonlocal position
             out[position:position + len(piece)] = piece
             position += len(piece)
+
+        yield append
         out.flush()
         del out
     os.replace(tmp.name, target)
