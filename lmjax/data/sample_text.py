@@ -8,6 +8,7 @@ model will see it; held-out (validation) documents are skipped so evaluation sta
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Iterator, Sequence
 
@@ -23,14 +24,14 @@ def training_documents(data: DataConfig, sources: Sequence[Source]) -> Iterator[
     total = sum(source.weight for source in sources)
     for source in sources:
         budget = data.tokenizer_train_bytes * source.weight / total
-        for path in source.files:
-            for text in source.documents(path):
-                if budget <= 0:
-                    break
-                if is_validation(np.array([document_hash(text)], np.uint64), data.validation_fraction)[0]:
-                    continue
-                budget -= len(text.encode("utf-8"))
-                yield text
+        # one stream over the files, so a spent budget stops reading them all
+        for text in itertools.chain.from_iterable(map(source.documents, source.files)):
+            if budget <= 0:
+                break
+            if is_validation(np.array([document_hash(text)], np.uint64), data.validation_fraction)[0]:
+                continue
+            budget -= len(text.encode("utf-8"))
+            yield text
 
 
 def mixture_name(data: DataConfig, sources: Sequence[Source]) -> str:
