@@ -26,12 +26,10 @@ class SourceMetrics(Callback):
 
     def __init__(self, setup: Any) -> None:
         self.setup = setup
-        data, objective = setup.config.data, setup.objective
-        self.window_tokens = objective.window_length(data.seq_len) - objective.window_overlap
-        self.train_windows = [
-            Window.for_objective(cache.tokens("train"), objective, data.seq_len, setup.tokenizer.pad_id).count
-            for cache in setup.mixture.caches
-        ]
+        windows = [Window.for_objective(cache.tokens("train"), setup.objective, setup.config.data.seq_len,
+                                        setup.tokenizer.pad_id) for cache in setup.mixture.caches]
+        self.window_tokens = windows[0].stride  # what each window adds to the stream
+        self.train_windows = [window.count for window in windows]
 
     def on_log(self, step: int, record: dict[str, Any]) -> None:
         config = self.setup.config
