@@ -26,7 +26,7 @@ EXTENSIONS = (  # longest first: "x.jsonl.zst" is jsonl.zst, not jsonl
 )
 CODECS = {"jsonl": None, "jsonl.gz": "gzip", "jsonl.zst": "zstd"}
 CHUNK_BYTES = 1 << 16  # small enough that a truncation's row is near where the data stops
-PARQUET_BATCH_ROWS = 1024
+BATCH_ROWS = 1024  # rows per parquet batch or array_record read
 
 
 def format_of(path: str) -> str | None:
@@ -64,7 +64,7 @@ def _parquet_rows(path: epath.Path, wanted: Sequence[str] | None) -> Iterator[di
     with path.open("rb") as handle:
         try:
             reader = pq.ParquetFile(handle)
-            for batch in reader.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=wanted):
+            for batch in reader.iter_batches(batch_size=BATCH_ROWS, columns=wanted):
                 yield from batch.to_pylist()
         except (pa.ArrowException, OSError) as err:
             raise DataError(f"{path} is not a readable parquet file ({_first_line(err)}); "
@@ -113,8 +113,8 @@ def _array_record_rows(path: epath.Path) -> Iterator[dict[str, Any]]:
 
     reader = ArrayRecordReader(str(path))
     try:
-        for start in range(0, reader.num_records(), PARQUET_BATCH_ROWS):
-            records = reader.read(start, min(start + PARQUET_BATCH_ROWS, reader.num_records()))
+        for start in range(0, reader.num_records(), BATCH_ROWS):
+            records = reader.read(start, min(start + BATCH_ROWS, reader.num_records()))
             for row, record in enumerate(records, start=start + 1):
                 try:
                     yield json.loads(record)
