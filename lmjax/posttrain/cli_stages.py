@@ -10,10 +10,9 @@ import yaml
 
 from lmjax.errors import ConfigError, DataError
 from lmjax.posttrain import datasets, dpo, export, lora, ppo, reward, sft
-from lmjax.posttrain.packing import pack, tokenize
 from lmjax.posttrain.sequences import check_same_model
 from lmjax.posttrain.template import ChatTemplate
-from lmjax.posttrain.trainer import FitConfig, FullTuning
+from lmjax.posttrain.trainer import FitConfig, FullTuning, Tuning
 from lmjax.runs.open import Run, open_run
 
 
@@ -45,9 +44,21 @@ def _fit(args: argparse.Namespace) -> FitConfig:
                      warmup_steps=min(10, args.steps // 10))
 
 
-def _tuning(args: argparse.Namespace):
-    return lora.LoraTuning(lora.LoraConfig(rank=args.lora_rank, alpha=args.lora_alpha, seed=args.seed)) \
-        if args.lora_rank > 0 else FullTuning()
+def _tuning(args: argparse.Namespace, params) -> Tuning:
+    """Full tuning, or LoRA adapters whose rank is checked against `params` before anything compiles."""
+    if args.lora_rank <= 0:
+        return FullTuning()
+    tuning = lora.LoraTuning(lora.LoraConfig(rank=args.lora_rank, alpha=args.lora_alpha, seed=args.seed))
+    tuning.init(params)
+    return tuning
+
+
+def _save_tuned(layout, run: Run, params, template: ChatTemplate, history: list[dict], tuning: Tuning,
+                trained) -> None:
+    """The export, and beside it (lora/) the adapters alone when only adapters trained."""
+    export.save_model(layout, run, params, template, history)
+    if isinstance(tuning, lora.LoraTuning):
+        lora.save_adapters(layout.root / "lora", trained["lora"], tuning.config)
 
 
 def _print(record: dict) -> None:
@@ -58,12 +69,9 @@ def run_sft(args: argparse.Namespace) -> int:
     layout, examples, template = export.check_new_dir(args.out), datasets.read_sft(args.data), _template(args)
     run = _open(args)
     rows = sft.sft_rows(examples, run.tokenizer, template, args.seq_len)
-    tuning = _tuning(args)
-    tuning.init(run.params)  # checks the LoRA rank before anything compiles
+    tuning = _tuning(args, run.params)
     params, history, trained = sft.train_sft(run.model, run.params, rows, _fit(args), tuning, _print)
-    export.save_model(layout, run, params, template, history)
-    if args.lora_rank > 0:
-        lora.save_adapters(layout.root / "lora", trained["lora"], tuning.config)
+    _save_tuned(layout, run, params, template, history, tuning, trained)
     print(f"wrote {args.out}: SFT on {len(examples)} examples, {tuning.trainable_count(trained):,} trained parameters")
     return 0
 
@@ -94,13 +102,10 @@ def run_dpo(args: argparse.Namespace) -> int:
     reference = open_run(args.ref, tokenizer=args.tokenizer) if args.ref else run
     check_same_model(run.config.model, reference.config.model)
     rows = dpo.pair_rows(pairs, run.tokenizer, template, args.seq_len)
-    tuning = _tuning(args)
-    tuning.init(run.params)
+    tuning = _tuning(args, run.params)
     params, history, trained = dpo.train_dpo(run.model, run.params, reference.params, rows, _fit(args), config,
                                              tuning, _print)
-    export.save_model(layout, run, params, template, history)
-    if args.lora_rank > 0:
-        lora.save_adapters(layout.root / "lora", trained["lora"], tuning.config)
+    _save_tuned(layout, run, params, template, history, tuning, trained)
     print(f"wrote {args.out}: {args.loss.upper()} on {len(pairs)} pairs, beta {args.beta}")
     return 0
 
@@ -117,8 +122,7 @@ def run_ppo(args: argparse.Namespace) -> int:
         judge = open_run(args.reward, tokenizer=args.tokenizer)
         check_same_model(run.config.model, judge.config.model, "reward")
         reward_fn = ppo.reward_model_fn(run.model, {"backbone": judge.params, "head": export.load_head(args.reward)})
-    ptx_rows = None if ptx is None else pack(
-        [tokenize(run.tokenizer, template, ex.prompt, ex.response, args.seq_len) for ex in ptx], args.seq_len)
+    ptx_rows = None if ptx is None else sft.sft_rows(ptx, run.tokenizer, template, args.seq_len)
     trainer = ppo.PPOTrainer(run.model, run.params, run.tokenizer, template, config, reward_fn,
                              ptx_rows=ptx_rows, ptx_batch_size=args.batch_size)
     history = trainer.train(_print)
