@@ -75,17 +75,17 @@ def run_quantize(args: argparse.Namespace) -> int:
 
 
 def run_prune(args: argparse.Namespace) -> int:
-    from lmjax.posttrain import measure, prune
+    from lmjax.posttrain import export, measure, prune
 
     prune.check_sparsity(args.sparsity)
-    layout = _new_dir(args.out) if args.out else None
+    layout = export.check_new_dir(args.out) if args.out else None
     run, rows = _open(args)
     pruned = prune.prune(run.params, args.sparsity, args.scope)
     score = measure.nll_scorer(run.model)
     print(f"{args.scope} sparsity {prune.sparsity_of(pruned):.3f}: perplexity "
           f"{math.exp(score(run.params, rows)):.3f} -> {math.exp(score(pruned, rows)):.3f}")
     if layout is not None:
-        _write_export(layout, run, run.config.model, pruned)
+        export.write_export(layout, run, pruned)
         print(f"wrote {layout.root}")
     return 0
 
@@ -93,9 +93,9 @@ def run_prune(args: argparse.Namespace) -> int:
 def run_distill(args: argparse.Namespace) -> int:
     from lmjax.config import TrainConfig
     from lmjax.models import build_model
-    from lmjax.posttrain import distill, measure
+    from lmjax.posttrain import distill, export, measure
 
-    layout = _new_dir(args.out)
+    layout = export.check_new_dir(args.out)
     objective = distill.Distillation(temperature=args.temperature, hard_weight=args.hard_weight)
     run, rows = _open(args)
     student = distill.student_config(run.config.model, args.d_model, args.layers, args.heads)
@@ -112,7 +112,7 @@ def run_distill(args: argparse.Namespace) -> int:
     if args.compare:
         hard, _ = distill.train_student(model, params, train_rows, train)
         print(f"same student on hard labels of the same tokens: {math.exp(score(hard, rows)):.3f}")
-    _write_export(layout, run, student, trained)
+    export.write_export(layout, run, trained, student)
     print(f"wrote {layout.root}")
     return 0
 
@@ -124,30 +124,3 @@ def _open(args: argparse.Namespace):
 
     run = open_run(args.source, tokenizer=args.tokenizer)
     return run, measure.sample_rows(run.model, run.params, args.held_out_rows, args.row_tokens, seed=args.seed)
-
-
-def _new_dir(out: str):
-    """The output layout, refused in one line (before any work) when it already holds files."""
-    from lmjax.errors import CheckpointError
-    from lmjax.runs.layout import RunLayout
-
-    layout = RunLayout.at(out)
-    if layout.root.exists() and (not layout.root.is_dir() or any(layout.root.iterdir())):
-        raise CheckpointError(f"{layout.root} already exists and is not empty: give a new --out directory")
-    return layout
-
-
-def _write_export(layout, run, model_config, params) -> None:
-    """config.yaml (the source's, with this model), params/, lmjax_version and tokenizer/."""
-    import dataclasses
-    import os
-
-    from lmjax.runs.config_file import save_config
-    from lmjax.runs.params import save_params
-    from lmjax.runs.version import write_version
-
-    save_params(layout.root, params)
-    save_config(layout.root, dataclasses.replace(run.config, name=layout.root.name, model=model_config))
-    write_version(layout)
-    if run.tokenizer is not None:
-        run.tokenizer.save(os.fspath(layout.tokenizer))

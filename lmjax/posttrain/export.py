@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from lmjax.config import ModelConfig
 from lmjax.errors import CheckpointError, DataError
 from lmjax.posttrain.template import ChatTemplate
 from lmjax.runs.config_file import save_config
@@ -32,14 +33,22 @@ def check_new_dir(out_dir: PathLike) -> RunLayout:
     return layout
 
 
-def save_model(layout: RunLayout, source: Run, params: Any, template: ChatTemplate,
-               history: list[dict]) -> None:
-    config = dataclasses.replace(source.config, name=layout.root.name)
+def write_export(layout: RunLayout, source: Run, params: Any, model_config: ModelConfig | None = None) -> None:
+    """config.yaml (the source's, named after the directory, with `model_config` when the model
+    changed), params/, lmjax_version and tokenizer/."""
+    config = dataclasses.replace(source.config, name=layout.root.name,
+                                 model=model_config or source.config.model)
     save_params(layout.root, params)
     save_config(layout.root, config)
     write_version(layout)
     if source.tokenizer is not None:
         source.tokenizer.save(os.fspath(layout.tokenizer))
+
+
+def save_model(layout: RunLayout, source: Run, params: Any, template: ChatTemplate,
+               history: list[dict]) -> None:
+    """The export, its chat template and its training metrics."""
+    write_export(layout, source, params)
     (layout.root / TEMPLATE_FILE).write_text(json.dumps(dataclasses.asdict(template)))
     layout.metrics.write_text("".join(json.dumps(record) + "\n" for record in history))
 
