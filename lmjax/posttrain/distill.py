@@ -12,6 +12,7 @@ the batch so the step and the objective stay the library's own.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -25,6 +26,7 @@ from lmjax.errors import ConfigError, DataError
 from lmjax.models import build_model
 from lmjax.objectives.base import Batch
 from lmjax.objectives.causal_lm import CausalLM, token_cross_entropy
+from lmjax.posttrain.packing import epoch_batches
 from lmjax.train.optimizer import learning_rate_schedule, make_optimizer
 from lmjax.train.step import make_train_step
 
@@ -84,14 +86,9 @@ def batches(rows: np.ndarray, batch_size: int, steps: int, seed: int) -> Iterato
     rows = np.asarray(rows, np.int32)
     if rows.ndim != 2 or len(rows) < batch_size:
         raise DataError(f"distillation needs at least batch_size={batch_size} token rows, got shape {rows.shape}")
-    rng = np.random.default_rng(seed)
-    order: list[int] = []
-    for _ in range(steps):
-        if len(order) < batch_size:
-            order.extend(rng.permutation(len(rows)).tolist())
-        picked, order = rows[order[:batch_size]], order[batch_size:]
-        yield {"inputs": picked[:, :-1], "targets": picked[:, 1:],
-               "weights": np.ones(picked[:, 1:].shape, np.float32)}
+    for picked in itertools.islice(epoch_batches({"ids": rows}, batch_size, seed), steps):
+        ids = picked["ids"]
+        yield {"inputs": ids[:, :-1], "targets": ids[:, 1:], "weights": np.ones(ids[:, 1:].shape, np.float32)}
 
 
 def init_params(model: nn.Module, seed: int = 0) -> Any:
