@@ -29,6 +29,7 @@ from jax.sharding import PartitionSpec
 from lmjax.config import ModelConfig
 from lmjax.errors import ConfigError
 from lmjax.models import build_model
+from lmjax.posttrain.prune import is_prunable
 from lmjax.runs.open import example_inputs
 
 QMAX = 127
@@ -82,9 +83,8 @@ def quantize(params: Any, model_config: ModelConfig, *, embeddings: bool = False
                           "layout differ): pass the config the parameters were trained or imported with")
 
     def convert(path: tuple, w: jax.Array, leaf_names: tuple[str, ...]) -> Any:
-        kind = path[-1].key
-        if kind == "kernel" and w.ndim >= 2 or kind == "embedding" and embeddings:
-            return quantize_array(w, reduced_axes(leaf_names, kind))
+        if is_prunable(path, w, embeddings):  # the same weights pruning may zero
+            return quantize_array(w, reduced_axes(leaf_names, path[-1].key))
         return w
 
     return jax.tree_util.tree_map_with_path(convert, params, names)
