@@ -172,7 +172,7 @@ def build_sft_examples(generator: Generator, tokenizer: Tokenizer, template: Cha
     stories = sample_responses(generator, tokenizer, template, [None] * n_stories, max_new_tokens, seed)
     examples = []
     for story in stories:
-        uses = [(task.first_use(story, word), word) for word in task.WORDS if task.uses_word(story, word)]
+        uses = [(index, word) for word in task.WORDS if (index := task.first_use(story, word)) is not None]
         if uses:
             examples.append(SFTExample(user_prompt(task.instruction(min(uses)[1])), story))
     return examples

@@ -43,10 +43,6 @@ def first_use(story: str, word: str) -> int | None:
     return None
 
 
-def uses_word(story: str, word: str) -> bool:
-    return first_use(story, word) is not None
-
-
 def reward(story: str, word: str) -> float:
     """0 without the word, else 0.5 + 0.5·(1 − i/n) (see the module docstring)."""
     index = first_use(story, word)
