@@ -22,6 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from lmjax.errors import DataError
+from lmjax.posttrain import task
 
 SCALE = 400.0
 BASE = 1000.0
@@ -194,9 +195,7 @@ def _outcome(score_a: float, score_b: float) -> float:
 def word_reward_judge(prompt: str, story: str) -> float:
     """The verifiable judge of the story task (`lmjax.posttrain.task.reward`): whether and how
     early the story uses the word its instruction asks for."""
-    from lmjax.posttrain.task import reward, word_in
-
-    return reward(story, word_in(prompt))
+    return task.reward(story, task.word_in(prompt))
 
 
 WORD_REWARD_JUDGE = "word-use reward (lmjax.posttrain.task.reward; deterministic, no people)"
