@@ -12,10 +12,10 @@ import jax
 import numpy as np
 
 from lmjax.decoding import Sampling, make_generator
-from lmjax.posttrain import datasets, task
-from lmjax.posttrain.examples import Turn, last_user_text
+from lmjax.posttrain import datasets
+from lmjax.posttrain.examples import Turn
 from lmjax.posttrain.ppo import rollout_rows
-from lmjax.posttrain.sequences import token_logprobs
+from lmjax.posttrain.sequences import response_logprobs
 from lmjax.posttrain.template import ChatTemplate
 from lmjax.tokenizers import Tokenizer
 
@@ -29,9 +29,8 @@ def evaluate_task(model: nn.Module, params: Any, tokenizer: Tokenizer, template:
     prompt_ids = [template.prompt_ids(tokenizer, prompt) for prompt in prompts]
     new = generator.generate(prompt_ids, max_new_tokens, seed=seed, stop_ids=() if end is None else (end,))
     texts = [tokenizer.decode(ids).strip() for ids in new]
-    words = [task.word_in(last_user_text(prompt)) for prompt in prompts]
-    result = {"word_use_rate": float(np.mean([task.uses_word(t, w) for t, w in zip(texts, words)])),
-              "reward": float(np.mean(datasets.task_rewards(prompts, texts)))}
+    rewards = datasets.task_rewards(prompts, texts)  # 0 exactly when the story lacks the word
+    result = {"word_use_rate": float(np.mean(rewards > 0)), "reward": float(np.mean(rewards))}
     if reference is not None:
         seq_len = max(len(p) for p in prompt_ids) + max_new_tokens
         rows = rollout_rows(prompt_ids, new, seq_len)
@@ -41,8 +40,6 @@ def evaluate_task(model: nn.Module, params: Any, tokenizer: Tokenizer, template:
 
 def sequence_kl(model: nn.Module, params: Any, reference: Any, rows: dict[str, np.ndarray]) -> float:
     """Mean over rows of Σ_response (log π − log π_ref)."""
-    def logp(p):
-        return token_logprobs(model.apply({"params": p}, rows["inputs"]), rows["targets"])
-
-    diff = jax.jit(lambda a, b: ((logp(a) - logp(b)) * rows["weights"]).sum(axis=1))(params, reference)
+    diff = jax.jit(lambda a, b: response_logprobs(model, a, rows) - response_logprobs(model, b, rows))(
+        params, reference)
     return float(np.mean(np.asarray(diff)))
