@@ -108,11 +108,10 @@ def responder(model, params, tokenizer, seed: int):
     """Stories for instructions, through part A's default chat template, one sample each."""
     template = ChatTemplate()
     generator = make_generator(model, params, Sampling(temperature=1.0))
-    end = template.end_id(tokenizer)
 
     def respond(prompts):
         ids = [template.prompt_ids(tokenizer, user_prompt(p)) for p in prompts]
-        new = generator.generate(ids, 64, seed=seed, stop_ids=() if end is None else (end,))
+        new = generator.generate(ids, 64, seed=seed, stop_ids=template.stop_ids(tokenizer))
         return [tokenizer.decode(row).strip() for row in new]
 
     return respond

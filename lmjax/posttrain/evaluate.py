@@ -25,9 +25,8 @@ def evaluate_task(model: nn.Module, params: Any, tokenizer: Tokenizer, template:
                   reference: Any | None = None, temperature: float = 1.0) -> dict[str, float]:
     """word_use_rate, reward and (with a reference) kl, over one sample per prompt."""
     generator = make_generator(model, params, Sampling(temperature))
-    end = template.end_id(tokenizer)
     prompt_ids = [template.prompt_ids(tokenizer, prompt) for prompt in prompts]
-    new = generator.generate(prompt_ids, max_new_tokens, seed=seed, stop_ids=() if end is None else (end,))
+    new = generator.generate(prompt_ids, max_new_tokens, seed=seed, stop_ids=template.stop_ids(tokenizer))
     texts = [tokenizer.decode(ids).strip() for ids in new]
     rewards = datasets.task_rewards(prompts, texts)  # 0 exactly when the story lacks the word
     result = {"word_use_rate": float(np.mean(rewards > 0)), "reward": float(np.mean(rewards))}

@@ -146,11 +146,10 @@ class PPOTrainer:
         cfg = self.config
         prompts = datasets.task_prompts(cfg.prompts_per_update, cfg.seed * 1000 + update)
         prompt_ids = [self.template.prompt_ids(self.tokenizer, prompt) for prompt in prompts]
-        end = self.template.end_id(self.tokenizer)
-        stop = () if end is None else (end,)
+        stop = self.template.stop_ids(self.tokenizer)
         self.generator.params = self.trained["policy"]
         new = self.generator.generate(prompt_ids, cfg.max_new_tokens, seed=cfg.seed * 1000 + update, stop_ids=stop)
-        responses = [ids + ([end] if end is not None and len(ids) < cfg.max_new_tokens else []) for ids in new]
+        responses = [ids + list(stop) if len(ids) < cfg.max_new_tokens else ids for ids in new]
         texts = [self.tokenizer.decode(ids).strip() for ids in new]
         return Rollout(prompts, texts, rollout_rows(prompt_ids, responses, cfg.seq_len))
 

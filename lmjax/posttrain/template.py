@@ -42,6 +42,11 @@ class ChatTemplate:
                               "set the chat template's end_token to one it has, or 'none'")
         return found
 
+    def stop_ids(self, tokenizer: Tokenizer) -> tuple[int, ...]:
+        """The ids that end a sampled response: the end token, or none."""
+        end = self.end_id(tokenizer)
+        return () if end is None else (end,)
+
     def prompt_ids(self, tokenizer: Tokenizer, turns: tuple[Turn, ...]) -> list[int]:
         """BOS (when the tokenizer has one) then the rendered prompt."""
         start = [] if tokenizer.bos_id is None else [tokenizer.bos_id]
@@ -49,5 +54,4 @@ class ChatTemplate:
 
     def response_ids(self, tokenizer: Tokenizer, response: str) -> list[int]:
         """The response's ids followed by the end token."""
-        end = self.end_id(tokenizer)
-        return tokenizer.encode_ordinary(response) + ([] if end is None else [end])
+        return tokenizer.encode_ordinary(response) + list(self.stop_ids(tokenizer))
