@@ -32,7 +32,7 @@ from lmjax.posttrain.packing import epoch_batches
 from lmjax.posttrain.reward import rewards
 from lmjax.posttrain.sequences import logits_and_hidden, masked_mean_nll, token_logprobs
 from lmjax.posttrain.template import ChatTemplate
-from lmjax.posttrain.trainer import FitConfig
+from lmjax.posttrain.trainer import FitConfig, update_step
 from lmjax.tokenizers import Tokenizer
 
 
@@ -116,7 +116,7 @@ class PPOTrainer:
         self.generator = make_generator(model, self.reference, Sampling(config.temperature))
         self.ptx = None if ptx_rows is None else epoch_batches(ptx_rows, ptx_batch_size, config.seed)
         self._score = jax.jit(self._score_fn)
-        self._step = jax.jit(self._step_fn)
+        self._step = update_step(self._loss_fn, self.optimizer)
 
     def _policy_outputs(self, trained, inputs_BT, targets_BT):
         logits_BTV, hidden_BTD = logits_and_hidden(self.model, trained["policy"], inputs_BT)
@@ -127,19 +127,15 @@ class PPOTrainer:
         ref_logits = self.model.apply({"params": self.reference}, rows["inputs"])
         return logp_BT, values_BT, token_logprobs(ref_logits, rows["targets"])
 
-    def _step_fn(self, trained, opt_state, batch, ptx_batch):
-        def loss_fn(trained):
-            logp_BT, values_BT = self._policy_outputs(trained, batch["inputs"], batch["targets"])
-            losses = ppo_losses(logp_BT, values_BT, batch, self.config)
-            total = losses["policy_loss"] + self.config.vf_coef * losses["value_loss"]
-            if ptx_batch is not None:
-                ptx_nll, _ = masked_mean_nll(self.model, trained["policy"], ptx_batch)
-                total, losses = total + self.config.ptx_coef * ptx_nll, {**losses, "ptx_loss": ptx_nll}
-            return total, losses
-
-        (_, losses), grads = jax.value_and_grad(loss_fn, has_aux=True)(trained)
-        updates, opt_state = self.optimizer.update(grads, opt_state, trained)
-        return jax.tree.map(jnp.add, trained, updates), opt_state, losses
+    def _loss_fn(self, trained, batches):
+        batch, ptx_batch = batches
+        logp_BT, values_BT = self._policy_outputs(trained, batch["inputs"], batch["targets"])
+        losses = ppo_losses(logp_BT, values_BT, batch, self.config)
+        total = losses["policy_loss"] + self.config.vf_coef * losses["value_loss"]
+        if ptx_batch is not None:
+            ptx_nll, _ = masked_mean_nll(self.model, trained["policy"], ptx_batch)
+            total, losses = total + self.config.ptx_coef * ptx_nll, {**losses, "ptx_loss": ptx_nll}
+        return total, losses
 
     def rollout(self, update: int) -> Rollout:
         """Prompts for this update and the policy's sampled responses (KV-cache decoding)."""
@@ -182,7 +178,8 @@ class PPOTrainer:
                 take = order[start:start + size]
                 minibatch = {k: v[take] for k, v in batch.items()}
                 ptx_batch = None if self.ptx is None or cfg.ptx_coef == 0 else next(self.ptx)
-                self.trained, self.opt_state, last = self._step(self.trained, self.opt_state, minibatch, ptx_batch)
+                self.trained, self.opt_state, _, last = self._step(self.trained, self.opt_state,
+                                                                   (minibatch, ptx_batch))
         return {k: float(v) for k, v in last.items()}
 
     def train(self, on_log: Callable[[dict], None] | None = None) -> list[dict[str, float]]:

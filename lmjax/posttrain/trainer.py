@@ -76,24 +76,29 @@ class FullTuning:
         return count_params(trained)
 
 
+def update_step(loss_fn: LossFn, optimizer: optax.GradientTransformation) -> Callable:
+    """The jitted step `(trained, opt_state, batch) -> (trained, opt_state, loss, metrics)`:
+    the gradient of `loss_fn(trained, batch)` through `optimizer`."""
+    @jax.jit
+    def update(trained, opt_state, batch):
+        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(trained, batch)
+        updates, opt_state = optimizer.update(grads, opt_state, trained)
+        return optax.apply_updates(trained, updates), opt_state, loss, metrics
+
+    return update
+
+
 def fit(loss_fn: LossFn, trained: Any, batches: Iterator[dict], config: FitConfig,
         optimizer: optax.GradientTransformation,
         on_log: Callable[[dict], None] | None = None) -> tuple[Any, list[dict[str, float]]]:
     """`config.steps` updates of `trained` by the gradient of `loss_fn(trained, batch)`;
     returns the result and the metrics logged every `log_every` steps (and at the last)."""
-    opt_state = optimizer.init(trained)
-
-    @jax.jit
-    def update(trained, opt_state, batch):
-        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(trained, batch)
-        updates, opt_state = optimizer.update(grads, opt_state, trained)
-        return optax.apply_updates(trained, updates), opt_state, {"loss": loss, **metrics}
-
+    opt_state, update = optimizer.init(trained), update_step(loss_fn, optimizer)
     history, start = [], time.perf_counter()
     for step in range(1, config.steps + 1):
-        trained, opt_state, metrics = update(trained, opt_state, next(batches))
+        trained, opt_state, loss, metrics = update(trained, opt_state, next(batches))
         if step % config.log_every == 0 or step == config.steps:
-            record = {"step": step, **{k: float(v) for k, v in metrics.items()},
+            record = {"step": step, "loss": float(loss), **{k: float(v) for k, v in metrics.items()},
                       "seconds": time.perf_counter() - start}
             history.append(record)
             if on_log is not None:
