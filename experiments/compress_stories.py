@@ -18,7 +18,6 @@ import math
 import os
 import time
 
-import jax
 import numpy as np
 
 from lmjax.config import TrainConfig
@@ -28,6 +27,7 @@ from lmjax.posttrain import arena, distill, measure, prune, quantize, task
 from lmjax.posttrain.examples import user_prompt
 from lmjax.posttrain.template import ChatTemplate
 from lmjax.runs import open_run
+from lmjax.train.state import count_params
 
 SPARSITIES = (0.0, 0.25, 0.5, 0.75, 0.9)
 
@@ -92,7 +92,7 @@ def distillation(run, rows, args) -> dict:
     results = distill.distill_and_baseline(run.model, run.params, student, train_rows, train,
                                            distill.Distillation(temperature=args.temperature))
     model = build_model(student)
-    n_params = sum(int(np.size(leaf)) for leaf in jax.tree.leaves(results["distilled"][0]))
+    n_params = count_params(results["distilled"][0])
     score = measure.nll_scorer(model)
     print(f"\n## distillation into {student.n_layers} layers × {student.d_model} ({n_params:,} parameters), "
           f"{train.steps} steps × {train.global_batch_size} rows × {args.row_tokens - 1} tokens of "

@@ -47,6 +47,7 @@ def main() -> None:
     from lmjax.posttrain.trainer import FitConfig
     from lmjax.decoding import Sampling, make_generator
     from lmjax.runs.open import open_run
+    from lmjax.train.state import count_params
 
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -116,7 +117,7 @@ def main() -> None:
     results = {
         "sft_examples": len(examples), "pairs": len(pairs), "held_out_pairs": held_out,
         "rm_accuracy": rm_accuracy, "evaluation": evaluation,
-        "params": {"full": sum(x.size for x in __import__("jax").tree.leaves(base)),
+        "params": {"full": count_params(base),
                    "lora": lora_tuning.trainable_count(lora_trained)},
         "history": {"sft": sft_history, "lora_sft": lora_history, "rm": rm_history, "dpo": dpo_history,
                     "lora_dpo": dpo_lora_history, "ppo": ppo_history},
