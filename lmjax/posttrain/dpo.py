@@ -21,7 +21,7 @@ import numpy as np
 from lmjax.errors import ConfigError
 from lmjax.posttrain.examples import PreferencePair
 from lmjax.posttrain.packing import epoch_batches, pad_rows, tokenize
-from lmjax.posttrain.sequences import response_logprobs
+from lmjax.posttrain.sequences import response_logprobs, score_in_batches
 from lmjax.posttrain.template import ChatTemplate
 from lmjax.posttrain.trainer import FitConfig, FullTuning, Tuning, fit
 from lmjax.tokenizers import Tokenizer
@@ -73,15 +73,7 @@ def reference_logprobs(model: nn.Module, params: Any, rows: dict[str, np.ndarray
                        batch_size: int = 64) -> dict[str, np.ndarray]:
     """ref_chosen and ref_rejected: the frozen reference's log-probabilities, once."""
     score = jax.jit(lambda batch: response_logprobs(model, params, batch))
-    n = rows["chosen_inputs"].shape[0]
-    out = {}
-    for name in ("chosen", "rejected"):
-        half = side(rows, name)
-        out[f"ref_{name}"] = np.concatenate([
-            np.asarray(score({k: v[i:i + batch_size] for k, v in half.items()}))
-            for i in range(0, n, batch_size)
-        ])
-    return out
+    return {f"ref_{name}": score_in_batches(score, side(rows, name), batch_size) for name in ("chosen", "rejected")}
 
 
 def train_dpo(model: nn.Module, params: Any, reference_params: Any, rows: dict[str, np.ndarray],

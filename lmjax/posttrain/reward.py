@@ -15,7 +15,7 @@ import numpy as np
 from lmjax.posttrain.dpo import side
 from lmjax.posttrain.heads import apply_head, init_head
 from lmjax.posttrain.packing import epoch_batches
-from lmjax.posttrain.sequences import logits_and_hidden
+from lmjax.posttrain.sequences import logits_and_hidden, score_in_batches
 from lmjax.posttrain.trainer import FitConfig, fit
 
 
@@ -53,9 +53,5 @@ def pair_accuracy(model: nn.Module, reward_params: dict, rows: dict[str, np.ndar
                   batch_size: int = 64) -> float:
     """Share of pairs whose chosen response gets the higher reward."""
     score = jax.jit(lambda batch: rewards(model, reward_params, batch))
-    n = rows["chosen_inputs"].shape[0]
-    correct = 0
-    for start in range(0, n, batch_size):
-        chunk = {k: v[start:start + batch_size] for k, v in rows.items()}
-        correct += int(np.sum(np.asarray(score(side(chunk, "chosen"))) > np.asarray(score(side(chunk, "rejected")))))
-    return correct / n
+    chosen, rejected = (score_in_batches(score, side(rows, name), batch_size) for name in ("chosen", "rejected"))
+    return float(np.mean(chosen > rejected))

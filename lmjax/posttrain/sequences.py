@@ -3,11 +3,13 @@ the decoder's final hidden state (the output of its last norm, which heads read)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lmjax.config import ModelConfig
 from lmjax.errors import ConfigError
@@ -37,6 +39,14 @@ def response_logprobs(model: nn.Module, params: Any, batch: dict[str, jax.Array]
     """Sum over each row's response targets of log p (one example per row)."""
     logits_BTV = model.apply({"params": params}, batch["inputs"])
     return (token_logprobs(logits_BTV, batch["targets"]) * batch["weights"]).sum(axis=1)
+
+
+def score_in_batches(score: Callable[[dict], jax.Array], rows: dict[str, np.ndarray],
+                     batch_size: int = 64) -> np.ndarray:
+    """`score` (one value per row, e.g. jitted) over `rows` in slices of `batch_size`, joined."""
+    n = next(iter(rows.values())).shape[0]
+    return np.concatenate([np.asarray(score({k: v[i:i + batch_size] for k, v in rows.items()}))
+                           for i in range(0, n, batch_size)])
 
 
 def masked_mean_nll(model: nn.Module, params: Any, batch: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
