@@ -4,9 +4,8 @@ and layer layout, and of a nanoGPT-style PyTorch peer at the same shapes.
 Each run trains on synthetic batches of random tokens: it needs lmjax's model, objective and
 FLOP count (lmjax.models, lmjax.objectives, lmjax.scaling, lmjax.chips), not its data
 pipeline, so a GPU machine without grain or TensorFlow Datasets runs it (lmjax.config needs
-omegaconf: `experiments/gpu_check.sh --pack DIR` copies it there). The step is lmjax's
-(`lmjax.train.step`) in miniature: loss over the batch, AdamW with global-norm clipping and
-weight decay on matrices, parameters donated. One framework per process, so JAX and PyTorch
+omegaconf: `experiments/gpu_check.sh --pack DIR` copies it there). The step is lmjax's own
+(`lmjax.train.step` with `lmjax.train.optimizer`), parameters donated. One framework per process, so JAX and PyTorch
 never share the GPU's memory; each run appends a JSON line to --out, and `--table FILE` prints
 them side by side.
 
@@ -83,42 +82,35 @@ def synthetic_batch(vocab: int, batch: int, seq_len: int):
 
 
 def jax_runner(config, batch):
-    """A jitted train step on a fixed device batch; returns run(n) -> seconds for n steps."""
+    """lmjax's own jitted train step (`lmjax.train.step`, `lmjax.train.optimizer`: AdamW with
+    global-norm clipping and decay on matrices) on a fixed device batch; returns run(n) ->
+    seconds for n steps."""
     import flax.linen as nn
     import jax
-    import optax
 
+    from lmjax.config import TrainConfig
     from lmjax.models import build_model
     from lmjax.objectives import CausalLM
+    from lmjax.train.optimizer import learning_rate_schedule, make_optimizer
+    from lmjax.train.step import make_train_step
 
     model, objective = build_model(config), CausalLM(loss_chunks=config.loss_chunks)
-    optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(
-        6e-4, b1=0.9, b2=0.95, weight_decay=0.1,
-        mask=lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)))
-
-    def loss_fn(params, batch):
-        outputs = model.apply({"params": params}, **objective.model_inputs(batch),
-                              **objective.model_options)
-        loss_sum, tokens, _ = objective.loss(outputs, batch)
-        return loss_sum / tokens
-
-    def train_step(state, batch):
-        params, opt_state = state
-        loss, grads = jax.value_and_grad(loss_fn)(params, batch)
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), loss
+    train_config = TrainConfig(lr=6e-4)
+    optimizer = make_optimizer(train_config)
+    train_step = make_train_step(model, objective, optimizer, learning_rate_schedule(train_config))
 
     example = {"input_ids": batch["inputs"][:1]}
     params = nn.unbox(jax.jit(model.init)(jax.random.key(0), **example)["params"])
     step = jax.jit(train_step, donate_argnums=0)
-    holder = {"state": (params, optimizer.init(params))}
+    holder = {"state": {"step": jax.numpy.zeros((), "int32"), "params": params,
+                        "opt_state": optimizer.init(params)}}
     device_batch = jax.device_put(batch)
 
     def run(n: int) -> float:
         start = time.perf_counter()
         for _ in range(n):
-            holder["state"], loss = step(holder["state"], device_batch)
-        float(loss)  # waits for the last step
+            holder["state"], metrics = step(holder["state"], device_batch)
+        float(metrics["loss"])  # waits for the last step
         return time.perf_counter() - start
 
     return run

@@ -2,10 +2,27 @@
 
 `setup` builds a run from a config (checks first, nothing written), `loop` runs its steps,
 `callbacks` report them, `result` is what a finished run returns. See docs/training.md.
+
+Names are imported on first use, so the step and the optimizer (`lmjax.train.step`,
+`lmjax.train.optimizer`) load without the data pipeline's grain and tfds, as on a GPU machine
+that trains on synthetic batches (experiments/gpu_bench.py).
 """
 
-from lmjax.train.callbacks import Callback, RunInfo, StopRequest, default_callbacks
-from lmjax.train.loop import train
-from lmjax.train.result import RunResult
+import importlib
 
-__all__ = ["Callback", "RunInfo", "RunResult", "StopRequest", "default_callbacks", "train"]
+_EXPORTS = {
+    "Callback": "lmjax.train.callbacks",
+    "RunInfo": "lmjax.train.callbacks",
+    "StopRequest": "lmjax.train.callbacks",
+    "default_callbacks": "lmjax.train.callbacks",
+    "train": "lmjax.train.loop",
+    "RunResult": "lmjax.train.result",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'lmjax.train' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
