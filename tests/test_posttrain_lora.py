@@ -9,6 +9,7 @@ import pytest
 from flax import traverse_util
 
 from lmjax.errors import ConfigError
+from lmjax.models.layers import CrossKV
 from lmjax.posttrain import lora
 from lmjax.posttrain.packing import Tokenized, pack
 from lmjax.posttrain.sft import train_sft
@@ -27,19 +28,30 @@ def random_adapters(params, config=CONFIG, seed=1):
 
 
 def adapter_forward(model, params, adapters, ids):
-    """x·W + (α/r)·(x·A)·B at every adapted projection, computed by hooking each Dense's
-    input: an independent route from merging the weights."""
+    """x·W + (α/r)·(x·A)·B at every adapted projection, computed by hooking each projection's
+    input and output (each Dense call, and the fused query/key/value of self-attention): an
+    independent route from merging the weights."""
+    pairs = traverse_util.flatten_dict(adapters)
+
+    def delta(path, x, shape):
+        name = path[-1]
+        a, b = pairs[(*path, "a")], pairs[(*path, "b")]
+        n_in = lora.INPUT_DIMS.get(name, 1)
+        x_flat = x.reshape(*x.shape[:x.ndim - n_in], -1)
+        return (CONFIG.scale * (x_flat @ a) @ b).reshape(shape)
+
     def interceptor(next_fun, args, kwargs, context):
         out = next_fun(*args, **kwargs)
-        path = context.module.path
-        name = path[-1] if path else ""
-        if context.method_name == "__call__" and name in CONFIG.targets:
-            pair = traverse_util.flatten_dict(adapters)
-            a, b = pair[(*path, "a")], pair[(*path, "b")]
-            x = args[0]
-            n_in = lora.INPUT_DIMS.get(name, 1)
-            x_flat = x.reshape(*x.shape[:x.ndim - n_in], -1)
-            out = out + (CONFIG.scale * (x_flat @ a) @ b).reshape(out.shape)
+        path = tuple(context.module.path)
+        if context.method_name == "_self_projections":
+            q, (k, v) = out
+            if context.module.n_kv_heads == context.module.n_heads:  # else query is its own Dense call
+                q = q + delta((*path, "query"), args[0], q.shape)
+            k = k + delta((*path, "key"), args[0], k.shape)
+            v = v + delta((*path, "value"), args[0], v.shape)
+            return q, CrossKV(k, v)
+        if context.method_name == "__call__" and path and path[-1] in CONFIG.targets:
+            out = out + delta(path, args[0], out.shape)
         return out
 
     def forward(params, adapters):
@@ -49,8 +61,9 @@ def adapter_forward(model, params, adapters, ids):
     return jax.jit(forward)(params, adapters)
 
 
-def test_merged_forward_equals_adapter_forward():
-    model, params = tiny_model()
+@pytest.mark.parametrize("n_kv_heads", [2, 4])  # grouped kv heads, and all three projections fused
+def test_merged_forward_equals_adapter_forward(n_kv_heads):
+    model, params = tiny_model(n_kv_heads=n_kv_heads)
     adapters = random_adapters(params)
     ids = jnp.array([[1, 5, 9, 33, 2, 7]])
     merged = model.apply({"params": lora.merge(params, adapters, CONFIG)}, ids)
