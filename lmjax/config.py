@@ -374,11 +374,24 @@ def validate(config: Config, n_devices: int | None = None, n_processes: int | No
     _validate_model(config.model)
     _validate_data(config)
     _validate_train(config.train)
+    _validate_eval_tasks(config)
     _validate_checkpoint(config.checkpoint)
     _validate_mesh_shape(config.mesh)
     if n_devices is not None:
         sizes = mesh_axis_sizes(config.mesh, n_devices)
         _validate_batch_layout(config.train, sizes["data"] * sizes["fsdp"], n_processes or 1)
+
+
+def _validate_eval_tasks(config: Config) -> None:
+    """Every file `train.eval_tasks` will read exists (lmjax.eval.tasks)."""
+    if not config.train.eval_tasks:
+        return
+    from lmjax.eval.tasks import missing_files
+
+    missing = missing_files(list(config.train.eval_tasks), str(resolve_data_dir(config.data)))
+    if missing:
+        raise ConfigError(f"train.eval_tasks reads {missing[0]}, which does not exist: put the file "
+                          "there, set data.data_dir (or LMJAX_DATA_DIR), or drop the task")
 
 
 def _validate_model(model: ModelConfig) -> None:

@@ -98,3 +98,18 @@ def test_preset_in_a_file_sits_below_the_files_own_keys(tmp_path):
     path.write_text(f"name: mine\nmodel:\n  preset: {name}\n  n_layers: 1\ndata:\n  seq_len: 32\n")
     config = load_config(str(path))
     assert config.model.n_layers == 1 and config.model.d_model == presets()[name]["d_model"]
+
+
+def test_eval_tasks_whose_files_are_missing_stop_before_training(tmp_path):
+    """A sweep of arch_compare once trained every point and then failed at its first
+    evaluation for want of the CBT question files; now the config says so up front."""
+    overrides = [f"data.data_dir={tmp_path}", "train.eval_tasks=[lambada_final_token,wikitext2]"]
+    with pytest.raises(ConfigError, match="lambada/lambada_development_plain_text.txt, which does not exist"):
+        load_config("gpt_tiny", overrides)
+    (tmp_path / "lambada").mkdir()
+    (tmp_path / "lambada" / "lambada_development_plain_text.txt").write_text("a passage\n")
+    with pytest.raises(ConfigError, match="wikitext2/wiki.valid.tokens"):
+        load_config("gpt_tiny", overrides)
+    (tmp_path / "wikitext2").mkdir()
+    (tmp_path / "wikitext2" / "wiki.valid.tokens").write_text(" = A = \n")
+    assert load_config("gpt_tiny", overrides).train.eval_tasks == ["lambada_final_token", "wikitext2"]

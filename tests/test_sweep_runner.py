@@ -69,6 +69,8 @@ def test_sweep_runs_fails_one_is_killed_resumes_and_skips_finished(tmp_path, cap
 
     counts = run_sweep(spec, select(found, "label=[ac],*"), LocalBackend(), options)
     assert counts["succeeded"] == 1 and counts["failed"] == 1
+    rows = [json.loads(line) for line in (tmp_path / "sweep" / "results.jsonl").read_text().splitlines()]
+    assert [row["status"] for row in rows] == ["succeeded", "pending", "failed"]  # every point, not the --only ones
     failed = status_lib.read_status(c)
     assert failed["state"] == "failed" and "nonexistent" in failed["error"] and "\n" not in failed["error"]
     done_a = status_lib.read_status(a)

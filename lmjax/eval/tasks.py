@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 from typing import Any
 
 from lmjax.errors import ConfigError
@@ -20,6 +21,7 @@ SUPERGLUE = ("boolq", "cb", "copa", "multirc", "record", "rte", "wic", "wsc")
 GROUPS = {"superglue": SUPERGLUE, "cbt": ("cbt-cn", "cbt-ne")}
 # Tasks lmjax computes itself beside the harness (see lmjax.eval.lambada_token).
 LMJAX_TASKS = ("lambada_final_token",)
+DATA_FILE_LINE = re.compile(r"^\s+file:\s*(\S+)\s*$", re.MULTILINE)
 
 
 def local_tasks() -> dict[str, pathlib.Path]:
@@ -61,6 +63,17 @@ def harness_task_names(names: list[str] | str) -> set[str]:
     return set(TaskManager().all_tasks)
 
 
+def missing_files(names: list[str] | str, data_dir: str) -> list[pathlib.Path]:
+    """The local files the named tasks read that are not under `data_dir` (the harness's own
+    tasks are not checked), so a run or a sweep stops before training, not at its first
+    evaluation."""
+    given = names if isinstance(names, list) else names.split(",")
+    reads = {"lambada_final_token": "lambada"}  # the LMJAX_TASKS read a shipped task's file
+    checked = [reads.get(name, name) for name in expand(names, harness_names=set(given))]
+    paths = [data_path(name, data_dir) for name in checked if name in local_tasks()]
+    return [path for path in paths if not path.is_file()]
+
+
 def default_data_dir(data_dir: str | os.PathLike | None) -> str:
     """The given directory, else $LMJAX_DATA_DIR."""
     chosen = data_dir or os.environ.get("LMJAX_DATA_DIR", "")
@@ -79,11 +92,8 @@ def task_config(name: str, data_dir: str) -> dict[str, Any]:
 
 
 def data_path(name: str, data_dir: str) -> pathlib.Path:
-    """The local file a shipped task reads."""
-    from lm_eval.tasks._yaml_loader import load_yaml
-
-    config = load_yaml(local_tasks()[name], resolve_func=False)
-    return pathlib.Path(data_dir) / config["dataset_kwargs"]["file"]
+    """The local file a shipped task reads (its `dataset_kwargs.file`)."""
+    return pathlib.Path(data_dir) / DATA_FILE_LINE.findall(local_tasks()[name].read_text(encoding="utf-8"))[0]
 
 
 def build_task(name: str, data_dir: str, shots: int) -> Any:

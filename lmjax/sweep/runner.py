@@ -22,7 +22,7 @@ from lmjax.runs.layout import as_path
 from lmjax.sweep import plan as plan_lib
 from lmjax.sweep import results as results_lib
 from lmjax.sweep import status as status_lib
-from lmjax.sweep.spec import Point, SweepSpec
+from lmjax.sweep.spec import Point, SweepSpec, points as all_points
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,12 +125,15 @@ def regenerate(spec: SweepSpec, points: list[Point]) -> list[dict[str, Any]]:
 
 def run_sweep(spec: SweepSpec, points: list[Point], backend, options: RunOptions) -> dict[str, int]:
     """Runs the open points on `backend` (`LocalBackend`, `RayBackend`); returns state counts
-    over `points` once the backend is done."""
+    over `points` once the backend is done. The tables always cover every point of the sweep,
+    so workers started with different `--only` patterns do not overwrite each other's rows."""
     keep_accelerators_free()
     dirs = prepare(spec, points)
-    regenerate(spec, points)
-    backend.run(dirs, options, on_done=lambda: regenerate(spec, points))
-    rows = regenerate(spec, points)
+    everything = all_points(spec)
+    regenerate(spec, everything)
+    backend.run(dirs, options, on_done=lambda: regenerate(spec, everything))
+    regenerate(spec, everything)
+    rows = collect(spec, points)
     return {state: sum(row["status"] == state for row in rows) for state in status_lib.STATES}
 
 
