@@ -192,6 +192,8 @@ class TrainConfig:
     eval_batches: int = 4
     peak_flops: float = 0.0  # per device; 0 measures a float32 matmul at start
     eval_tasks: list[str] = dataclasses.field(default_factory=list)  # harness tasks run at evaluations
+    eval_limit: int = 200  # documents per harness task at each evaluation (0: all)
+    eval_truncate: bool = False  # cut task prompts longer than the context from the left, as HFLM does
     skip_nonfinite_batches: int = 0  # skip up to this many batches whose loss or gradient is not finite
 
 
@@ -384,6 +386,8 @@ def validate(config: Config, n_devices: int | None = None, n_processes: int | No
 
 def _validate_eval_tasks(config: Config) -> None:
     """Every file `train.eval_tasks` will read exists (lmjax.eval.tasks)."""
+    if config.train.eval_limit < 0:
+        raise ConfigError(f"train.eval_limit={config.train.eval_limit} must be >= 0 (0 scores every document)")
     if not config.train.eval_tasks:
         return
     from lmjax.eval.tasks import missing_files

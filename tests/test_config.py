@@ -113,3 +113,17 @@ def test_eval_tasks_whose_files_are_missing_stop_before_training(tmp_path):
     (tmp_path / "wikitext2").mkdir()
     (tmp_path / "wikitext2" / "wiki.valid.tokens").write_text(" = A = \n")
     assert load_config("gpt_tiny", overrides).train.eval_tasks == ["lambada_final_token", "wikitext2"]
+
+
+def test_eval_limit_and_truncation_reach_the_harness_callback(tmp_path):
+    from lmjax.eval.callback import callbacks_for
+
+    (tmp_path / "lambada").mkdir()
+    (tmp_path / "lambada" / "lambada_development_plain_text.txt").write_text("a passage\n")
+    base = [f"data.data_dir={tmp_path}", "train.eval_tasks=[lambada]"]
+    [default] = callbacks_for(load_config("gpt_tiny", base))
+    assert (default.limit, default.truncate) == (200, False)
+    [every] = callbacks_for(load_config("gpt_tiny", base + ["train.eval_limit=0", "train.eval_truncate=true"]))
+    assert (every.limit, every.truncate) == (None, True)
+    with pytest.raises(ConfigError, match="train.eval_limit=-1 must be >= 0"):
+        load_config("gpt_tiny", base + ["train.eval_limit=-1"])

@@ -98,6 +98,8 @@ def test_envelope_of_training_curves_follows_the_optimal_allocation():
     fit = fit_envelope(curves, n_bootstrap=200)
     expected_a, _ = optimal_exponents(HOFFMANN["alpha"], HOFFMANN["beta"])
     assert fit["N_opt"]["exponent"] == pytest.approx(expected_a, abs=0.02)
+    shortest_end = min(curve["C"][-1] for curve in curves)  # earlier only first evaluations exist
+    assert min(fit["frontier"]["C"]) == pytest.approx(shortest_end, rel=1e-9)
 
 
 @pytest.mark.parametrize(

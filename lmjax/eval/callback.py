@@ -16,15 +16,13 @@ from typing import Any
 
 from lmjax.train.callbacks import Callback, RunInfo
 
-DEFAULT_LIMIT = 200
-
-
 class HarnessEval(Callback):
-    """Runs `tasks` (names or groups) on at most `limit` documents each, `shots` examples."""
+    """Runs `tasks` (names or groups) on at most `limit` documents each, `shots` examples;
+    `truncate` cuts prompts longer than the model's context from the left."""
 
-    def __init__(self, tasks: list[str], data_dir: str | None = None, limit: int | None = DEFAULT_LIMIT,
-                 shots: int = 0):
-        self.tasks, self.limit, self.shots = list(tasks), limit, shots
+    def __init__(self, tasks: list[str], data_dir: str | None = None, limit: int | None = None,
+                 shots: int = 0, truncate: bool = False):
+        self.tasks, self.limit, self.shots, self.truncate = list(tasks), limit, shots, truncate
         self.data_dir = data_dir
         self.info: RunInfo | None = None
         self.model: Any = None
@@ -50,7 +48,7 @@ class HarnessEval(Callback):
         from lmjax.eval.harness import LmjaxLM
 
         if self.model is None:
-            self.model = LmjaxLM(self._run(step, params))
+            self.model = LmjaxLM(self._run(step, params), truncate=self.truncate)
         backend = self.model.scoring
         backend.run.params = backend.scorer.params = params
         backend.run.step = backend.identity["step"] = step
@@ -80,5 +78,8 @@ def flatten(result: dict[str, Any]) -> dict[str, float]:
 
 def callbacks_for(config: Any) -> list[Callback]:
     """The callbacks `train.eval_tasks` asks for ([] when it is empty)."""
-    tasks = list(config.train.eval_tasks or [])
-    return [HarnessEval(tasks, config.data.data_dir or None)] if tasks else []
+    tasks, train = list(config.train.eval_tasks or []), config.train
+    if not tasks:
+        return []
+    return [HarnessEval(tasks, config.data.data_dir or None, limit=train.eval_limit or None,
+                        truncate=train.eval_truncate)]

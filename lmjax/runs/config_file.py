@@ -11,7 +11,7 @@ from lmjax.runs.layout import PathLike, RunLayout
 # Settings a resumed run may change without changing what it trains.
 RESUMABLE = (
     "name", "run_dir", "train.steps", "train.log_every", "train.eval_every", "train.eval_batches",
-    "train.eval_tasks",
+    "train.eval_tasks", "train.eval_limit", "train.eval_truncate",
     "train.peak_flops", "checkpoint.every", "checkpoint.keep", "data.data_dir", "data.cache_dir",
     "data.download", "data.worker_count", "mesh.data", "mesh.fsdp", "mesh.tensor",
     "mesh.coordinator_address", "mesh.num_processes", "mesh.process_id",

@@ -45,13 +45,16 @@ def fit_envelope(curves: Sequence[dict], n_budgets: int = 200, **bootstrap) -> d
     """Approach 1. `curves`: one dict per run with "N" (parameters) and the run's "C" and "L"
     along training (arrays, C increasing). As Hoffmann et al. did, each curve's loss is read
     (interpolated in log C) at `n_budgets` log-spaced compute values; the run with the lowest
-    loss there is the best size for that compute. Budgets won by the smallest or largest
-    size are dropped: there the sweep's size range, not the law, decides the winner."""
+    loss there is the best size for that compute. The values run from the end of the
+    shortest run to the end of the longest: below that only the first evaluations of short
+    runs exist, near initialisation, and whichever size starts lowest would win them.
+    Budgets won by the smallest or largest size are dropped: there the sweep's size range,
+    not the law, decides the winner."""
     if len(curves) < 3:
         raise DataError(f"approach 1 needs the curves of at least 3 model sizes, got {len(curves)}")
     sizes = np.array([float(curve["N"]) for curve in curves])
     log_c = [np.log(checked("C", curve["C"])) for curve in curves]
-    grid = np.linspace(min(c[0] for c in log_c), max(c[-1] for c in log_c), n_budgets)
+    grid = np.linspace(min(c[-1] for c in log_c), max(c[-1] for c in log_c), n_budgets)
     losses = np.full((len(curves), n_budgets), np.inf)
     for row, (curve, c) in enumerate(zip(curves, log_c)):
         inside = (grid >= c[0]) & (grid <= c[-1])
