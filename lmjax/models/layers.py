@@ -293,30 +293,31 @@ class MultiHeadAttention(nn.Module):
 
     def key_value(self, context_BSD: jax.Array) -> CrossKV:
         """The keys and values of `context_BSD`, for a cross-attention that reuses them."""
+        k_BSGK, v_BSGK = self._project(context_BSD, [self.key, self.value])
         names = ("batch", "length", "kv_heads", "kv")
-        return CrossKV(constrain(self.key(context_BSD), names),
-                       constrain(self.value(context_BSD), names))
+        return CrossKV(constrain(k_BSGK, names), constrain(v_BSGK, names))
 
     def _self_projections(self, x_BTD: jax.Array) -> tuple[jax.Array, CrossKV]:
-        """Queries, keys and values of one input from one matmul over the stacked kernels
-        (keys and values only, when grouped kv heads give them another shape). Three separate
+        """Queries, keys and values of one input; all three from one matmul unless grouped kv
+        heads give keys and values another shape."""
+        names = ("batch", "length", "heads", "kv")
+        if self.n_kv_heads != self.n_heads:
+            return constrain(self.query(x_BTD), names), self.key_value(x_BTD)
+        q_BTHK, k_BTHK, v_BTHK = self._project(x_BTD, [self.query, self.key, self.value])
+        kv_names = ("batch", "length", "kv_heads", "kv")
+        return constrain(q_BTHK, names), CrossKV(constrain(k_BTHK, kv_names), constrain(v_BTHK, kv_names))
+
+    def _project(self, x_BTD: jax.Array, projections: list[Dense]) -> list[jax.Array]:
+        """Each projection of one input, from one matmul over their stacked kernels. Separate
         projections cost XLA a transpose and a copy each in the backward pass, which on CPU
         made lmjax's GPT-3 Small step 1.6x slower than a fused-QKV GPT; the parameters stay
-        three named (embed, heads, kv) kernels, so checkpoints and sharding rules are unchanged."""
-        in_shape = x_BTD.shape[-1:]
-        projections = [self.key, self.value]
-        if self.n_kv_heads == self.n_heads:
-            projections.insert(0, self.query)
-        kernels, biases = zip(*(proj.weights(in_shape) for proj in projections))
+        named (embed, heads, kv) kernels, so checkpoints and sharding rules are unchanged."""
+        kernels, biases = zip(*(proj.weights(x_BTD.shape[-1:]) for proj in projections))
         w_DCGK = jnp.stack(kernels, axis=1).astype(self.dtype)
         y_BTCGK = jnp.einsum("btd,dcgk->btcgk", x_BTD, w_DCGK)
         if self.use_bias:
             y_BTCGK = y_BTCGK + jnp.stack(biases).astype(self.dtype)
-        outputs = [y_BTCGK[:, :, i] for i in range(len(projections))]
-        q_BTHK = outputs.pop(0) if len(projections) == 3 else self.query(x_BTD)
-        names = ("batch", "length", "kv_heads", "kv")
-        kv = CrossKV(constrain(outputs[0], names), constrain(outputs[1], names))
-        return constrain(q_BTHK, ("batch", "length", "heads", "kv")), kv
+        return [y_BTCGK[:, :, index] for index in range(len(projections))]
 
     def __call__(
         self,
