@@ -1,6 +1,7 @@
 """Sweep files: grid × zip × derived expansion, the safe evaluator, point identity, and
 claims (atomic under concurrency, re-claimed when stale). No training here."""
 
+import json
 import multiprocessing
 import os
 import textwrap
@@ -93,10 +94,10 @@ def test_preset_base_and_hydra_style_overrides(tmp_path):
 
 
 def test_eval_tasks_become_each_points_train_eval_tasks(tmp_path):
-    spec = load_spec(write(tmp_path, "base: gpt_tiny\ngrid: {model.n_layers: [1, 2]}\neval_tasks: [lambada, cbt-cn]\n"))
+    spec = load_spec(write(tmp_path, "base: gpt_tiny\ngrid: {model.n_layers: [1, 2]}\neval_tasks: [lambada, wikitext2]\n"))
     found = points(spec)
-    assert [p.config.train.eval_tasks for p in found] == [["lambada", "cbt-cn"]] * 2
-    assert [p.eval_tasks for p in found] == [["lambada", "cbt-cn"]] * 2
+    assert [p.config.train.eval_tasks for p in found] == [["lambada", "wikitext2"]] * 2
+    assert [p.eval_tasks for p in found] == [["lambada", "wikitext2"]] * 2
     plain = points(load_spec(write(tmp_path, "base: gpt_tiny\ngrid: {model.n_layers: [1, 2]}\n", "plain.yaml")))
     assert {p.hash for p in plain}.isdisjoint(p.hash for p in found)  # their results differ
 
@@ -236,3 +237,24 @@ def test_result_summary_keeps_the_last_harness_metrics_and_steady_throughput():
     assert "records" not in summary and summary["steps"] == 20
     assert summary["tokens_per_sec"] == 110.0 and summary["mfu"] == 0.25  # medians without the first
     assert summary["eval_metrics"] == {"harness/lambada/acc": 0.2, "harness/lambada/ppl": None}
+
+
+def test_tables_get_a_column_per_harness_metric(tmp_path):
+    from lmjax.sweep import results
+    from lmjax.sweep import status as status_lib
+
+    for name, metrics in (("a", {"harness/lambada/acc": 0.25, "harness/lambada/perplexity": 812.5}),
+                          ("b", None)):
+        point = tmp_path / name
+        point.mkdir()
+        (point / status_lib.POINT_FILE).write_text(json.dumps({"name": name, "hash": name * 8}))
+        status_lib.write_status(point, {"state": "succeeded", "result": {"eval_loss": 2.0, "eval_metrics": metrics}})
+    rows = [results.point_row(tmp_path / name) for name in "ab"]
+    titles = [title for title, _ in results.columns_for(rows)]
+    assert titles[-3:] == ["lambada/acc", "lambada/perplexity", "error"]
+    results.write_results(tmp_path, rows)
+    summary = (tmp_path / "summary.md").read_text().splitlines()
+    assert "| lambada/acc | lambada/perplexity | error |" in summary[2]
+    assert summary[4].endswith("| 0.25 | 812.5 |  |") and summary[5].endswith("|  |  |  |")
+    header = (tmp_path / "summary.csv").read_text().splitlines()[0].split(",")
+    assert header[-4:] == ["harness/lambada/acc", "harness/lambada/perplexity", "error", "overrides"]

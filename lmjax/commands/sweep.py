@@ -97,7 +97,7 @@ def status_command(args: argparse.Namespace) -> int:
 
     spec, chosen = _load(args)
     rows = collect(spec, chosen)
-    header = [title for title, _ in results.COLUMNS]
+    header = [title for title, _ in results.columns_for(rows)]
     print(f"sweep {spec.name} ({spec.output_dir}): {results.progress(rows)}")
     print(results.plain_table(header, results.table(rows)))
     sys.stdout.flush()

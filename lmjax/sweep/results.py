@@ -23,6 +23,15 @@ COLUMNS = (
     ("wall_s", "wall_time"), ("error", "error"),
 )
 FILES = ("results.jsonl", "summary.md", "summary.csv")
+HARNESS_PREFIX = "harness/"
+
+
+def columns_for(rows: list[dict[str, Any]]) -> tuple[tuple[str, str], ...]:
+    """COLUMNS with one more before `error` for each evaluation metric any row has
+    (`lambada/acc` for `harness/lambada/acc`, from `train.eval_tasks`)."""
+    metrics = sorted({key for row in rows for key in (row.get("eval_metrics") or {})})
+    extra = tuple((key.removeprefix(HARNESS_PREFIX), key) for key in metrics)
+    return COLUMNS[:-1] + extra + COLUMNS[-1:]
 
 
 def point_row(point_dir: str | os.PathLike) -> dict[str, Any]:
@@ -50,7 +59,7 @@ def point_row(point_dir: str | os.PathLike) -> dict[str, Any]:
     for key in ("train_loss", "eval_loss", "eval_bits_per_byte", "tokens_per_sec", "mfu",
                 "wall_time", "steps"):
         row[key] = result.get(key)
-    return row
+    return {**row, **(row["eval_metrics"] or {})}
 
 
 def write_results(sweep_dir: str | os.PathLike, rows: list[dict[str, Any]]) -> None:
@@ -94,14 +103,18 @@ def format_value(key: str, value: Any) -> str:
         return f"{value:.2%}"
     if key in ("tokens_per_sec", "wall_time"):
         return f"{value:.1f}"
+    if key.startswith(HARNESS_PREFIX) and isinstance(value, float):
+        return f"{value:.4g}"
     return str(value)
 
 
-def table(rows: list[dict[str, Any]], columns=COLUMNS) -> list[list[str]]:
+def table(rows: list[dict[str, Any]], columns=None) -> list[list[str]]:
+    columns = columns or columns_for(rows)
     return [[format_value(key, row.get(key)) for _, key in columns] for row in rows]
 
 
-def markdown(rows: list[dict[str, Any]], columns=COLUMNS) -> str:
+def markdown(rows: list[dict[str, Any]], columns=None) -> str:
+    columns = columns or columns_for(rows)
     header = [title for title, _ in columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
@@ -111,7 +124,7 @@ def markdown(rows: list[dict[str, Any]], columns=COLUMNS) -> str:
 
 def csv_text(rows: list[dict[str, Any]]) -> str:
     """Full-precision values, one column per field (overrides as JSON)."""
-    keys = [key for _, key in COLUMNS] + ["overrides"]
+    keys = [key for _, key in columns_for(rows)] + ["overrides"]
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(keys)
