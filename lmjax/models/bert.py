@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from lmjax.config import ModelConfig
 from lmjax.models.gpt import compute_dtype
 from lmjax.models.layers import (
-    ACTIVATIONS, Dense, Embed, Mlp, MultiHeadAttention, Norm, constrain, key_padding_mask,
+    ACTIVATIONS, Dense, Embed, Mlp, MultiHeadAttention, constrain, key_padding_mask, norm_layer,
 )
 from lmjax.models.scan import apply_layers
 
@@ -35,10 +35,10 @@ class EncoderBlock(nn.Module):
             use_bias=cfg.use_bias, dtype=dtype, attention_impl=cfg.attention_impl, name="attn",
         )
         x_BTD = x_BTD + attention(x_BTD, mask=mask_BTS)
-        x_BTD = Norm(cfg.norm, cfg.norm_eps, cfg.use_bias, dtype, name="attn_norm")(x_BTD)
+        x_BTD = norm_layer(cfg.norm, cfg.norm_eps, cfg.use_bias, dtype, name="attn_norm")(x_BTD)
         x_BTD = constrain(x_BTD, ("batch", "length", "embed"))
         x_BTD = x_BTD + Mlp(cfg.d_ff, cfg.mlp, cfg.use_bias, dtype, name="mlp")(x_BTD)
-        x_BTD = Norm(cfg.norm, cfg.norm_eps, cfg.use_bias, dtype, name="mlp_norm")(x_BTD)
+        x_BTD = norm_layer(cfg.norm, cfg.norm_eps, cfg.use_bias, dtype, name="mlp_norm")(x_BTD)
         return constrain(x_BTD, ("batch", "length", "embed")), None
 
 
@@ -53,7 +53,7 @@ class MlmHead(nn.Module):
         dtype = compute_dtype(cfg)
         h_BTD = Dense((cfg.d_model,), ("embed", "mlp"), dtype=dtype, name="transform")(x_BTD)
         h_BTD = ACTIVATIONS[cfg.mlp](h_BTD)
-        h_BTD = Norm(cfg.norm, cfg.norm_eps, cfg.use_bias, dtype, name="transform_norm")(h_BTD)
+        h_BTD = norm_layer(cfg.norm, cfg.norm_eps, cfg.use_bias, dtype, name="transform_norm")(h_BTD)
         if cfg.tie_embeddings:
             logits_BTV = token_embed.attend(h_BTD)
         else:
@@ -113,7 +113,7 @@ class BERT(nn.Module):
             + Embed(cfg.type_vocab_size, cfg.d_model, dtype, axes=("type_vocab", "embed"),
                     name="type_embed")(types_BT)
         )
-        x_BTD = Norm(cfg.norm, cfg.norm_eps, cfg.use_bias, dtype, name="embed_norm")(x_BTD)
+        x_BTD = norm_layer(cfg.norm, cfg.norm_eps, cfg.use_bias, dtype, name="embed_norm")(x_BTD)
         x_BTD = constrain(x_BTD, ("batch", "length", "embed"))
         mask_BTS = None if attention_mask is None else key_padding_mask(attention_mask)
         x_BTD, _ = apply_layers(EncoderBlock, cfg, cfg.n_layers, "layer", x_BTD, (mask_BTS,))

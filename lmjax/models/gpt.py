@@ -21,9 +21,9 @@ from lmjax.models.layers import (
     LayerCache,
     Mlp,
     MultiHeadAttention,
-    Norm,
     constrain,
     key_padding_mask,
+    norm_layer,
 )
 from lmjax.models.scan import apply_layers, cache_index, stacked_cache
 from lmjax.models.unembed import Unembed, Unembedded
@@ -90,8 +90,8 @@ class DecoderBlock(nn.Module):
         dtype = compute_dtype(cfg)
         residual_std = 0.02 / math.sqrt(2 * cfg.n_layers)
 
-        def norm(name: str) -> Norm:
-            return Norm(cfg.norm, cfg.norm_eps, cfg.use_bias, dtype, name=name)
+        def norm(name: str) -> nn.Module:
+            return norm_layer(cfg.norm, cfg.norm_eps, cfg.use_bias, dtype, name=name)
 
         attention = MultiHeadAttention(
             d_model=cfg.d_model,
@@ -162,7 +162,7 @@ class GPT(nn.Module):
             keys_B1S = same_BTT if keys_B1S is None else keys_B1S & same_BTT
         x_BTD, new_cache = apply_layers(DecoderBlock, cfg, cfg.n_layers, "h", x_BTD,
                                         (positions_BT, keys_B1S), cache)
-        x_BTD = Norm(cfg.norm, cfg.norm_eps, cfg.use_bias, dtype, name="ln_f")(x_BTD)
+        x_BTD = norm_layer(cfg.norm, cfg.norm_eps, cfg.use_bias, dtype, name="ln_f")(x_BTD)
         head = (None if cfg.tie_embeddings
                 else Unembed(cfg.d_model, cfg.vocab_size, dtype, name="lm_head"))
         if output_hidden and cache is None:

@@ -106,33 +106,21 @@ class Dense(nn.Module):
         return y
 
 
-class Norm(nn.Module):
-    """LayerNorm (mean and variance, optional bias) or RMSNorm (no mean, no bias), in float32."""
+def norm_layer(kind: str = "layernorm", eps: float = 1e-5, use_bias: bool = True,
+               dtype: Any = jnp.float32, name: str | None = None) -> nn.Module:
+    """LayerNorm (mean and variance, optional bias) or RMSNorm (no mean, no bias): flax's own
+    modules, statistics in float32, parameters `scale` and `bias` named by logical axis.
 
-    kind: str = "layernorm"
-    eps: float = 1e-5
-    use_bias: bool = True
-    dtype: Any = jnp.float32
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        features = x.shape[-1]
-        x32 = x.astype(jnp.float32)
-        scale = self.param(
-            "scale", nn.with_logical_partitioning(nn.initializers.ones, ("embed",)), (features,)
-        )
-        if self.kind == "rmsnorm":
-            y = x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + self.eps)
-            return (y * scale).astype(self.dtype)
-        mean = jnp.mean(x32, axis=-1, keepdims=True)
-        var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
-        y = (x32 - mean) * jax.lax.rsqrt(var + self.eps) * scale
-        if self.use_bias:
-            bias = self.param(
-                "bias", nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)), (features,)
-            )
-            y = y + bias
-        return y.astype(self.dtype)
+    Flax computes mean and mean square in one pass. lmjax's earlier two-pass LayerNorm (the
+    variance of x − mean) led XLA to carry every layer's normalisation gradient to one late
+    fusion: the GPT-3 Small shape's forward+backward took 6.1 s on this CPU against 4.6 s.
+    """
+    scale_init = nn.with_logical_partitioning(nn.initializers.ones, ("embed",))
+    if kind == "rmsnorm":
+        return nn.RMSNorm(epsilon=eps, dtype=dtype, scale_init=scale_init, name=name)
+    bias_init = nn.with_logical_partitioning(nn.initializers.zeros, ("embed",))
+    return nn.LayerNorm(epsilon=eps, dtype=dtype, use_bias=use_bias, scale_init=scale_init,
+                        bias_init=bias_init, name=name)
 
 
 def rope(x_BTHK: jax.Array, positions_BT: jax.Array, theta: float) -> jax.Array:

@@ -21,8 +21,8 @@ from lmjax.config import ModelConfig
 from lmjax.errors import ConfigError
 from lmjax.models.gpt import compute_dtype
 from lmjax.models.layers import (
-    CrossKV, Dense, Embed, LayerCache, Mlp, MultiHeadAttention, Norm, RelativePositionBias,
-    constrain, key_padding_mask, normal,
+    CrossKV, Dense, Embed, LayerCache, Mlp, MultiHeadAttention, RelativePositionBias,
+    constrain, key_padding_mask, norm_layer, normal,
 )
 from lmjax.models.scan import apply_layers, cache_index, stacked_cache
 
@@ -54,7 +54,7 @@ def _attention(cfg: ModelConfig, name: str) -> MultiHeadAttention:
 
 
 def _norm(cfg: ModelConfig, name: str) -> Norm:
-    return Norm(cfg.norm, cfg.norm_eps, cfg.use_bias, compute_dtype(cfg), name=name)
+    return norm_layer(cfg.norm, cfg.norm_eps, cfg.use_bias, compute_dtype(cfg), name=name)
 
 
 def _mlp(cfg: ModelConfig) -> Mlp:
