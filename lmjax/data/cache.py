@@ -8,8 +8,9 @@ Layout under `<cache dir>/token_cache/<source>-<key>/`:
     manifest.json                               documents, tokens and bytes per split and
                                                 per shard, duplicates and filtered rows
 
-The key hashes what the streams depend on: each file's name, size and modification time,
-the format, text field and filters, the validation fraction and the tokenizer's files. A
+The key hashes what the streams depend on: each file's name, size and modification time
+(a bucket file's content checksum instead of its mtime; an `hf://` stream's dataset, config,
+split, revision and document limit), the format, text field and filters, the validation fraction and the tokenizer's files. A
 changed shard therefore gets a new directory and an unchanged source is reused as is. An
 interrupted prepare keeps its finished shards and resumes with the rest. Shards are
 tokenized by `data.prepare_workers` processes; exact duplicate documents (same text) are
@@ -35,7 +36,7 @@ import tqdm
 
 from lmjax.config import DataConfig, resolve_cache_dir
 from lmjax.data.locking import atomic_dir, atomic_write_bytes, file_lock
-from lmjax.data.sources import Source
+from lmjax.data.sources import HfStream, Source
 from lmjax.tokenizers import Tokenizer, load
 
 SPLITS = ("train", "validation")
@@ -107,21 +108,35 @@ def prepare_sources(data: DataConfig, sources: Sequence[Source], tokenizer: Toke
 
 
 def source_key(data: DataConfig, source: Source, fingerprint: str) -> str:
-    """Hash of everything the source's streams depend on (files by name, size and mtime)."""
-    files = [[str(path), *_size_and_mtime(path)] for path in source.files]
+    """Hash of everything the source's streams depend on: local files by name, size and mtime,
+    bucket files by name, size and checksum, a stream (`hf://`) by its description."""
+    files = [[str(path), *file_identity(path)] for path in source.files]
     described = {"version": CACHE_VERSION, "format": source.format, "text_field": source.text_field,
                  "filters": [str(item) for item in source.filters], "files": files,
                  "validation_fraction": data.validation_fraction, "tokenizer": fingerprint}
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _size_and_mtime(path) -> tuple[int, int]:
-    """Local files to the nanosecond (a rewrite within a second still counts); buckets as listed."""
-    if "://" in str(path):
+def file_identity(path) -> list:
+    """What says a file changed. Local files: size and mtime to the nanosecond (a rewrite
+    within a second still counts). Bucket files: size and the object's content checksum
+    (GCS md5Hash or crc32c, S3's ETag; else its generation, else its mtime), since a bucket's
+    mtime is listed to the second. A stream: nothing beyond its description (its str)."""
+    if isinstance(path, HfStream):
+        return []
+    if "://" not in str(path):
+        stat = os.stat(path)
+        return [stat.st_size, stat.st_mtime_ns]
+    try:
+        from etils.epath import backend as epath_backend
+
+        info = epath_backend.fsspec_backend.fs(str(path)).info(str(path))
+    except (ImportError, AttributeError):  # an epath without the fsspec backend: as listed
         stat = path.stat()
-        return stat.length, stat.mtime
-    stat = os.stat(path)
-    return stat.st_size, stat.st_mtime_ns
+        return [stat.length, stat.mtime]
+    checksum = next((str(info[key]) for key in ("md5Hash", "crc32c", "ETag", "etag", "generation")
+                     if info.get(key)), None)
+    return [info.get("size"), checksum or str(info.get("mtime"))]
 
 
 def is_validation(hashes: np.ndarray, fraction: float) -> np.ndarray:

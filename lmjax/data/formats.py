@@ -1,5 +1,6 @@
 """Rows of one shard file, whatever its format: parquet, jsonl (plain, gzip, zstd), plain text
-or array_record, from local disk or a bucket (`gs://`, through `etils.epath`).
+or array_record, from local disk or a bucket (`gs://`, through `etils.epath`); and the rows of
+a streamed Hugging Face dataset (`hf://`, format "hf", see `hf_stream`).
 
 Each reader yields plain dicts, so filters and the text field work the same on every
 format. Damage is reported with the file and the row it stopped at: a truncated download
@@ -16,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from etils import epath
 
+from lmjax.data import hf_stream
 from lmjax.data.text import decode_corpus, split_documents
 from lmjax.errors import DataError
 
@@ -41,6 +43,8 @@ def columns(path: epath.Path, fmt: str) -> list[str]:
             return list(pq.ParquetFile(handle).schema_arrow.names)
     if fmt == "text":
         return ["text"]
+    if fmt == "hf":
+        return hf_stream.columns(path)
     first = next(iter(read_rows(path, fmt)), None)
     return list(first) if first is not None else []
 
@@ -56,6 +60,8 @@ def read_rows(path: epath.Path, fmt: str, wanted: Sequence[str] | None = None) -
         yield from ({"text": document} for document in split_documents(text))
     elif fmt == "array_record":
         yield from _array_record_rows(path)
+    elif fmt == "hf":
+        yield from hf_stream.rows(path)
     else:
         raise DataError(f"{path}: unknown format {fmt!r}")
 

@@ -1,10 +1,13 @@
 """`data.sources` resolved against the file system: which files each source reads, in what
 format, and its documents after the text field and filters are applied.
 
+A source is files (a glob, local or `gs://`) or one streamed Hugging Face dataset
+(`hf://ORG/NAME[/CONFIG][?split=..&revision=..&limit=..]`, see `hf_stream`).
+
 Everything that a user's typo or a bad shard can break is checked here, from metadata
-alone (globs, parquet footers, first JSON rows), before any tokenizing: a glob matching
-nothing, a missing text field, a filter on a missing column, files of one source whose
-columns differ.
+alone (globs, parquet footers, first JSON rows; a stream's features or first row), before
+any tokenizing: a glob matching nothing, a missing text field, a filter on a missing column,
+files of one source whose columns differ.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from etils import epath
 
 from lmjax.config import DataConfig, SourceConfig, resolve_data_dir, source_configs
 from lmjax.data import filters as filters_lib
-from lmjax.data import formats
+from lmjax.data import formats, hf_stream
+from lmjax.data.hf_stream import HfStream
 from lmjax.errors import DataError
 
 _WILDCARD = re.compile(r"[*?\[]")
@@ -30,7 +34,7 @@ class Source:
     """One resolved source: sorted files, format, text field, parsed filters, weight."""
 
     name: str
-    files: tuple[epath.Path, ...]
+    files: tuple[epath.Path | HfStream, ...]  # an hf:// source: its one stream
     format: str
     text_field: str
     filters: tuple[filters_lib.Filter, ...]
@@ -41,12 +45,15 @@ class Source:
 
     def documents(self, path: epath.Path, counts: dict[str, int] | None = None) -> Iterator[str]:
         """The texts of the file's rows that pass every filter, in file order; counts["rows"]
-        (if given) counts every row read, kept or not."""
+        (if given) counts every row read, kept or not. A stream stops after its `limit`
+        documents (kept ones: the filters come first)."""
         counts = {"rows": 0} if counts is None else counts
+        limit, kept = getattr(path, "limit", None), 0  # a stream's document limit (positive)
         for row, record in enumerate(formats.read_rows(path, self.format, self.wanted_columns()), 1):
             counts["rows"] += 1
             if not filters_lib.keep(self.filters, record):
                 continue
+            kept += 1
             text = record.get(self.text_field)
             if not isinstance(text, str):
                 raise DataError(
@@ -55,10 +62,13 @@ class Source:
                     "row or set text_field"
                 )
             yield text
+            if kept == limit:  # the stream has no end: stop at the limit, not one row later
+                return
 
     def describe(self) -> str:
         rules = f", filters {', '.join(map(str, self.filters))}" if self.filters else ""
-        return f"{self.name}: {len(self.files)} {self.format} file(s), weight {self.weight:g}{rules}"
+        what = f"stream {self.files[0]}" if self.format == "hf" else f"{len(self.files)} {self.format} file(s)"
+        return f"{self.name}: {what}, weight {self.weight:g}{rules}"
 
 
 def resolve_sources(data: DataConfig) -> list[Source]:
@@ -111,10 +121,22 @@ def _bucket_glob(pattern: str) -> list[epath.Path]:
     base = epath.Path("/".join(parts[:first]))
     if first == len(parts):
         return [base] if base.exists() else []
+    if "**" in pattern:  # epath refuses `**` on buckets; fsspec lists the prefix recursively
+        from etils.epath import backend as epath_backend
+
+        return [path for path in map(epath.Path, epath_backend.fsspec_backend.glob(pattern)) if path.is_file()]
     return [path for path in base.glob("/".join(parts[first:])) if path.is_file()]
 
 
 def _resolve(index: int, config: SourceConfig, name: str, data_dir: Path) -> Source:
+    where = f"data.sources[{index}].filters"
+    if hf_stream.is_stream(config.files):
+        stream = hf_stream.parse(config.files, f"data.sources[{index}].files")
+        if config.format:
+            raise DataError(f"source {name}: an hf:// source is read by datasets, not as "
+                            f"{config.format}; drop data.sources[{index}].format")
+        return Source(name=name, files=(stream,), format="hf", text_field=config.text_field,
+                      filters=filters_lib.parse_filters(config.filters, where), weight=config.weight)
     files = glob_files(config.files, data_dir)
     if not files:
         raise DataError(
@@ -122,7 +144,6 @@ def _resolve(index: int, config: SourceConfig, name: str, data_dir: Path) -> Sou
             f"directory and in the data dir {data_dir}); fix data.sources[{index}].files"
         )
     fmt = config.format or _format(name, files)
-    where = f"data.sources[{index}].filters"
     return Source(name=name, files=tuple(files), format=fmt, text_field=config.text_field,
                   filters=filters_lib.parse_filters(config.filters, where), weight=config.weight)
 
@@ -147,6 +168,11 @@ def _names(configs: list[SourceConfig]) -> list[str]:
 
 
 def _default_name(pattern: str) -> str:
+    if hf_stream.is_stream(pattern):
+        try:
+            return re.sub(r"[^\w-]+", "_", hf_stream.parse(pattern, "files").name)
+        except DataError:
+            return "source"  # _resolve reports the bad spec
     parts = [part for part in pattern.split("/") if part and "://" not in part]
     fixed = [part for part in parts if not _WILDCARD.search(part)]
     if fixed and fixed[-1] == parts[-1]:  # a single file: its stem
