@@ -119,3 +119,30 @@ def test_rank_larger_than_layer_is_one_line_error():
     _, params = tiny_model()
     with pytest.raises(ConfigError, match=r"LoRA rank 40 exceeds layer h_0/attn/key \(32 -> 16\)"):
         lora.init_adapters(params, lora.LoraConfig(rank=40))
+
+
+def test_lora_sft_on_a_mesh_equals_one_device_with_adapters_sharded_like_their_kernels():
+    """data 2 × fsdp 2 × tensor 2 over the 8 test devices: the same losses and adapters as
+    on one device; A takes its kernel's input sharding, B its output sharding."""
+    from lmjax.config import MeshConfig
+    from lmjax.posttrain.placement import Placement
+
+    model, params = tiny_model(n_kv_heads=4)
+    rng = np.random.default_rng(0)
+    rows = pack([Tokenized(rng.integers(3, 500, 12).astype(np.int32), 4) for _ in range(16)], 24)
+    config = FitConfig(steps=4, batch_size=4, lr=1e-2, log_every=1)
+    tuning = lora.LoraTuning(CONFIG)
+    _, alone, trained_alone = train_sft(model, params, rows, config, tuning)
+    placement = Placement.from_config(MeshConfig(data=2, fsdp=2, tensor=2))
+    _, meshed, trained = train_sft(model, params, rows, config, tuning, placement=placement)
+    np.testing.assert_allclose([r["loss"] for r in meshed], [r["loss"] for r in alone], rtol=1e-5)
+    flat, flat_alone = (traverse_util.flatten_dict(t["lora"]) for t in (trained, trained_alone))
+    for path, value in flat.items():
+        np.testing.assert_allclose(value, flat_alone[path], atol=1e-6)
+    def spec(array):
+        return tuple(array.sharding.spec) + (None,) * (array.ndim - len(array.sharding.spec))
+
+    query = ("h_0", "attn", "query")
+    assert spec(flat[(*query, "a")]) == ("fsdp", None)  # embed -> fsdp (the kernel's input)
+    assert spec(flat[(*query, "b")]) == (None, "tensor")  # heads -> tensor (its output)
+    assert spec(traverse_util.flatten_dict(trained["base"])[(*query, "kernel")]) == ("fsdp", "tensor", None)

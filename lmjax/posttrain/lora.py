@@ -7,8 +7,9 @@ inference, `unmerge` takes them out again, and adapters are saved alone.
 
 Kernels of lmjax's `Dense` may have several input or output dimensions ((embed, heads, kv)
 for a query projection, (heads, kv, embed) for the attention output); an adapter sees a
-kernel as the matrix (product of input dims) × (product of output dims). On a mesh the
-adapters are small and stay replicated; the base keeps its sharding.
+kernel as the matrix (product of input dims) × (product of output dims). On a mesh
+(`lmjax.posttrain.placement`) the base keeps its sharding and each adapter is sharded like the
+kernel it adapts (`adapter_names`).
 """
 
 from __future__ import annotations
@@ -95,6 +96,19 @@ def _shift(params: Any, adapters: dict, config: LoraConfig, sign: float) -> Any:
     return traverse_util.unflatten_dict(flat)
 
 
+def adapter_names(param_names: Any, config: LoraConfig) -> dict:
+    """Logical axes of every adapter: A (in × r) takes its kernel's leading input axis, B
+    (r × out) its leading output axis, the rank axis none. A flattened dimension split into
+    blocks is split by whole slices of the axis it starts with, so A·B comes out sharded as
+    the kernel is and merging moves no data between devices."""
+    names = {}
+    for path, axes in traverse_util.flatten_dict(param_names).items():
+        if path[-1] == "kernel" and len(path) >= 2 and path[-2] in config.targets:
+            names[(*path[:-1], "a")] = (axes[0], None)
+            names[(*path[:-1], "b")] = (None, axes[INPUT_DIMS.get(path[-2], 1)])
+    return traverse_util.unflatten_dict(names)
+
+
 def merge(params: Any, adapters: dict, config: LoraConfig) -> Any:
     """Parameters with every adapted kernel replaced by W + (α/r)·A·B."""
     return _shift(params, adapters, config, 1.0)
@@ -113,6 +127,9 @@ class LoraTuning:
 
     def init(self, params: Any) -> dict:
         return {"base": params, "lora": init_adapters(params, self.config)}
+
+    def names(self, param_names: Any) -> dict:
+        return {"base": param_names, "lora": adapter_names(param_names, self.config)}
 
     def model_params(self, trained: dict) -> Any:
         return merge(jax.lax.stop_gradient(trained["base"]), trained["lora"], self.config)

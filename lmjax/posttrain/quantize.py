@@ -24,13 +24,11 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import PartitionSpec
 
 from lmjax.config import ModelConfig
 from lmjax.errors import ConfigError
-from lmjax.models import build_model
+from lmjax.posttrain.placement import logical_names
 from lmjax.posttrain.prune import is_prunable
-from lmjax.runs.open import example_inputs
 
 QMAX = 127
 
@@ -44,14 +42,6 @@ class QTensor:
 
     def dequantize(self) -> jax.Array:
         return self.values.astype(jnp.float32) * self.scale
-
-
-def logical_names(model_config: ModelConfig) -> Any:
-    """Each parameter's logical axis names (a tuple per leaf), computed without allocating."""
-    model = build_model(model_config)
-    boxed = jax.eval_shape(model.init, jax.random.key(0), **example_inputs(model_config.arch))
-    specs = nn.get_partition_spec(boxed)["params"]
-    return jax.tree.map(tuple, specs, is_leaf=lambda node: isinstance(node, PartitionSpec))
 
 
 def reduced_axes(names: tuple[str, ...], kind: str) -> tuple[int, ...]:

@@ -12,6 +12,7 @@ import numpy as np
 
 from lmjax.posttrain.examples import SFTExample
 from lmjax.posttrain.packing import epoch_batches, pack, tokenize
+from lmjax.posttrain.placement import Placement, logical_names
 from lmjax.posttrain.sequences import masked_mean_nll
 from lmjax.posttrain.template import ChatTemplate
 from lmjax.posttrain.trainer import FitConfig, FullTuning, Tuning, fit
@@ -27,11 +28,14 @@ def sft_rows(examples: Sequence[SFTExample], tokenizer: Tokenizer, template: Cha
 
 def train_sft(model: nn.Module, params: Any, rows: dict[str, np.ndarray], config: FitConfig,
               tuning: Tuning | None = None,
-              on_log: Callable[[dict], None] | None = None) -> tuple[Any, list[dict], Any]:
+              on_log: Callable[[dict], None] | None = None,
+              placement: Placement | None = None) -> tuple[Any, list[dict], Any]:
     """Fine-tuned parameters (adapters merged), the logged metrics and the trained tree
-    (for LoRA: {"base", "lora"}, whose adapters can be saved alone)."""
+    (for LoRA: {"base", "lora"}, whose adapters can be saved alone); on a mesh with a
+    `placement` (the batch size must divide over its data-parallel axes)."""
     tuning = tuning or FullTuning()
     trained = tuning.init(params)
+    names = tuning.names(logical_names(model.config)) if placement is not None else None
 
     def loss_fn(trained, batch):
         nll, tokens = masked_mean_nll(model, tuning.model_params(trained), batch)
@@ -39,5 +43,5 @@ def train_sft(model: nn.Module, params: Any, rows: dict[str, np.ndarray], config
 
     optimizer = tuning.optimizer(config.optimizer(), trained)
     batches = epoch_batches(rows, config.batch_size, config.seed)
-    trained, history = fit(loss_fn, trained, batches, config, optimizer, on_log)
+    trained, history = fit(loss_fn, trained, batches, config, optimizer, on_log, placement, names)
     return tuning.merged(trained), history, trained

@@ -4,6 +4,7 @@ whatever is trained (all parameters, or LoRA adapters: `Tuning`)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +15,7 @@ import optax
 
 from lmjax.config import TrainConfig
 from lmjax.errors import ConfigError
+from lmjax.posttrain.placement import Placement
 from lmjax.train.optimizer import make_optimizer
 from lmjax.train.state import count_params
 
@@ -46,11 +48,12 @@ class FitConfig:
 
 
 class Tuning(Protocol):
-    """What training updates: `init` makes the trained tree from the model's parameters,
-    `model_params` turns it back into parameters for the forward pass, `optimizer` wraps
+    """What training updates: `init` makes the trained tree from the model's parameters
+    (`names` its logical axes from theirs), `model_params` turns it back into parameters for the forward pass, `optimizer` wraps
     the base optimizer (e.g. to freeze all but adapters), `merged` is the final model."""
 
     def init(self, params: Any) -> Any: ...
+    def names(self, param_names: Any) -> Any: ...
     def model_params(self, trained: Any) -> Any: ...
     def optimizer(self, base: optax.GradientTransformation, trained: Any) -> optax.GradientTransformation: ...
     def merged(self, trained: Any) -> Any: ...
@@ -62,6 +65,9 @@ class FullTuning:
 
     def init(self, params: Any) -> Any:
         return params
+
+    def names(self, param_names: Any) -> Any:
+        return param_names
 
     def model_params(self, trained: Any) -> Any:
         return trained
@@ -90,17 +96,23 @@ def update_step(loss_fn: LossFn, optimizer: optax.GradientTransformation) -> Cal
 
 def fit(loss_fn: LossFn, trained: Any, batches: Iterator[dict], config: FitConfig,
         optimizer: optax.GradientTransformation,
-        on_log: Callable[[dict], None] | None = None) -> tuple[Any, list[dict[str, float]]]:
+        on_log: Callable[[dict], None] | None = None,
+        placement: Placement | None = None, names: Any = None) -> tuple[Any, list[dict[str, float]]]:
     """`config.steps` updates of `trained` by the gradient of `loss_fn(trained, batch)`;
-    returns the result and the metrics logged every `log_every` steps (and at the last)."""
-    opt_state, update = optimizer.init(trained), update_step(loss_fn, optimizer)
-    history, start = [], time.perf_counter()
-    for step in range(1, config.steps + 1):
-        trained, opt_state, loss, metrics = update(trained, opt_state, next(batches))
-        if step % config.log_every == 0 or step == config.steps:
-            record = {"step": step, "loss": float(loss), **{k: float(v) for k, v in metrics.items()},
-                      "seconds": time.perf_counter() - start}
-            history.append(record)
-            if on_log is not None:
-                on_log(record)
+    returns the result and the metrics logged every `log_every` steps (and at the last).
+    With a `placement`, `trained` is sharded by its logical `names` and each batch over the
+    data-parallel axes, and the steps run with the mesh and rules active."""
+    if placement is not None:
+        trained, batches = placement.put(trained, names), placement.batches(batches)
+    with placement.active() if placement is not None else contextlib.nullcontext():
+        opt_state, update = optimizer.init(trained), update_step(loss_fn, optimizer)
+        history, start = [], time.perf_counter()
+        for step in range(1, config.steps + 1):
+            trained, opt_state, loss, metrics = update(trained, opt_state, next(batches))
+            if step % config.log_every == 0 or step == config.steps:
+                record = {"step": step, "loss": float(loss), **{k: float(v) for k, v in metrics.items()},
+                          "seconds": time.perf_counter() - start}
+                history.append(record)
+                if on_log is not None:
+                    on_log(record)
     return trained, history
