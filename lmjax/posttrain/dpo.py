@@ -21,6 +21,7 @@ import numpy as np
 from lmjax.errors import ConfigError
 from lmjax.posttrain.examples import PreferencePair
 from lmjax.posttrain.packing import epoch_batches, pad_rows, tokenize
+from lmjax.posttrain.placement import Placement, trained_names
 from lmjax.posttrain.sequences import response_logprobs, score_in_batches
 from lmjax.posttrain.template import ChatTemplate
 from lmjax.posttrain.trainer import FitConfig, FullTuning, Tuning, fit
@@ -78,8 +79,10 @@ def reference_logprobs(model: nn.Module, params: Any, rows: dict[str, np.ndarray
 
 def train_dpo(model: nn.Module, params: Any, reference_params: Any, rows: dict[str, np.ndarray],
               config: FitConfig, dpo: DPOConfig = DPOConfig(), tuning: Tuning | None = None,
-              on_log: Callable[[dict], None] | None = None) -> tuple[Any, list[dict], Any]:
-    """The policy (starting from `params`) trained on pair rows; reference frozen."""
+              on_log: Callable[[dict], None] | None = None,
+              placement: Placement | None = None) -> tuple[Any, list[dict], Any]:
+    """The policy (starting from `params`) trained on pair rows; reference frozen; on a mesh
+    with a `placement`."""
     tuning = tuning or FullTuning()
     rows = {**rows, **reference_logprobs(model, reference_params, rows)}
     trained = tuning.init(params)
@@ -92,5 +95,5 @@ def train_dpo(model: nn.Module, params: Any, reference_params: Any, rows: dict[s
 
     optimizer = tuning.optimizer(config.optimizer(), trained)
     trained, history = fit(loss_fn, trained, epoch_batches(rows, config.batch_size, config.seed),
-                           config, optimizer, on_log)
+                           config, optimizer, on_log, placement, trained_names(placement, tuning, model))
     return tuning.merged(trained), history, trained

@@ -56,3 +56,8 @@ class Placement:
 
     def active(self):
         return parallel.activate(self.mesh, self.rules)
+
+
+def trained_names(placement: Placement | None, tuning: Any, model: nn.Module) -> Any:
+    """The logical names of what `tuning` trains for `model` (None without a placement)."""
+    return None if placement is None else tuning.names(logical_names(model.config))

@@ -12,7 +12,7 @@ import numpy as np
 
 from lmjax.posttrain.examples import SFTExample
 from lmjax.posttrain.packing import epoch_batches, pack, tokenize
-from lmjax.posttrain.placement import Placement, logical_names
+from lmjax.posttrain.placement import Placement, trained_names
 from lmjax.posttrain.sequences import masked_mean_nll
 from lmjax.posttrain.template import ChatTemplate
 from lmjax.posttrain.trainer import FitConfig, FullTuning, Tuning, fit
@@ -35,7 +35,7 @@ def train_sft(model: nn.Module, params: Any, rows: dict[str, np.ndarray], config
     `placement` (the batch size must divide over its data-parallel axes)."""
     tuning = tuning or FullTuning()
     trained = tuning.init(params)
-    names = tuning.names(logical_names(model.config)) if placement is not None else None
+    names = trained_names(placement, tuning, model)
 
     def loss_fn(trained, batch):
         nll, tokens = masked_mean_nll(model, tuning.model_params(trained), batch)
