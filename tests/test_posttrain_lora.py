@@ -146,3 +146,25 @@ def test_lora_sft_on_a_mesh_equals_one_device_with_adapters_sharded_like_their_k
     assert spec(flat[(*query, "a")]) == ("fsdp", None)  # embed -> fsdp (the kernel's input)
     assert spec(flat[(*query, "b")]) == (None, "tensor")  # heads -> tensor (its output)
     assert spec(traverse_util.flatten_dict(trained["base"])[(*query, "kernel")]) == ("fsdp", "tensor", None)
+
+
+def test_lora_dpo_on_a_mesh_equals_one_device():
+    from lmjax.config import MeshConfig
+    from lmjax.posttrain import dpo
+    from lmjax.posttrain.packing import pad_rows
+    from lmjax.posttrain.placement import Placement
+
+    model, params = tiny_model(n_kv_heads=4)
+    rng = np.random.default_rng(1)
+    prompts = [rng.integers(3, 500, 4) for _ in range(8)]
+    rows = {}
+    for name, (low, high) in (("chosen", (3, 60)), ("rejected", (400, 500))):
+        items = [Tokenized(np.concatenate([p, rng.integers(low, high, 6)]).astype(np.int32), 4) for p in prompts]
+        rows.update({f"{name}_{key}": value for key, value in pad_rows(items, 12).items()})
+    config = FitConfig(steps=3, batch_size=4, lr=1e-2, log_every=1)
+    tuning = lora.LoraTuning(CONFIG)
+    _, alone, _ = dpo.train_dpo(model, params, params, rows, config, tuning=tuning)
+    placement = Placement.from_config(MeshConfig(data=2, fsdp=2, tensor=2))
+    _, meshed, _ = dpo.train_dpo(model, params, params, rows, config, tuning=tuning, placement=placement)
+    np.testing.assert_allclose([r["loss"] for r in meshed], [r["loss"] for r in alone], rtol=1e-5)
+    assert alone[-1]["loss"] < alone[0]["loss"]
