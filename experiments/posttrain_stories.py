@@ -5,7 +5,8 @@
 Steps (all seeded): sample stories from stories260K and keep those that use a task word
 as SFT data (written as jsonl, read back through the loader users' files take); SFT, full
 and LoRA; preference pairs from the SFT model's samples judged by the task reward; a reward
-model on them (held-out accuracy); DPO (full and LoRA) and PPO from the SFT model, each with
+model on every differing pair of an instruction's samples plus cross-prompt pairs (held-out
+accuracy on instructions of training words and on words it never saw, with standard errors); DPO (full and LoRA) and PPO from the SFT model, each with
 the SFT model as frozen reference; then every model is sampled once per held-out prompt and
 judged: word-use rate, mean reward and KL to the SFT model. Writes results.json and the
 figures into --out, and with --docs also copies the figures into docs/posttraining/.
@@ -20,6 +21,10 @@ import pathlib
 import shutil
 import time
 
+RM_STEPS, RM_READS, RM_BATCH, RM_LR, RM_WEIGHT_DECAY = 300, "mean", 32, 1e-3, 0.0
+RM_SEQ_LEN = 64  # prompt (about 10 tokens) + 48 sampled tokens + the end token
+RM_CROSS = 1  # cross-prompt pairs per sample that uses its word
+RM_HELD_OUT_WORDS = 6  # of task.WORDS; their instructions never appear in the reward model's training data
 DATA = pathlib.Path(os.environ.get("LMJAX_DATA_DIR", "../shared/data")) / "stories260K"
 
 
@@ -32,7 +37,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--eval-prompts", type=int, default=256)
     parser.add_argument("--sft-steps", type=int, default=150)
     parser.add_argument("--dpo-steps", type=int, default=60)
-    parser.add_argument("--rm-steps", type=int, default=60)
+    parser.add_argument("--rm-steps", type=int, default=RM_STEPS)
+    parser.add_argument("--rm-reads", default=RM_READS, help="what the reward head reads: last, mean, last+mean")
     parser.add_argument("--ppo-updates", type=int, default=60)
     parser.add_argument("--lora-rank", type=int, default=8)
     parser.add_argument("--ppo-reward", choices=("task", "rm"), default="task")
@@ -75,20 +81,14 @@ def main() -> None:
     lora.save_adapters(out / "lora_sft", lora_trained["lora"], lora_tuning.config)
     log(f"LoRA SFT: loss {lora_history[0]['loss']:.3f} -> {lora_history[-1]['loss']:.3f}")
 
-    pairs = datasets.build_preference_pairs(make_generator(model, sft_params, Sampling(1.0)), tokenizer, template,
-                                            args.pair_prompts, 4, 48, seed=1)
-    datasets.write_preferences(out / "preferences.jsonl", pairs)
+    samples = datasets.sample_preference_data(make_generator(model, sft_params, Sampling(1.0)), tokenizer,
+                                              template, args.pair_prompts, 4, 48, seed=1)
+    datasets.write_preferences(out / "preferences.jsonl", datasets.best_worst_pairs(samples))
     pairs = datasets.read_preferences(out / "preferences.jsonl")
-    held_out = max(1, len(pairs) // 8)
-    train_rows = dpo.pair_rows(pairs[held_out:], tokenizer, template, seq_len)
-    test_rows = dpo.pair_rows(pairs[:held_out], tokenizer, template, seq_len)
-    log(f"preference pairs: {len(pairs)} ({held_out} held out)")
+    train_rows = dpo.pair_rows(pairs, tokenizer, template, seq_len)
+    log(f"preference pairs (best vs worst of 4 samples): {len(pairs)} of {args.pair_prompts} prompts")
 
-    rm_fit = FitConfig(steps=args.rm_steps, batch_size=16, lr=3e-4, warmup_steps=5, weight_decay=0.1, log_every=10)
-    rm_params, rm_history = reward.train_reward_model(
-        model, reward.init_reward_model(sft_params, model.config.d_model), train_rows, rm_fit)
-    rm_accuracy = reward.pair_accuracy(model, rm_params, test_rows)
-    log(f"reward model: held-out accuracy {rm_accuracy:.3f}")
+    rm_result, rm_params, rm_history = reward_model(args, samples, model, sft_params, tokenizer, template, out, log)
 
     dpo_fit = FitConfig(steps=args.dpo_steps, batch_size=16, lr=1e-4, warmup_steps=5, log_every=10)
     dpo_config = dpo.DPOConfig(beta=0.1)
@@ -115,8 +115,7 @@ def main() -> None:
     for name, result in evaluation.items():
         log(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.items()))
     results = {
-        "sft_examples": len(examples), "pairs": len(pairs), "held_out_pairs": held_out,
-        "rm_accuracy": rm_accuracy, "evaluation": evaluation,
+        "sft_examples": len(examples), "pairs": len(pairs), "reward_model": rm_result, "evaluation": evaluation,
         "params": {"full": count_params(base),
                    "lora": lora_tuning.trainable_count(lora_trained)},
         "history": {"sft": sft_history, "lora_sft": lora_history, "rm": rm_history, "dpo": dpo_history,
@@ -131,6 +130,68 @@ def main() -> None:
         for figure in figures:
             shutil.copy(figure, target / figure.name)
     log(f"wrote {out}/results.json and {len(figures)} figures")
+
+
+def reward_model(args, samples, model, sft_params, tokenizer, template, out, log):
+    """The reward model on every differing pair of a prompt's samples plus cross-prompt pairs
+    (another prompt's sample lacking the word as rejected), fitted on training prompts and
+    scored on two held-out sets: prompts of training words (new samples of instructions seen
+    in training) and prompts of held-out words (instructions it never saw)."""
+    from lmjax.posttrain import datasets, dpo, reward
+    from lmjax.posttrain.trainer import FitConfig
+
+    train, seen, unseen, unseen_words = datasets.split_by_word(samples, RM_HELD_OUT_WORDS, 0.125, seed=2)
+    train_samples = samples.subset(train)
+    within, cross = datasets.all_pairs(train_samples), datasets.cross_prompt_pairs(train_samples, RM_CROSS, seed=3)
+    datasets.write_preferences(out / "rm_train.jsonl", within + cross)
+    train_pairs = datasets.read_preferences(out / "rm_train.jsonl")
+    log(f"reward model: {len(train_pairs)} training pairs ({len(within)} within a prompt, {len(cross)} cross-prompt) "
+        f"from {len(train)} prompts; held out: {len(seen)} prompts of training words, {len(unseen)} of the words "
+        f"{', '.join(unseen_words)}")
+    fit = FitConfig(steps=args.rm_steps, batch_size=RM_BATCH, lr=RM_LR, warmup_steps=10,
+                    weight_decay=RM_WEIGHT_DECAY, log_every=10)
+    rows = dpo.pair_rows(train_pairs, tokenizer, template, RM_SEQ_LEN)
+    rm_params, history = reward.train_reward_model(
+        model, reward.init_reward_model(sft_params, model.config.d_model, args.rm_reads), rows, fit,
+        on_log=lambda r: log(f"RM step {r['step']}: loss {r['loss']:.3f} accuracy {r['accuracy']:.3f}"))
+    result = {"train_pairs": len(train_pairs), "within_prompt_pairs": len(within), "cross_prompt_pairs": len(cross),
+              "train_prompts": len(train), "unseen_words": list(unseen_words), "reads": args.rm_reads}
+    for name, indices in (("seen_words", seen), ("unseen_words", unseen)):
+        groups = [datasets.all_pairs(samples.subset([i])) for i in indices]
+        held_out = [pair for group in groups for pair in group]
+        datasets.write_preferences(out / f"rm_held_out_{name}.jsonl", held_out)
+        held_out = datasets.read_preferences(out / f"rm_held_out_{name}.jsonl")
+        score = pair_scores(reward, model, rm_params, dpo.pair_rows(held_out, tokenizer, template, RM_SEQ_LEN))
+        result[name] = accuracy_with_errors(score, [len(group) for group in groups])
+        log(f"reward model, held-out prompts of {name.replace('_', ' ')}: accuracy {result[name]['accuracy']:.3f} "
+            f"on {result[name]['pairs']} pairs from {result[name]['prompts']} prompts "
+            f"(standard error {result[name]['se']:.3f}; {result[name]['se_by_prompt']:.3f} by prompt)")
+    return result, rm_params, history
+
+
+def pair_scores(reward, model, rm_params, rows):
+    """1 where the reward model orders a pair correctly, else 0."""
+    import jax
+
+    from lmjax.posttrain.dpo import side
+    from lmjax.posttrain.sequences import score_in_batches
+
+    score = jax.jit(lambda batch: reward.rewards(model, rm_params, batch))
+    chosen, rejected = (score_in_batches(score, side(rows, name)) for name in ("chosen", "rejected"))
+    return (chosen > rejected).astype(float)
+
+
+def accuracy_with_errors(correct, group_sizes):
+    """Accuracy with its binomial standard error and one clustered by prompt (a prompt's
+    pairs share samples, so they are not independent)."""
+    import numpy as np
+
+    n, p = len(correct), float(np.mean(correct))
+    bounds = np.cumsum([0] + list(group_sizes))
+    sums = np.array([correct[a:b].sum() - (b - a) * p for a, b in zip(bounds[:-1], bounds[1:]) if b > a])
+    g = len(sums)
+    return {"accuracy": p, "pairs": n, "prompts": g, "se": float(np.sqrt(p * (1 - p) / n)),
+            "se_by_prompt": float(np.sqrt((sums ** 2).sum() * g / max(g - 1, 1)) / n)}
 
 
 def plot(results: dict, out: pathlib.Path) -> list[pathlib.Path]:
@@ -173,7 +234,10 @@ def plot(results: dict, out: pathlib.Path) -> list[pathlib.Path]:
     axes[1].set_title("DPO reward margin (train batch)")
     axes[1].legend()
     axes[2].plot([r["step"] for r in history["rm"]], [r["accuracy"] for r in history["rm"]])
-    axes[2].axhline(results["rm_accuracy"], color="k", ls="--", label="held-out")
+    rm = results["reward_model"]
+    axes[2].axhline(rm["seen_words"]["accuracy"], color="k", ls="--", label="held-out prompts, training words")
+    axes[2].axhline(rm["unseen_words"]["accuracy"], color="tab:red", ls=":", label="held-out words")
+    axes[2].axhline(0.5, color="gray", lw=0.5)
     axes[2].set_title("reward model accuracy")
     axes[2].legend()
     for ax in axes:

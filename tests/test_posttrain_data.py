@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from lmjax.errors import ConfigError, DataError
@@ -68,3 +69,60 @@ def test_chat_template_renders_turns_and_checks_itself():
         ChatTemplate(user="no placeholder")
     with pytest.raises(ConfigError, match="end_token"):
         ChatTemplate(end_token="eot")
+
+
+def synthetic_samples(n_prompts=60, k=4, seed=0):
+    """Stories that use their prompt's word at a random place, or another task word, or none."""
+    rng = np.random.default_rng(seed)
+    prompts = datasets.task_prompts(n_prompts, seed)
+    texts, rewards = [], []
+    for index, prompt in enumerate(prompts):
+        word = task.word_in(prompt[0][1])
+        row = []
+        for j in range(k):
+            other = task.WORDS[(task.WORDS.index(word) + 1 + j) % len(task.WORDS)]
+            filler = ["the", "girl", "ran", "far", "and", "saw", "a", other][: 3 + int(rng.integers(6))]
+            if rng.random() < 0.5:
+                filler.insert(int(rng.integers(len(filler) + 1)), word)
+            row.append(f"{' '.join(filler)} {index} {j}.")
+        texts.append(row)
+        rewards.append([task.reward(text, word) for text in row])
+    return datasets.PreferenceSamples(prompts, texts, np.array(rewards))
+
+
+def test_all_pairs_take_every_differing_pair_of_a_prompt_with_the_better_chosen():
+    samples = synthetic_samples()
+    pairs = datasets.all_pairs(samples)
+    expected = sum(int((row[:, None] > row[None, :]).sum()) for row in samples.rewards)
+    assert len(pairs) == expected > len(datasets.best_worst_pairs(samples))
+    owner = {text: index for index, texts in enumerate(samples.texts) for text in texts}
+    for pair in pairs:
+        assert owner[pair.chosen] == owner[pair.rejected] and samples.prompts[owner[pair.chosen]] == pair.prompt
+        word = task.word_in(pair.prompt[0][1])
+        assert task.reward(pair.chosen, word) > task.reward(pair.rejected, word)
+
+
+def test_word_split_and_cross_prompt_pairs_keep_prompts_apart():
+    samples = synthetic_samples(n_prompts=120)
+    train, seen, unseen, words = datasets.split_by_word(samples, 4, 0.125, seed=1)
+    assert len(words) == 4 and sorted(train + seen + unseen) == list(range(120))
+    assert not set(train) & set(seen) and not set(train) & set(unseen) and not set(seen) & set(unseen)
+    instruction = {i: samples.prompts[i][0][1] for i in range(120)}
+    train_instructions = {instruction[i] for i in train}
+    assert not train_instructions & {instruction[i] for i in unseen}  # held-out words never trained on
+    assert all(task.word_in(instruction[i]) in words for i in unseen) and seen
+    for indices in (train, seen, unseen):
+        part = samples.subset(indices)
+        part_prompts = {instruction[i] for i in indices}
+        part_texts = {text for texts in part.texts for text in texts}
+        other_texts = {text for i in set(range(120)) - set(indices) for text in samples.texts[i]}
+        cross = datasets.cross_prompt_pairs(part, 2, seed=0)
+        assert cross
+        for pair in cross:
+            word = task.word_in(pair.prompt[0][1])
+            assert pair.prompt[0][1] in part_prompts
+            assert pair.chosen in part_texts and pair.rejected in part_texts and pair.rejected not in other_texts
+            assert task.reward(pair.chosen, word) > task.reward(pair.rejected, word) == 0.0
+            own = samples.texts[next(i for i in indices if pair.chosen in samples.texts[i])]
+            assert pair.rejected not in own  # another prompt's sample
+        assert {pair.prompt[0][1] for pair in datasets.all_pairs(part)} <= part_prompts

@@ -58,9 +58,10 @@ def test_dpo_loss_decreases_and_accuracy_rises():
     assert history[-1]["accuracy"] == 1.0 and history[-1]["reward_margin"] > 0
 
 
-def test_reward_model_learns_held_out_pairs():
+@pytest.mark.parametrize("reads", reward.READS)
+def test_reward_model_learns_held_out_pairs(reads):
     model, params = tiny_model()
-    rm = reward.init_reward_model(params, model.config.d_model)
+    rm = reward.init_reward_model(params, model.config.d_model, reads)
     rm, history = reward.train_reward_model(model, rm, pair_arrays(), FIT)
     assert history[-1]["loss"] < history[0]["loss"]
     assert reward.pair_accuracy(model, rm, pair_arrays(n=16, seed=1)) >= 0.8  # chance is 0.5

@@ -12,6 +12,7 @@ Every bad line fails in one line naming the file, the line and the fix.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 from collections.abc import Sequence
@@ -190,20 +191,101 @@ def task_rewards(prompts: Sequence[tuple[Turn, ...]], responses: Sequence[str]) 
                      for prompt, text in zip(prompts, responses, strict=True)])
 
 
+@dataclasses.dataclass(frozen=True)
+class PreferenceSamples:
+    """`samples_per_prompt` responses of a model to each prompt, with the task reward of each
+    (rewards[i, j] is texts[i][j]'s reward for prompts[i])."""
+    prompts: list[tuple[Turn, ...]]
+    texts: list[list[str]]
+    rewards: np.ndarray
+
+    def subset(self, indices: Sequence[int]) -> "PreferenceSamples":
+        return PreferenceSamples([self.prompts[i] for i in indices], [self.texts[i] for i in indices],
+                                 self.rewards[np.asarray(indices, np.int64)])
+
+
+def sample_preference_data(generator: Generator, tokenizer: Tokenizer, template: ChatTemplate,
+                           n_prompts: int, samples_per_prompt: int, max_new_tokens: int,
+                           seed: int) -> PreferenceSamples:
+    """`samples_per_prompt` responses of the (SFT) model to each of `n_prompts` task
+    instructions (words drawn uniformly), judged by the task reward."""
+    prompts = task_prompts(n_prompts, seed)
+    repeated = [prompt for prompt in prompts for _ in range(samples_per_prompt)]
+    texts = sample_responses(generator, tokenizer, template, repeated, max_new_tokens, seed + 1)
+    rewards = task_rewards(repeated, texts).reshape(n_prompts, samples_per_prompt)
+    grouped = [texts[i * samples_per_prompt:(i + 1) * samples_per_prompt] for i in range(n_prompts)]
+    return PreferenceSamples(prompts, grouped, rewards)
+
+
+def best_worst_pairs(samples: PreferenceSamples) -> list[PreferencePair]:
+    """One pair per prompt: the best sample by the task reward chosen, the worst rejected;
+    prompts whose samples all tie are dropped."""
+    pairs = []
+    for prompt, texts, row in zip(samples.prompts, samples.texts, samples.rewards, strict=True):
+        best, worst = int(np.argmax(row)), int(np.argmin(row))
+        chosen, rejected = texts[best], texts[worst]
+        if row[best] > row[worst] and rejected and chosen != rejected:
+            pairs.append(PreferencePair(prompt, chosen, rejected))
+    return pairs
+
+
+def all_pairs(samples: PreferenceSamples) -> list[PreferencePair]:
+    """Every pair of one prompt's samples whose rewards differ, the higher chosen (k samples
+    give up to k(k-1)/2 pairs per prompt)."""
+    pairs = []
+    for prompt, texts, row in zip(samples.prompts, samples.texts, samples.rewards, strict=True):
+        for i in range(len(texts)):
+            for j in range(len(texts)):
+                if row[i] > row[j] and texts[i] and texts[j] and texts[i] != texts[j]:
+                    pairs.append(PreferencePair(prompt, texts[i], texts[j]))
+    return pairs
+
+
+def cross_prompt_pairs(samples: PreferenceSamples, per_chosen: int, seed: int) -> list[PreferencePair]:
+    """For each sample that uses its prompt's word (reward > 0), `per_chosen` pairs whose
+    rejected response is another prompt's sample (of the same `samples`) that lacks the word:
+    the same prompt for both sides, judged by the same reward (the rejected one scores 0)."""
+    rng = np.random.default_rng(seed)
+    pool = [text for texts in samples.texts for text in texts if text]
+    pairs = []
+    for index, (prompt, texts, row) in enumerate(zip(samples.prompts, samples.texts, samples.rewards, strict=True)):
+        word = task.word_in(last_user_text(prompt))
+        own = set(texts)
+        for text, score in zip(texts, row, strict=True):
+            if score <= 0 or not text:
+                continue
+            found, tries = 0, 0
+            while found < per_chosen and tries < 50 * per_chosen:
+                tries += 1
+                other = pool[int(rng.integers(len(pool)))]
+                if other in own or task.reward(other, word) != 0.0:
+                    continue
+                pairs.append(PreferencePair(prompt, text, other))
+                found += 1
+    return pairs
+
+
+def split_by_word(samples: PreferenceSamples, held_out_words: int, held_out_fraction: float,
+                  seed: int) -> tuple[list[int], list[int], list[int], tuple[str, ...]]:
+    """Prompt indices for training, for held-out prompts of training words (new samples of
+    instructions seen in training) and for held-out words (instructions never seen in
+    training), and the held-out words. No prompt index is in two sets and no held-out word's
+    instruction is in the training set."""
+    rng = np.random.default_rng(seed)
+    words = [task.word_in(last_user_text(prompt)) for prompt in samples.prompts]
+    unseen = tuple(sorted(rng.choice(sorted(set(words)), size=held_out_words, replace=False).tolist()))
+    seen = [i for i, word in enumerate(words) if word not in unseen]
+    order = rng.permutation(len(seen))
+    n_test = int(round(held_out_fraction * len(seen)))
+    test = sorted(seen[i] for i in order[:n_test])
+    train = sorted(seen[i] for i in order[n_test:])
+    return train, test, [i for i, word in enumerate(words) if word in unseen], unseen
+
+
 def build_preference_pairs(generator: Generator, tokenizer: Tokenizer, template: ChatTemplate,
                            n_prompts: int, samples_per_prompt: int, max_new_tokens: int,
                            seed: int) -> list[PreferencePair]:
     """For each prompt, `samples_per_prompt` responses of the (SFT) model: the best by the
     task reward is chosen, the worst rejected; prompts whose samples all tie are dropped."""
-    prompts = task_prompts(n_prompts, seed)
-    repeated = [prompt for prompt in prompts for _ in range(samples_per_prompt)]
-    texts = sample_responses(generator, tokenizer, template, repeated, max_new_tokens, seed + 1)
-    rewards = task_rewards(repeated, texts).reshape(n_prompts, samples_per_prompt)
-    pairs = []
-    for index, prompt in enumerate(prompts):
-        row = rewards[index]
-        best, worst = int(np.argmax(row)), int(np.argmin(row))
-        chosen, rejected = texts[index * samples_per_prompt + best], texts[index * samples_per_prompt + worst]
-        if row[best] > row[worst] and rejected and chosen != rejected:
-            pairs.append(PreferencePair(prompt, chosen, rejected))
-    return pairs
+    return best_worst_pairs(sample_preference_data(generator, tokenizer, template, n_prompts,
+                                                   samples_per_prompt, max_new_tokens, seed))
