@@ -29,13 +29,7 @@ def make_config(tmp_path, shards):
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, data_dir):
     root = tmp_path_factory.mktemp("shards")
-    columns = {}
-    for lang, fmt in (("es", "parquet"), ("ca", "jsonl.zst")):
-        columns[lang] = data_shards.rows(lang, data_shards.documents(data_dir, lang, 90))
-        for index, part in enumerate(data_shards.split_columns(columns[lang], 3)):
-            write = data_shards.write_parquet if fmt == "parquet" else data_shards.write_jsonl
-            write(root / lang / f"{index:03d}.{fmt}", part)
-    return root, columns
+    return root, data_shards.write_corpus(root, data_dir, 90, parts=3, languages=("es", "ca"))
 
 
 @pytest.fixture(scope="module")

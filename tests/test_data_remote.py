@@ -35,13 +35,7 @@ def make_config(cache_dir, es_glob, ca_glob, workers=1):
 def shards(tmp_path_factory, data_dir):
     """Two parquet shards of Spanish and two jsonl.zst shards of Catalan, on local disk."""
     root = tmp_path_factory.mktemp("shards")
-    columns = {}
-    for lang, fmt in (("es", "parquet"), ("ca", "jsonl.zst")):
-        columns[lang] = data_shards.rows(lang, data_shards.documents(data_dir, lang, 80))
-        for index, part in enumerate(data_shards.split_columns(columns[lang], 2)):
-            write = data_shards.write_parquet if fmt == "parquet" else data_shards.write_jsonl
-            write(root / lang / f"{index:03d}.{fmt}", part)
-    return root, columns
+    return root, data_shards.write_corpus(root, data_dir, 80, parts=2, languages=("es", "ca"))
 
 
 def upload(local_root, remote_root):

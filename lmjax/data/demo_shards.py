@@ -87,10 +87,11 @@ def write_jsonl(path: Path, columns: dict[str, list], codec: str | None = "zstd"
     return path
 
 
-def write_corpus(root: Path, data_dir: Path, limit: int | None = None, parts: int = 2) -> dict:
+def write_corpus(root: Path, data_dir: Path, limit: int | None = None, parts: int = 2,
+                 languages: tuple[str, ...] = tuple(LANGUAGES)) -> dict:
     """`root/<lang>/<i>.<format>`, `parts` shards per language; returns each one's columns."""
     made = {}
-    for lang in LANGUAGES:
+    for lang in languages:
         columns = rows(lang, documents(data_dir, lang, limit))
         for index, part in enumerate(split_columns(columns, parts)):
             path = root / lang / f"{index:03d}.{FORMATS[lang]}"
