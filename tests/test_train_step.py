@@ -25,7 +25,11 @@ def random_batch(config, rows: int = 8, seed: int = 0) -> dict:
 
 
 def one_step(overrides, batch):
-    config = load_config("gpt_tiny", overrides)
+    # Adam's first update is lr·g/(|g| + eps): with the default eps 1e-8 a parameter whose
+    # gradient is ~1e-8 moves by anything up to lr on rounding noise alone, so two exact ways of
+    # computing the same gradient need not give the same parameters. eps 1e-6 keeps the first
+    # update a smooth function of the gradient; a wrong gradient still moves parameters by ~lr.
+    config = load_config("gpt_tiny", ["train.eps=1e-6", *overrides])
     model = build_model(config.model)
     optimizer = make_optimizer(config.train)
     params = nn.unbox(model.init(jax.random.key(0), input_ids=batch["inputs"][:1]))["params"]
