@@ -33,6 +33,16 @@ def bucket_for(length: int, sizes: Sequence[int]) -> int:
     raise ValueError(f"length {length} exceeds the largest bucket {sizes[-1]}")
 
 
+def batch_rows(n_rows: int, batch_size: int, shards: int = 1) -> int:
+    """Rows of a batch array holding `n_rows` requests: `shards` times the smallest power of
+    two that fits, at most `batch_size` (a multiple of `shards`). A task's last, partial batch
+    then compiles one of a few smaller programs instead of scoring padded rows."""
+    rows = shards
+    while rows < n_rows:
+        rows *= 2
+    return min(rows, batch_size)
+
+
 def longest_first(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
     """Indices of the rows, longest first, in chunks of `batch_size`."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])

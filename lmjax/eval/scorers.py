@@ -5,7 +5,8 @@ log-probability of the continuation in nats and whether greedy decoding would ha
 it (the harness's `(logprob, is_greedy)`):
 
 - `CausalScorer` (GPT): context + continuation in one row, the last `max_len + 1` tokens
-  kept (the harness's left truncation), right-padded with an `attention_mask`.
+  kept (the harness's left truncation), right-padded; only the positions that predict the
+  continuation go through the output layer.
 - `Seq2SeqScorer` (T5): the context is the encoder's input, the continuation the decoder's
   targets after the decoder start id (the harness's seq2seq backend).
 - `PseudoLogLikelihoodScorer` (BERT): Salazar et al. (2020): each continuation token is
@@ -13,11 +14,13 @@ it (the harness's `(logprob, is_greedy)`):
   the mask summed; "greedy" means every masked position's argmax is the token (mask filling).
 
 Rows are bucketed to a few fixed shapes (`lmjax.eval.batching`), so a task compiles a
-handful of programs. On a mesh the batch is sharded over its data axes as in training.
+handful of programs; a task's last, partial batch runs at the smallest power-of-two number of
+rows that holds it. On a mesh the batch is sharded over its data axes as in training.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -32,7 +35,8 @@ from lmjax import parallel
 from lmjax.config import Config
 from lmjax.errors import DataError
 from lmjax.eval import multihost
-from lmjax.eval.batching import bucket_for, buckets, longest_first, pad_rows
+from lmjax.eval.batching import batch_rows, bucket_for, buckets, longest_first, pad_rows
+from lmjax.models.layers import constrain
 
 Pair = tuple[Sequence[int], Sequence[int]]
 Score = tuple[float, bool]
@@ -56,8 +60,8 @@ class Scorer:
         self.max_len = config.model.max_len
         self.buckets = buckets(self.max_len)
         self.mesh = params_mesh(params)
-        shards = parallel.data_parallel_size(self.mesh) if self.mesh is not None else 1
-        self.batch_size = -(-batch_size // shards) * shards
+        self.shards = parallel.data_parallel_size(self.mesh) if self.mesh is not None else 1
+        self.batch_size = -(-batch_size // self.shards) * self.shards
         self._score_batch = jax.jit(self._score_fn)
 
     def score(self, pairs: Sequence[Pair], progress: Progress | None = None) -> list[Score]:
@@ -102,6 +106,11 @@ class Scorer:
     def bucket(self, length: int) -> int:
         return bucket_for(max(length, 1), self.buckets)
 
+    def rows_for(self, n_rows: int) -> int:
+        """Rows of the batch array for `n_rows` requests: the full batch, or fewer for a
+        task's last, partial batch (a padded row costs as much as a real one)."""
+        return batch_rows(n_rows, self.batch_size, self.shards)
+
     def row(self, context: Sequence[int], continuation: Sequence[int]) -> Any:
         raise NotImplementedError
 
@@ -144,15 +153,28 @@ def check_continuation(continuation: Sequence[int], limit: int) -> None:
 
 
 INT, FLOAT = np.int32, np.float32
+ATTENTION_BLOCK_ROWS = 64
 
 
 class CausalScorer(Scorer):
-    """GPT: one right-padded row per pair; the continuation's tokens are the scored targets."""
+    """GPT: one right-padded row per pair; the continuation's tokens are the scored targets.
 
-    fields = {"ids": INT, "mask": INT, "targets": INT, "weights": FLOAT}
+    Two savings, both exact: right padding is invisible to causal attention (a real token
+    never attends to a later slot), so rows need no attention mask and attention takes the
+    blocked causal path that skips fully masked blocks (`ATTENTION_BLOCK_ROWS` queries a
+    block); and only a span of `S` positions per row (a bucket of the longest continuation in
+    the batch) goes through the output layer, as transformers' `logits_to_keep` does, since
+    the B×T×V logits GEMM is a quarter of a GPT-2-small forward and a short continuation
+    needs a few of its rows. `starts` (B×1) is where each row's span begins.
+    """
+
+    fields = {"ids": INT, "starts": INT, "targets": INT, "weights": FLOAT}
 
     def row(self, context: Sequence[int], continuation: Sequence[int]) -> tuple[list[int], int]:
         check_continuation(continuation, self.max_len)
+        if not context:
+            raise DataError("a causal model predicts a token from the ones before it: give every "
+                            "continuation a context (the start-of-text token for none)")
         whole = [*context, *continuation][-(self.max_len + 1):]
         return whole, len(continuation)
 
@@ -161,16 +183,37 @@ class CausalScorer(Scorer):
 
     def arrays(self, rows: list[tuple[list[int], int]]) -> dict[str, np.ndarray]:
         length = self.bucket(max(self.length(row) for row in rows))
-        ids, mask = pad_rows([whole[:-1] for whole, _ in rows], self.batch_size, length)
-        targets, _ = pad_rows([whole[1:] for whole, _ in rows], self.batch_size, length)
-        weights = np.zeros_like(mask, dtype=np.float32)
+        span = min(self.bucket(max(n_scored for _, n_scored in rows)), length)
+        n_rows = self.rows_for(len(rows))
+        ids, _ = pad_rows([whole[:-1] for whole, _ in rows], n_rows, length)
+        targets_full, _ = pad_rows([whole[1:] for whole, _ in rows], n_rows, length)
+        starts = np.zeros((n_rows, 1), np.int32)
+        targets = np.zeros((n_rows, span), np.int32)
+        weights = np.zeros((n_rows, span), np.float32)
         for i, (whole, n_scored) in enumerate(rows):
-            weights[i, len(whole) - 1 - n_scored:len(whole) - 1] = 1.0
-        return {"ids": ids, "mask": mask, "targets": targets, "weights": weights}
+            end = len(whole) - 1
+            start = min(max(end - span, 0), length - span)
+            starts[i, 0] = start
+            targets[i] = targets_full[i, start:start + span]
+            weights[i, end - n_scored - start:end - start] = 1.0
+        return {"ids": ids, "starts": starts, "targets": targets, "weights": weights}
 
     def _score_fn(self, params: Any, batch: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
-        logits_BTV = self.model.apply({"params": params}, batch["ids"], attention_mask=batch["mask"])
-        return target_scores(logits_BTV, batch["targets"], batch["weights"])
+        length, span = batch["ids"].shape[1], batch["targets"].shape[1]
+        hidden_BTD, weights_DV = self.model_for(length).apply(
+            {"params": params}, batch["ids"], output_hidden=True)
+        if span < length:
+            index_BS = batch["starts"] + jnp.arange(span)
+            hidden_BTD = jnp.take_along_axis(hidden_BTD, index_BS[..., None], axis=1)
+        logits_BSV = jnp.einsum("bsd,dv->bsv", hidden_BTD, weights_DV).astype(jnp.float32)
+        logits_BSV = constrain(logits_BSV, ("batch", "length", "vocab"))
+        return target_scores(logits_BSV, batch["targets"], batch["weights"])
+
+    def model_for(self, length: int) -> nn.Module:
+        """The model with causal attention in blocks of `ATTENTION_BLOCK_ROWS` queries for
+        rows of `length` (on CPU a 1024-token GPT-2-small batch scored 16% faster)."""
+        blocks = length // ATTENTION_BLOCK_ROWS if length % ATTENTION_BLOCK_ROWS == 0 else 1
+        return self.model.clone(config=dataclasses.replace(self.model.config, attention_blocks=blocks))
 
 
 class Seq2SeqScorer(Scorer):
@@ -194,11 +237,12 @@ class Seq2SeqScorer(Scorer):
     def arrays(self, rows: list[tuple[list[int], list[int]]]) -> dict[str, np.ndarray]:
         enc_len = self.bucket(max(len(context) for context, _ in rows))
         dec_len = self.bucket(max(len(continuation) for _, continuation in rows))
-        ids, mask = pad_rows([context for context, _ in rows], self.batch_size, enc_len)
+        n_rows = self.rows_for(len(rows))
+        ids, mask = pad_rows([context for context, _ in rows], n_rows, enc_len)
         decoder_ids, decoder_mask = pad_rows(
             [[self.decoder_start_id, *continuation[:-1]] for _, continuation in rows],
-            self.batch_size, dec_len)
-        targets, _ = pad_rows([continuation for _, continuation in rows], self.batch_size, dec_len)
+            n_rows, dec_len)
+        targets, _ = pad_rows([continuation for _, continuation in rows], n_rows, dec_len)
         return {"ids": ids, "mask": mask, "decoder_ids": decoder_ids, "decoder_mask": decoder_mask,
                 "targets": targets, "weights": decoder_mask.astype(np.float32)}
 
@@ -244,10 +288,11 @@ class PseudoLogLikelihoodScorer(Scorer):
 
     def arrays(self, rows: list[tuple[list[int], int, int]]) -> dict[str, np.ndarray]:
         length = self.bucket(max(self.length(row) for row in rows))
-        ids, mask = pad_rows([tokens for tokens, _, _ in rows], self.batch_size, length)
-        positions = np.zeros((self.batch_size, 1), np.int32)
-        targets = np.zeros((self.batch_size, 1), np.int32)
-        weights = np.zeros((self.batch_size, 1), np.float32)
+        n_rows = self.rows_for(len(rows))
+        ids, mask = pad_rows([tokens for tokens, _, _ in rows], n_rows, length)
+        positions = np.zeros((n_rows, 1), np.int32)
+        targets = np.zeros((n_rows, 1), np.int32)
+        weights = np.zeros((n_rows, 1), np.float32)
         for i, (_, position, target) in enumerate(rows):
             ids[i, position], positions[i, 0], targets[i, 0], weights[i, 0] = (
                 self.mask_id, position, target, 1.0)
