@@ -18,7 +18,7 @@ from lmjax.models.gpt import GPT
 
 @pytest.fixture(scope="module")
 def tiny_gpt():
-    config = load_config("gpt_tiny", ["model.max_len=256", "data.seq_len=256", "model.vocab_size=97"])
+    config = load_config("gpt_tiny", ["model.max_len=512", "data.seq_len=512", "model.vocab_size=97"])
     model = GPT(config.model)
     params = jax.jit(model.init)(jax.random.PRNGKey(3), jnp.zeros((1, 8), jnp.int32))["params"]
     params = jax.tree.map(lambda leaf: leaf * 4 if leaf.ndim > 1 else leaf, params)  # peaked logits
@@ -47,8 +47,9 @@ def test_scores_equal_each_pair_scored_alone_through_full_logits(tiny_gpt):
         (tokens(200), tokens(3)),    # span 32 at the end of a long row
         (tokens(5), tokens(2)),      # a row shorter than its batch's span
         (tokens(60), tokens(140)),   # span 256 = the row bucket: no gather
-        ([7], tokens(256)),          # a whole-context continuation (a rolling window)
-        (tokens(300), tokens(10)),   # cut from the left to max_len + 1 tokens
+        ([7], tokens(512)),          # a whole-context continuation (a rolling window)
+        (tokens(300), tokens(10)),   # a 512-token row: attention in 2 tiles of 256
+        (tokens(600), tokens(40)),   # cut from the left to max_len + 1 tokens
         (tokens(1), tokens(1)),      # alone in the last batch: 1 row, not 4
     ]
     scorer = CausalScorer(model, params, config, batch_size=4)
@@ -86,8 +87,8 @@ def test_arrays_hold_the_scored_span_and_shrink_the_last_batch(tiny_gpt):
     np.testing.assert_array_equal(arrays["targets"][0][arrays["weights"][0] > 0], [7, 8, 9])
     np.testing.assert_array_equal(arrays["targets"][1][arrays["weights"][1] > 0], [2, 3])
     assert arrays["weights"].sum() == 5
-    assert scorer.model_for(256).config.attention_blocks == 256 // ATTENTION_BLOCK_ROWS
-    assert scorer.model_for(32).config.attention_blocks == 1
+    assert scorer.model_for(512).config.attention_blocks == 512 // ATTENTION_BLOCK_ROWS == 2
+    assert scorer.model_for(128).config.attention_blocks == 1
 
 
 @pytest.mark.parametrize("n_rows,batch_size,shards,expected", [

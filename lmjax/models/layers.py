@@ -196,11 +196,16 @@ def _grouped_queries(q_BTHK: jax.Array, n_kv: int) -> tuple[jax.Array, str, str,
 
 def blocked_causal_attend(q_BTHK, k_BSGK, v_BSGK, blocks: int, scale: float | None = None):
     """Causal self-attention in `blocks` query blocks, each attending only to keys up to its
-    end, which skips the fully masked upper blocks (measured faster on CPU; same result)."""
+    end, which skips the fully masked upper blocks (measured faster on CPU; same result).
+    Blocks of `TILED_MIN_ROWS` queries or more go to `tiled_causal_attend`, which scores the
+    same pairs a key block at a time (faster from there on; slower below, forward and
+    backward, at a training shape of 128 tokens in 4 blocks)."""
     q_len = q_BTHK.shape[1]
     if blocks <= 1 or q_len % blocks:
         return attend(q_BTHK, k_BSGK, v_BSGK, causal_mask(q_len, q_len), scale=scale)
     size = q_len // blocks
+    if size >= TILED_MIN_ROWS:
+        return tiled_causal_attend(q_BTHK, k_BSGK, v_BSGK, blocks, scale=scale)
     outputs = []
     for block in range(blocks):
         end = (block + 1) * size
@@ -209,6 +214,51 @@ def blocked_causal_attend(q_BTHK, k_BSGK, v_BSGK, blocks: int, scale: float | No
             attend(q_BTHK[:, block * size:end], k_BSGK[:, :end], v_BSGK[:, :end], mask, scale=scale)
         )
     return jnp.concatenate(outputs, axis=1)
+
+
+TILED_MIN_ROWS = 64
+
+
+def tiled_causal_attend(q_BTHK, k_BSGK, v_BSGK, tiles: int, scale: float | None = None):
+    """Causal self-attention over `tiles`×`tiles` blocks of queries and keys with a running
+    (online) softmax, as FlashAttention computes it: only blocks on or below the diagonal
+    are scored (the pairs `blocked_causal_attend` scores), and each block's scores are small
+    enough to stay in cache. On a 2-core CPU at GPT-2 small's 1024-token shape a layer's
+    attention took 110 ms against 237 ms in query blocks. Grouped kv heads: the R query
+    heads sharing a kv head are scored as R·t query rows against it."""
+    batch, q_len, n_heads, head_dim = q_BTHK.shape
+    n_kv = k_BSGK.shape[2]
+    if tiles <= 1 or q_len % tiles:
+        return attend(q_BTHK, k_BSGK, v_BSGK, causal_mask(q_len, q_len), scale=scale)
+    size, repeats = q_len // tiles, n_heads // n_kv
+    scale = head_dim**-0.5 if scale is None else scale
+    q_BGRTK = (q_BTHK * scale).reshape(batch, q_len, n_kv, repeats, head_dim).transpose(0, 2, 3, 1, 4)
+    k_BGSK, v_BGSK = (x.transpose(0, 2, 1, 3) for x in (k_BSGK, v_BSGK))
+    diagonal_QS = jnp.tile(causal_mask(size, size), (repeats, 1))
+    outputs = []
+    for row in range(tiles):
+        q_BGQK = q_BGRTK[:, :, :, row * size:(row + 1) * size].reshape(batch, n_kv, repeats * size, head_dim)
+        max_BGQ = sum_BGQ = acc_BGQK = None
+        for col in range(row + 1):
+            keys = slice(col * size, (col + 1) * size)
+            scores_BGQS = jnp.einsum("bgqk,bgsk->bgqs", q_BGQK, k_BGSK[:, :, keys]).astype(jnp.float32)
+            if col == row:
+                scores_BGQS = jnp.where(diagonal_QS, scores_BGQS, NEG_INF)
+            block_max_BGQ = scores_BGQS.max(axis=-1)
+            new_max_BGQ = block_max_BGQ if max_BGQ is None else jnp.maximum(max_BGQ, block_max_BGQ)
+            probs_BGQS = jnp.exp(scores_BGQS - new_max_BGQ[..., None])
+            values_BGQK = jnp.einsum("bgqs,bgsk->bgqk", probs_BGQS.astype(v_BGSK.dtype),
+                                     v_BGSK[:, :, keys]).astype(jnp.float32)
+            if max_BGQ is None:
+                sum_BGQ, acc_BGQK = probs_BGQS.sum(axis=-1), values_BGQK
+            else:
+                rescale_BGQ = jnp.exp(max_BGQ - new_max_BGQ)
+                sum_BGQ = sum_BGQ * rescale_BGQ + probs_BGQS.sum(axis=-1)
+                acc_BGQK = acc_BGQK * rescale_BGQ[..., None] + values_BGQK
+            max_BGQ = new_max_BGQ
+        outputs.append((acc_BGQK / sum_BGQ[..., None]).reshape(batch, n_kv, repeats, size, head_dim))
+    out_BGRTK = jnp.concatenate(outputs, axis=3).astype(q_BTHK.dtype)
+    return out_BGRTK.transpose(0, 3, 1, 2, 4).reshape(batch, q_len, n_heads, head_dim)
 
 
 class LayerCache(NamedTuple):
