@@ -1,6 +1,6 @@
-"""`CausalScorer`'s shortcuts against the plain computation they replace: each pair scored
-alone, unpadded, through the model's own full logits and a float64 log-softmax. The scorer
-drops the attention mask (right padding is invisible to causal attention), attends in blocks,
+"""`CausalScorer`'s shortcuts against the plain computation they replace: each pair's row
+through the model's own full logits under an attention mask, and a float64 log-softmax.
+The scorer drops the attention mask (right padding is invisible to causal attention), attends in blocks,
 applies the output layer to a span of positions only and shrinks a task's last batch; any of
 these going wrong changes a score."""
 
@@ -25,15 +25,24 @@ def tiny_gpt():
     return model, params, config
 
 
-def reference_score(model, params, context, continuation):
-    """Summed log-probability of the continuation from one unpadded row's full logits."""
-    whole = np.asarray([*context, *continuation][-(model.config.max_len + 1):])
-    logits = np.asarray(model.apply({"params": params}, jnp.asarray(whole[None, :-1])), np.float64)[0]
-    logprobs = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) \
-        - logits.max(-1, keepdims=True)
-    targets = whole[1:]
-    scored = range(len(targets) - len(continuation), len(targets))
-    return sum(logprobs[i, targets[i]] for i in scored), all(logits[i].argmax() == targets[i] for i in scored)
+def reference_scores(model, params, pairs):
+    """Per pair: the summed log-probability of its continuation and whether each of its tokens
+    is the argmax, from the model's full logits of its right-padded row under the attention
+    mask (unblocked attention, every position through the output layer), in float64."""
+    wholes = [np.asarray([*c, *x][-(model.config.max_len + 1):]) for c, x in pairs]
+    length = model.config.max_len
+    ids, mask = np.zeros((len(pairs), length), np.int32), np.zeros((len(pairs), length), np.int32)
+    for i, whole in enumerate(wholes):
+        ids[i, :len(whole) - 1], mask[i, :len(whole) - 1] = whole[:-1], 1
+    logits = np.asarray(jax.jit(model.apply)({"params": params}, ids, attention_mask=mask), np.float64)
+    top = logits.max(-1, keepdims=True)
+    logprobs = logits - top - np.log(np.exp(logits - top).sum(-1, keepdims=True))
+    results = []
+    for i, (whole, (_, continuation)) in enumerate(zip(wholes, pairs)):
+        scored = range(len(whole) - 1 - len(continuation), len(whole) - 1)
+        results.append((sum(logprobs[i, t, whole[t + 1]] for t in scored),
+                        all(logits[i, t].argmax() == whole[t + 1] for t in scored)))
+    return results
 
 
 def test_scores_equal_each_pair_scored_alone_through_full_logits(tiny_gpt):
@@ -54,8 +63,7 @@ def test_scores_equal_each_pair_scored_alone_through_full_logits(tiny_gpt):
     ]
     scorer = CausalScorer(model, params, config, batch_size=4)
     scores = scorer.score(pairs)
-    for (context, continuation), (logprob, greedy) in zip(pairs, scores):
-        expected, expected_greedy = reference_score(model, params, context, continuation)
+    for (logprob, greedy), (expected, expected_greedy) in zip(scores, reference_scores(model, params, pairs)):
         assert logprob == pytest.approx(expected, rel=1e-5, abs=1e-4)
         assert greedy == expected_greedy
 
