@@ -85,7 +85,7 @@ class ModelConfig:
     dtype: str = "auto"  # compute dtype; parameters stay float32 (lmjax.models.backend)
     remat: str = "none"
     scan_layers: bool = False  # nn.scan over identical blocks: one compiled layer, fast compiles
-    attention_blocks: int = 1  # >1 splits causal attention into blocks, skipping masked ones (blocks of >=64 queries: flash-style tiles)
+    attention_blocks: int = 1  # >1: causal attention in blocks, masked ones skipped (>=64 rows: tiles)
     attention_impl: str = "auto"  # auto | xla | cudnn (NVIDIA GPU) | splash (TPU)
     loss_chunks: int = 1  # >1: GPT's logits and loss a vocabulary chunk at a time
     head_dim: int | None = None  # None means d_model // n_heads; T5 sets it (d_kv) independently

@@ -165,7 +165,7 @@ class CausalScorer(Scorer):
     queries and keys); and only a span of `S` positions per row (a bucket of the longest
     continuation in the batch) goes through the output layer, as transformers'
     `logits_to_keep` does, since the B×T×V logits GEMM is a quarter of a GPT-2-small forward
-    and a short continuation needs a few of its rows. `starts` (B×1) is where each row's span begins.
+    and a short continuation needs a few of its rows. `starts` (B×1): where each span begins.
     """
 
     fields = {"ids": INT, "starts": INT, "targets": INT, "weights": FLOAT}
