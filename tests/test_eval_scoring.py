@@ -12,7 +12,7 @@ import pytest
 from lmjax.config import load_config
 from lmjax.errors import DataError
 from lmjax.eval.batching import batch_rows
-from lmjax.eval.scorers import ATTENTION_BLOCK_ROWS, CausalScorer
+from lmjax.eval.scorers import ATTENTION_TILE, CausalScorer
 from lmjax.models.gpt import GPT
 
 
@@ -95,7 +95,7 @@ def test_arrays_hold_the_scored_span_and_shrink_the_last_batch(tiny_gpt):
     np.testing.assert_array_equal(arrays["targets"][0][arrays["weights"][0] > 0], [7, 8, 9])
     np.testing.assert_array_equal(arrays["targets"][1][arrays["weights"][1] > 0], [2, 3])
     assert arrays["weights"].sum() == 5
-    assert scorer.model_for(512).config.attention_blocks == 512 // ATTENTION_BLOCK_ROWS == 2
+    assert scorer.model_for(512).config.attention_blocks == 512 // ATTENTION_TILE == 2
     assert scorer.model_for(128).config.attention_blocks == 1
 
 
