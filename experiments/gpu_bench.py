@@ -30,7 +30,7 @@ TINY = {"vocab_size": 512, "d_model": 64, "n_layers": 2, "n_heads": 2, "d_ff": 2
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--framework", choices=("jax", "torch"), default="jax")
-    parser.add_argument("--preset", default="gpt3-small", help="a GPT preset (lmjax/configs/presets)")
+    parser.add_argument("--preset", default="gpt3-small", help="a GPT preset (configs/presets)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seq-len", type=int, default=1024)
     parser.add_argument("--steps", type=int, default=30, help="timed steps")
@@ -53,13 +53,13 @@ def parse_args() -> argparse.Namespace:
 def model_config(args: argparse.Namespace, **overrides):
     """The preset (or the tiny shape) with `overrides`, validated; dtype auto, so bfloat16
     compute on an accelerator and float32 on a CPU."""
-    from lmjax.config import ModelConfig, _validate_model, preset_values
+    from lmjax.config import ModelConfig, preset_values, validate_model
 
     values = {"arch": "gpt", **TINY} if args.tiny else preset_values(args.preset)
     config = dataclasses.replace(ModelConfig(**values), dtype="auto",
                                  max_len=max(values["max_len"], args.seq_len),
                                  loss_chunks=args.loss_chunks, **overrides)
-    _validate_model(config)
+    validate_model(config)
     return config
 
 

@@ -100,18 +100,32 @@ def test_preset_in_a_file_sits_below_the_files_own_keys(tmp_path):
     assert config.model.n_layers == 1 and config.model.d_model == presets()[name]["d_model"]
 
 
-def test_eval_tasks_whose_files_are_missing_stop_before_training(tmp_path):
+def test_eval_tasks_whose_files_are_missing_stop_before_training(tmp_path, capsys):
     """A sweep of arch_compare once trained every point and then failed at its first
-    evaluation for want of the CBT question files; now the config says so up front."""
+    evaluation for want of the CBT question files; now `lmjax train` (and --check, a sweep's
+    dry run, the harness callback) says so up front, where evaluation is set up."""
+    from types import SimpleNamespace
+
+    from lmjax.eval.callback import callbacks_for, check_eval_tasks
+    from lmjax.sweep.runner import check_points
+
     overrides = [f"data.data_dir={tmp_path}", "train.eval_tasks=[lambada_final_token,wikitext2]"]
-    with pytest.raises(ConfigError, match="lambada/lambada_development_plain_text.txt, which does not exist"):
-        load_config("gpt_tiny", overrides)
+    for check in ([], ["--check"]):
+        argv = ["train", "--config", "gpt_tiny", f"run_dir={tmp_path / 'run'}", *overrides, *check]
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert "lambada/lambada_development_plain_text.txt, which does not exist" in err
+        assert err.count("\n") == 1 and not (tmp_path / "run").exists()
     (tmp_path / "lambada").mkdir()
     (tmp_path / "lambada" / "lambada_development_plain_text.txt").write_text("a passage\n")
-    with pytest.raises(ConfigError, match="wikitext2/wiki.valid.tokens"):
-        load_config("gpt_tiny", overrides)
+    config = load_config("gpt_tiny", overrides)
+    for refuses in (check_eval_tasks, callbacks_for,
+                    lambda c: check_points([SimpleNamespace(name="p", config=c)], None, None)):
+        with pytest.raises(ConfigError, match="wikitext2/wiki.valid.tokens"):
+            refuses(config)
     (tmp_path / "wikitext2").mkdir()
     (tmp_path / "wikitext2" / "wiki.valid.tokens").write_text(" = A = \n")
+    check_eval_tasks(config)
     assert load_config("gpt_tiny", overrides).train.eval_tasks == ["lambada_final_token", "wikitext2"]
 
 

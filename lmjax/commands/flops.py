@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--config", help="a named config or YAML file (overrides may follow)")
     source.add_argument("--table-d1", action="store_true",
                         help="recompute all 17 rows of GPT-3's Table D.1")
-    parser.add_argument("--tokens", type=float, help="training tokens, e.g. 300e9")
+    parser.add_argument("--tokens", type=float,
+                        help="training tokens, e.g. 300e9 (required unless --table-d1)")
     parser.add_argument("--seq-len", type=int,
                         help="sequence length for the exact count (default: the model's context)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -30,15 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lmjax.errors import ConfigError
-
     if args.table_d1:
         return _print_table_d1(args.json)
-    if args.tokens is None or args.tokens <= 0:
-        raise ConfigError("--tokens must be a positive count, e.g. --tokens 300e9")
-    if args.seq_len is not None and args.seq_len < 1:
-        raise ConfigError(f"--seq-len {args.seq_len} must be at least 1")
-    model, label = _model(args)
+    model, label = _model(args)  # first: an unknown preset or a bad file is the error to report
+    _check_counts(args)
     from lmjax.scaling.compute import estimate
 
     result = estimate(model, args.tokens, args.seq_len)
@@ -54,6 +50,19 @@ def run(args: argparse.Namespace) -> int:
           f"{result['exact_flops_per_token']:.3e} FLOPs per token, {result['exact_total_flops']:.3e} "
           f"FLOP ({result['exact_vs_convention']:+.1%} against the convention)")
     return 0
+
+
+def _check_counts(args: argparse.Namespace) -> None:
+    import math
+
+    from lmjax.errors import ConfigError
+
+    if args.tokens is None:
+        raise ConfigError("--tokens must be a positive count, e.g. --tokens 300e9")
+    if not (math.isfinite(args.tokens) and args.tokens > 0):
+        raise ConfigError(f"--tokens {args.tokens:g} must be a finite positive count, e.g. --tokens 300e9")
+    if args.seq_len is not None and args.seq_len < 1:
+        raise ConfigError(f"--seq-len {args.seq_len} must be at least 1")
 
 
 def _model(args: argparse.Namespace):

@@ -50,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(config_lib.to_yaml(config), end="")
         return 0
+    from lmjax.eval.callback import check_eval_tasks
+
+    check_eval_tasks(config)  # before the tokenizer is trained or anything compiles
     if args.check:
         from lmjax.train.setup import check_config
 

@@ -76,10 +76,25 @@ def flatten(result: dict[str, Any]) -> dict[str, float]:
     return flat
 
 
+def check_eval_tasks(config: Any) -> None:
+    """Every file `train.eval_tasks` will read exists: a missing one would otherwise stop the
+    run at its first evaluation, after training. Raises ConfigError naming the file."""
+    from lmjax.config import resolve_data_dir
+    from lmjax.errors import ConfigError
+    from lmjax.eval.tasks import missing_files
+
+    tasks = list(config.train.eval_tasks or [])
+    missing = missing_files(tasks, str(resolve_data_dir(config.data))) if tasks else []
+    if missing:
+        raise ConfigError(f"train.eval_tasks reads {missing[0]}, which does not exist: put the file "
+                          "there, set data.data_dir (or LMJAX_DATA_DIR), or drop the task")
+
+
 def callbacks_for(config: Any) -> list[Callback]:
-    """The callbacks `train.eval_tasks` asks for ([] when it is empty)."""
+    """The callbacks `train.eval_tasks` asks for ([] when it is empty), its files checked."""
     tasks, train = list(config.train.eval_tasks or []), config.train
     if not tasks:
         return []
+    check_eval_tasks(config)
     return [HarnessEval(tasks, config.data.data_dir or None, limit=train.eval_limit or None,
                         truncate=train.eval_truncate)]

@@ -47,9 +47,12 @@ def select(points: list[Point], only: str | None) -> list[Point]:
 
 def check_points(points: list[Point], n_devices: int | None, n_processes: int | None) -> None:
     """Every point's config (against the devices and hosts when known), before anything runs."""
+    from lmjax.eval.callback import check_eval_tasks
+
     for point in points:
         try:
             validate(point.config, n_devices, n_processes)
+            check_eval_tasks(point.config)
         except ConfigError as err:
             raise ConfigError(f"point {point.name}: {err}") from None
 
