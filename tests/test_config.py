@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pathlib
 import subprocess
 import sys
 
 import pytest
+import yaml
 
 from lmjax import cli
 from lmjax.config import load_config, named_configs, presets, validate
@@ -141,3 +143,26 @@ def test_eval_limit_and_truncation_reach_the_harness_callback(tmp_path):
     assert (every.limit, every.truncate) == (None, True)
     with pytest.raises(ConfigError, match="train.eval_limit=-1 must be >= 0"):
         load_config("gpt_tiny", base + ["train.eval_limit=-1"])
+
+
+REPOSITORY_CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_every_file_in_the_repositorys_configs_is_a_named_config_or_preset():
+    files = sorted(path.stem for path in REPOSITORY_CONFIGS.glob("*.yaml"))
+    assert files and named_configs() == files
+    for name in files:
+        assert load_config(name).name  # each loads and validates
+    for path in sorted((REPOSITORY_CONFIGS / "presets").glob("*.yaml")):
+        assert set(yaml.safe_load(path.read_text())) <= set(presets()), path
+
+
+def test_default_axis_rules_are_the_data_file_and_each_config_has_its_own_copy():
+    written = [["batch", ["data", "fsdp"]], ["embed", "fsdp"], ["heads", "tensor"],
+               ["kv_heads", "tensor"], ["mlp", "tensor"], ["vocab", "tensor"], ["length", None],
+               ["kv", None], ["layers", None], ["type_vocab", None], ["relpos_buckets", None],
+               ["classes", None]]
+    first, second = load_config("gpt_tiny"), load_config("gpt_tiny")
+    assert first.mesh.axis_rules == written
+    first.mesh.axis_rules[0][1].append("tensor")
+    assert second.mesh.axis_rules == written and load_config("gpt_tiny").mesh.axis_rules == written
