@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from lmjax import cli
-from lmjax.config import load_config, named_configs, presets, validate
+from lmjax.config import MeshConfig, load_config, named_configs, presets, validate
 from lmjax.errors import ConfigError
 
 
@@ -162,7 +162,8 @@ def test_default_axis_rules_are_the_data_file_and_each_config_has_its_own_copy()
                ["kv_heads", "tensor"], ["mlp", "tensor"], ["vocab", "tensor"], ["length", None],
                ["kv", None], ["layers", None], ["type_vocab", None], ["relpos_buckets", None],
                ["classes", None]]
-    first, second = load_config("gpt_tiny"), load_config("gpt_tiny")
-    assert first.mesh.axis_rules == written
-    first.mesh.axis_rules[0][1].append("tensor")
-    assert second.mesh.axis_rules == written and load_config("gpt_tiny").mesh.axis_rules == written
+    assert load_config("gpt_tiny").mesh.axis_rules == written
+    first, second = MeshConfig(), MeshConfig()
+    assert first.axis_rules == written
+    first.axis_rules[0][1].append("tensor")
+    assert second.axis_rules == written and MeshConfig().axis_rules == written
