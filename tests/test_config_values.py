@@ -73,9 +73,9 @@ def test_an_empty_yaml_file_is_named_and_asked_for_a_name(tmp_path):
     [
         (["flops", "--preset", "gpt5"], "unknown model.preset 'gpt5'"),
         (["flops", "--config", "BAD_YAML"], "is not valid YAML at line"),
-        (["flops", "--preset", "gpt3-small", "--tokens", "inf"], "--tokens inf must be a finite positive count"),
-        (["flops", "--preset", "gpt3-small", "--tokens", "nan"], "--tokens nan must be a finite positive count"),
-        (["flops", "--preset", "gpt3-small", "--tokens", "-5"], "--tokens -5 must be a finite positive count"),
+        (["flops", "--preset", "gpt3-small", "--tokens", "inf"], "--tokens inf must be a finite positive"),
+        (["flops", "--preset", "gpt3-small", "--tokens", "nan"], "--tokens nan must be a finite positive"),
+        (["flops", "--preset", "gpt3-small", "--tokens", "-5"], "--tokens -5 must be a finite positive"),
     ],
 )
 def test_flops_names_the_real_error_first(tmp_path, capsys, argv, message):

@@ -17,6 +17,7 @@ from lmjax.errors import ConfigError
 
 MAX_STEPS = 2**31 - 1  # optax's step count and the loop's step are int32
 
+
 def _choice(field: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"{field}={value!r} is not one of {', '.join(allowed)}")
@@ -201,8 +202,8 @@ def _validate_train(train: TrainConfig) -> None:
 
 
 def _validate_adam(train: TrainConfig) -> None:
-    """Adam's moment decays average over about 1/(1-b) steps: 1 never updates the average (and
-    divides by zero in the bias correction), outside [0, 1) it diverges."""
+    """Adam's moment decays average over about 1/(1-b) steps: at 1 the averages never leave 0
+    and the bias correction divides by zero; outside [0, 1) they diverge."""
     for field in ("b1", "b2"):
         if not 0 <= getattr(train, field) < 1:
             raise ConfigError(f"train.{field}={getattr(train, field)} must lie in [0, 1), "
