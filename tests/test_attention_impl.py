@@ -62,9 +62,10 @@ def reference(seed, causal, scale):
 # and tiles about 3x faster without LLVM's optimisations; at these shapes they run in
 # milliseconds either way, and the float64 references are unchanged.
 FAST_COMPILE = {"xla_backend_optimization_level": 0}
+fast_jit = functools.partial(jax.jit, compiler_options=FAST_COMPILE)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 5), compiler_options=FAST_COMPILE)
+@functools.partial(fast_jit, static_argnums=(0, 5))
 def output_and_grads(attention, q, k, v, d_out, n):
     """`attention(q, k, v, n)` and its gradients for the cotangent `d_out`: one compiled
     function per attention and `n`."""
@@ -122,8 +123,10 @@ def test_xla_path_and_cudnn_call_equal_a_numpy_reference(causal):
     q, k, v, _ = qkv()
     want, _ = reference(0, causal, scale=0.3)
     mask = causal_mask(T, T) if causal else None
-    np.testing.assert_allclose(attend(q, k, v, mask, scale=0.3), want, rtol=1e-4, atol=1e-5)
-    got = cudnn_attend(q, k, v, causal=causal, scale=0.3, implementation="xla")
+    got = fast_jit(lambda q, k, v: attend(q, k, v, mask, scale=0.3))(q, k, v)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    got = fast_jit(lambda q, k, v: cudnn_attend(q, k, v, causal=causal, scale=0.3,
+                                                implementation="xla"))(q, k, v)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
@@ -146,7 +149,7 @@ def layer_params():
     """The layer's parameters (their shapes do not depend on the length), initialised in one
     compiled function rather than op by op."""
     x_BTD = np.zeros((B, T, H * K), np.float32)
-    init = jax.jit(lambda key: attention_layer("xla").init(key, x_BTD, causal=True))
+    init = fast_jit(lambda key: attention_layer("xla").init(key, x_BTD, causal=True))
     return nn.unbox(init(jax.random.key(0)))
 
 
@@ -156,8 +159,7 @@ def test_splash_layer_under_shard_map_on_a_mesh_equals_xla(layer_params):
     want = attention_layer("xla").apply(layer_params, x_BTD, causal=True)
     mesh_config = MeshConfig(data=2, tensor=2, fsdp=1)
     devices = jax.devices()[:4]
-    splash = jax.jit(lambda p, x: attention_layer("splash").apply(p, x, causal=True),
-                     compiler_options=FAST_COMPILE)
+    splash = fast_jit(lambda p, x: attention_layer("splash").apply(p, x, causal=True))
     with parallel.activate(parallel.make_mesh(mesh_config, devices), parallel.axis_rules(mesh_config)):
         got = splash(layer_params, x_BTD)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
@@ -168,8 +170,8 @@ def test_a_case_the_kernel_cannot_serve_runs_xla_and_says_why(caplog, layer_para
     x_BTD = np.random.default_rng(3).normal(size=(B, 8, H * K)).astype(np.float32)
     mask_B1S = np.ones((B, 1, 8), bool)
     with caplog.at_level(logging.WARNING, logger=attention_kernels.__name__):
-        got = attention_layer("splash").apply(layer_params, x_BTD, mask=mask_B1S)
-    want = attention_layer("xla").apply(layer_params, x_BTD, mask=mask_B1S)
+        got = fast_jit(lambda p: attention_layer("splash").apply(p, x_BTD, mask=mask_B1S))(layer_params)
+    want = fast_jit(lambda p: attention_layer("xla").apply(p, x_BTD, mask=mask_B1S))(layer_params)
     np.testing.assert_array_equal(got, want)
     assert "model.attention_impl=splash cannot serve a padding or packed-segment mask" in caplog.text
 

@@ -2,9 +2,10 @@
 cache and `MultiHeadAttention`, the layer GPT, BERT and T5 call.
 
 Three XLA algorithms compute the same softmax attention: `attend` scores every query against
-every key (any mask, T5's bias, the cache); `blocked_causal_attend` splits causal queries into
-blocks that skip the fully masked keys; `tiled_causal_attend` scores tiles of queries × keys
-with an online softmax, as FlashAttention does. The fused accelerator kernels (cuDNN, splash)
+every key (any mask, T5's bias, the cache); `query_blocked_causal_attend` splits causal
+queries into blocks that skip the fully masked keys; `tiled_causal_attend` scores tiles of
+queries × keys with an online softmax, as FlashAttention does. `blocked_causal_attend` picks
+one of them for `model.attention_blocks`. The fused accelerator kernels (cuDNN, splash)
 live in `lmjax.models.attention_kernels`; `MultiHeadAttention` picks one per call from
 `model.attention_impl` and falls back here for the cases a kernel cannot serve. Shape
 suffixes as in `lmjax.models.layers`.
@@ -23,12 +24,11 @@ from lmjax.models.layers import Dense, constrain, normal, rope
 from lmjax.models.platform import attention_kernel
 
 NEG_INF = -1e9
-# Query blocks of this many rows or more run tiled (`blocked_causal_attend`).
+# Causal blocks of this many query rows or more run tiled (`blocked_causal_attend`).
 TILED_MIN_ROWS = 64
 # The tile size, in queries and keys, of the eval scorer's causal attention
 # (`lmjax.eval.scorers.CausalScorer`); figures in docs/performance.md.
 ATTENTION_TILE = 256
-
 
 
 def causal_mask(query_len: int, key_len: int, offset: int = 0) -> jax.Array:
@@ -82,16 +82,26 @@ def _grouped_queries(q_BTHK: jax.Array, n_kv: int) -> tuple[jax.Array, str, str,
 
 
 def blocked_causal_attend(q_BTHK, k_BSGK, v_BSGK, blocks: int, scale: float | None = None):
+    """Causal self-attention as `model.attention_blocks` asks for it: one block (or a length
+    the blocks do not divide) is full attention; blocks of `TILED_MIN_ROWS` queries or more
+    run as tiles (`tiled_causal_attend`), smaller ones as query blocks
+    (`query_blocked_causal_attend`): tiles are faster from there on, slower below
+    (docs/performance.md). All three give the same result."""
+    q_len = q_BTHK.shape[1]
+    if blocks <= 1 or q_len % blocks:
+        return attend(q_BTHK, k_BSGK, v_BSGK, causal_mask(q_len, q_len), scale=scale)
+    if q_len // blocks >= TILED_MIN_ROWS:
+        return tiled_causal_attend(q_BTHK, k_BSGK, v_BSGK, blocks, scale=scale)
+    return query_blocked_causal_attend(q_BTHK, k_BSGK, v_BSGK, blocks, scale=scale)
+
+
+def query_blocked_causal_attend(q_BTHK, k_BSGK, v_BSGK, blocks: int, scale: float | None = None):
     """Causal self-attention in `blocks` query blocks, each attending only to keys up to its
-    end, which skips the fully masked upper blocks (faster on CPU; same result). Blocks of
-    `TILED_MIN_ROWS` queries or more go to `tiled_causal_attend`, which scores the same pairs
-    a key block at a time: faster from there on, slower below (docs/performance.md)."""
+    end, which skips the fully masked upper blocks (faster on CPU than full attention)."""
     q_len = q_BTHK.shape[1]
     if blocks <= 1 or q_len % blocks:
         return attend(q_BTHK, k_BSGK, v_BSGK, causal_mask(q_len, q_len), scale=scale)
     size = q_len // blocks
-    if size >= TILED_MIN_ROWS:
-        return tiled_causal_attend(q_BTHK, k_BSGK, v_BSGK, blocks, scale=scale)
     outputs = []
     for block in range(blocks):
         end = (block + 1) * size
