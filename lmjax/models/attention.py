@@ -85,8 +85,8 @@ def blocked_causal_attend(q_BTHK, k_BSGK, v_BSGK, blocks: int, scale: float | No
     """Causal self-attention as `model.attention_blocks` asks for it: one block (or a length
     the blocks do not divide) is full attention; blocks of `TILED_MIN_ROWS` queries or more
     run as tiles (`tiled_causal_attend`), smaller ones as query blocks
-    (`query_blocked_causal_attend`): tiles are faster from there on, slower below
-    (docs/performance.md). All three give the same result."""
+    (`query_blocked_causal_attend`): tiles pay off on long rows, query blocks on short ones
+    (figures in docs/performance.md). All three give the same result."""
     q_len = q_BTHK.shape[1]
     if blocks <= 1 or q_len % blocks:
         return attend(q_BTHK, k_BSGK, v_BSGK, causal_mask(q_len, q_len), scale=scale)
