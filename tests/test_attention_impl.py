@@ -1,7 +1,9 @@
 """`model.attention_impl`: what `auto` resolves to per backend, the one-line errors for a kernel
 the backend lacks, and the kernels' call paths against the XLA einsum path: cuDNN's call
 through `jax.nn.dot_product_attention` (run by XLA here), splash attention in Pallas's
-interpreter, alone and under `shard_map` on a mesh, and the logged fallback to XLA."""
+interpreter, alone and under `shard_map` on a mesh, and the logged fallback to XLA; and the
+XLA path's causal query blocks and flash-style tiles, outputs and gradients, against float64
+attention with grouped kv heads."""
 
 import functools
 import logging
@@ -54,8 +56,8 @@ def reference(seed, causal, scale):
     d_q = np.einsum("bhts,bshk->bthk", d_scores_BHTS, k_BSHK) * scale
     d_k_BSHK = np.einsum("bhts,bthk->bshk", d_scores_BHTS, q_BTHK) * scale
     d_v_BSHK = np.einsum("bhts,bthk->bshk", probs_BHTS, d_out_BTHK)
-    per_kv_head = (lambda x: x.reshape(B, T, G, H // G, K).sum(3))
-    return out_BTHK, (d_q, per_kv_head(d_k_BSHK), per_kv_head(d_v_BSHK))
+    d_k, d_v = (x.reshape(B, T, G, H // G, K).sum(3) for x in (d_k_BSHK, d_v_BSHK))
+    return out_BTHK, (d_q, d_k, d_v)
 
 
 # Compiling is most of these tests' time, and XLA's CPU backend compiles the unrolled blocks
