@@ -9,7 +9,7 @@ import pytest
 from flax import traverse_util
 
 from lmjax.errors import ConfigError
-from lmjax.models.layers import CrossKV
+from lmjax.models.attention import CrossKV
 from lmjax.posttrain import lora
 from lmjax.posttrain.packing import Tokenized, pack
 from lmjax.posttrain.sft import train_sft

@@ -36,6 +36,7 @@ from lmjax.config import Config
 from lmjax.errors import DataError
 from lmjax.eval import multihost
 from lmjax.eval.batching import batch_rows, bucket_for, buckets, longest_first, pad_rows
+from lmjax.models.attention import ATTENTION_TILE
 from lmjax.models.layers import constrain
 
 Pair = tuple[Sequence[int], Sequence[int]]
@@ -153,7 +154,6 @@ def check_continuation(continuation: Sequence[int], limit: int) -> None:
 
 
 INT, FLOAT = np.int32, np.float32
-ATTENTION_TILE = 256
 
 
 class CausalScorer(Scorer):
@@ -211,9 +211,8 @@ class CausalScorer(Scorer):
 
     def model_for(self, length: int) -> nn.Module:
         """The model with causal attention in tiles of `ATTENTION_TILE` queries and keys
-        for rows of `length` (`lmjax.models.layers.tiled_causal_attend`: on CPU a layer of a
-        1024-token GPT-2-small batch attends in 144 ms against 214 in query blocks of 256
-        and 396 unblocked)."""
+        for rows of `length` (`lmjax.models.attention.tiled_causal_attend`, faster on CPU
+        than query blocks or full attention: figures in docs/performance.md)."""
         blocks = length // ATTENTION_TILE if length % ATTENTION_TILE == 0 else 1
         return self.model.clone(config=dataclasses.replace(self.model.config, attention_blocks=blocks))
 

@@ -1,7 +1,7 @@
 """Fused attention kernels behind `model.attention_impl`: cuDNN flash attention on NVIDIA GPUs
 (`jax.nn.dot_product_attention(implementation="cudnn")`) and Pallas splash attention on TPUs
 (`jax.experimental.pallas.ops.tpu.splash_attention`). `xla` is the einsum path,
-`lmjax.models.layers.attend`, which serves every case.
+`lmjax.models.attention.attend`, which serves every case.
 
 A kernel serves the training case it was built for: attention with no additive bias and no
 mask beyond causality, outside decoding. `unsupported` names what it cannot serve; the layer
@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec
 
-from lmjax.models.backend import backend
+from lmjax.models.platform import jax_platform
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def kernel_attend(kernel: str, q_BTHK: jax.Array, k_BSGK: jax.Array, v_BSGK: jax
     if kernel == "cudnn":
         return cudnn_attend(q_BTHK, k_BSGK, v_BSGK, causal=causal, scale=scale)
     return splash_attend(q_BTHK, k_BSGK, v_BSGK, causal=causal, scale=scale,
-                         interpret=backend() != "tpu")
+                         interpret=jax_platform() != "tpu")
 
 
 def cudnn_attend(q_BTHK: jax.Array, k_BSGK: jax.Array, v_BSGK: jax.Array, *, causal: bool,

@@ -15,9 +15,8 @@ import jax.numpy as jnp
 
 from lmjax.config import ModelConfig
 from lmjax.models.gpt import compute_dtype
-from lmjax.models.layers import (
-    ACTIVATIONS, Dense, Embed, Mlp, MultiHeadAttention, constrain, key_padding_mask, norm_layer,
-)
+from lmjax.models.attention import MultiHeadAttention, key_padding_mask
+from lmjax.models.layers import ACTIVATIONS, Dense, Embed, Mlp, constrain, norm_layer
 from lmjax.models.scan import apply_layers
 
 

@@ -15,22 +15,15 @@ import jax
 import jax.numpy as jnp
 
 from lmjax.config import ModelConfig
-from lmjax.models.backend import resolve_dtype
-from lmjax.models.layers import (
-    Embed,
-    LayerCache,
-    Mlp,
-    MultiHeadAttention,
-    constrain,
-    key_padding_mask,
-    norm_layer,
-)
+from lmjax.models.attention import LayerCache, MultiHeadAttention, key_padding_mask
+from lmjax.models.layers import Embed, Mlp, constrain, norm_layer
+from lmjax.models.platform import compute_dtype_name
 from lmjax.models.scan import apply_layers, cache_index, stacked_cache
 from lmjax.models.unembed import Unembed, Unembedded
 
 
 def compute_dtype(config: ModelConfig) -> jnp.dtype:
-    return jnp.dtype(resolve_dtype(config.dtype))
+    return jnp.dtype(compute_dtype_name(config.dtype))
 
 
 def init_cache(config: ModelConfig, batch: int, length: int) -> tuple[LayerCache, ...] | LayerCache:

@@ -19,7 +19,7 @@ import numpy as np
 
 from lmjax.config import ModelConfig
 from lmjax.errors import ConfigError
-from lmjax.models.layers import LayerCache
+from lmjax.models.attention import LayerCache
 
 REMAT_POLICIES = {
     "full": None,

@@ -20,9 +20,9 @@ import jax.numpy as jnp
 from lmjax.config import ModelConfig
 from lmjax.errors import ConfigError
 from lmjax.models.gpt import compute_dtype
+from lmjax.models.attention import CrossKV, LayerCache, MultiHeadAttention, key_padding_mask
 from lmjax.models.layers import (
-    CrossKV, Dense, Embed, LayerCache, Mlp, MultiHeadAttention, RelativePositionBias,
-    constrain, key_padding_mask, norm_layer, normal,
+    Dense, Embed, Mlp, RelativePositionBias, constrain, norm_layer, normal,
 )
 from lmjax.models.scan import apply_layers, cache_index, stacked_cache
 

@@ -57,7 +57,7 @@ import flax.linen as nn
 from lmjax import parallel
 from lmjax.config import Config, ModelConfig, load_config
 from lmjax.errors import ConfigError
-from lmjax.models.backend import resolve_dtype
+from lmjax.models.platform import compute_dtype_name
 from lmjax.models.layers import GATED
 from lmjax.scaling.compute import MLM_PREDICTED_SHARE
 from lmjax.scaling.params import abstract_params
@@ -100,7 +100,7 @@ def per_device_memory(
         shard_elements(leaf.value.shape, leaf.names, sizes, rules)
         for leaf in abstract_params(dataclasses.replace(config.model, scan_layers=True))
     )
-    act_bytes = dtype_bytes or DTYPE_BYTES[resolve_dtype(config.model.dtype)]
+    act_bytes = dtype_bytes or DTYPE_BYTES[compute_dtype_name(config.model.dtype)]
     activations = activation_bytes(config, sizes, rules, act_bytes)
     state = {
         "params": param_elements * PARAM_BYTES,
