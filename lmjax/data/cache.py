@@ -35,6 +35,7 @@ import numpy as np
 import tqdm
 
 from lmjax.config import DataConfig, resolve_cache_dir
+from lmjax.data.fingerprint import tokenizer_fingerprint
 from lmjax.data.locking import atomic_dir, atomic_write_bytes, file_lock
 from lmjax.data.sources import HfStream, Source
 from lmjax.tokenizers import Tokenizer, load
@@ -260,8 +261,6 @@ def _read_marker(shard_dir: Path, index: int) -> dict | None:
 
 def _saved_tokenizer(data: DataConfig, tokenizer: Tokenizer) -> tuple[str, str]:
     """The tokenizer saved under the cache (workers load it from there) and its fingerprint."""
-    from lmjax.data.pipeline import tokenizer_fingerprint
-
     fingerprint = tokenizer_fingerprint(tokenizer)
     directory = resolve_cache_dir(data) / "token_cache" / "tokenizers" / fingerprint
     with file_lock(directory):
