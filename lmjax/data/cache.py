@@ -38,6 +38,7 @@ from lmjax.config import DataConfig, resolve_cache_dir
 from lmjax.data.fingerprint import tokenizer_fingerprint
 from lmjax.data.locking import atomic_dir, atomic_write_bytes, file_lock
 from lmjax.data.sources import HfStream, Source
+from lmjax.errors import DataError
 from lmjax.tokenizers import Tokenizer, load
 
 SPLITS = ("train", "validation")
@@ -104,8 +105,24 @@ def prepare_sources(data: DataConfig, sources: Sequence[Source], tokenizer: Toke
             manifest = {**_join(source, directory, stats, data.validation_fraction), "tokenizer": fingerprint}
             atomic_write_bytes(directory / "manifest.json",
                                lambda out, m=manifest: out.write(json.dumps(m, indent=1).encode()))
-    return [SourceCache(source, directory, json.loads((directory / "manifest.json").read_text()))
-            for source, directory in zip(sources, directories)]
+    caches = [SourceCache(source, directory, json.loads((directory / "manifest.json").read_text()))
+              for source, directory in zip(sources, directories)]
+    if data.invalid_utf8 == "error":
+        for cache in caches:
+            _refuse_replaced_bytes(cache)
+    return caches
+
+
+def _refuse_replaced_bytes(cache: SourceCache) -> None:
+    """data.invalid_utf8=error holds for a cache prepared earlier under "replace" too (the
+    setting is not in the key, so switching it does not tokenize everything again)."""
+    for shard in cache.manifest["shards"]:
+        if shard.get("invalid_utf8_bytes"):
+            raise DataError(
+                f"{shard['file']} (source {cache.source.name}) had {shard['invalid_utf8_bytes']} invalid "
+                "UTF-8 byte(s), replaced when its cache was prepared; convert it to UTF-8 (e.g. with "
+                "iconv) or set data.invalid_utf8=replace"
+            )
 
 
 def source_key(data: DataConfig, source: Source, fingerprint: str) -> str:
@@ -192,7 +209,8 @@ def tokenize_shard(job: tuple[Source, int, str, str]) -> dict:
     table = np.array(docs, dtype=[("tokens", np.int64), ("bytes", np.int64), ("hash", np.uint64)])
     atomic_write_bytes(Path(shard_dir) / f"{index}.docs.npy", lambda out: np.save(out, table))
     stats = {"index": index, "file": str(path), "rows": counts["rows"], "documents": len(docs),
-             "tokens": int(table["tokens"].sum()), "bytes": int(table["bytes"].sum())}
+             "tokens": int(table["tokens"].sum()), "bytes": int(table["bytes"].sum()),
+             "invalid_utf8_bytes": counts.get("invalid_utf8_bytes", 0)}
     atomic_write_bytes(Path(shard_dir) / f"{index}.json", lambda out: out.write(json.dumps(stats).encode()))
     return stats
 
@@ -215,6 +233,7 @@ def _join(source: Source, directory: Path, shards: list[dict], fraction: float) 
                 "filters": [str(item) for item in source.filters], "shards": shards,
                 "rows": sum(s["rows"] for s in shards), "duplicates": int(len(table) - len(first))}
     manifest["filtered_out"] = manifest["rows"] - len(table)
+    manifest["invalid_utf8_bytes"] = sum(s.get("invalid_utf8_bytes", 0) for s in shards)
     chosen = {"train": kept & ~held_out, "validation": kept & held_out}
     for split, mask in chosen.items():
         manifest[split] = {"documents": int(mask.sum()), "tokens": int(table["tokens"][mask].sum()),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import glob as globlib
 import re
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,6 +40,7 @@ class Source:
     text_field: str
     filters: tuple[filters_lib.Filter, ...]
     weight: float
+    invalid_utf8: str = "replace"  # data.invalid_utf8, applied to every format
 
     def wanted_columns(self) -> list[str]:
         return sorted({self.text_field, *(item.column for item in self.filters)})
@@ -46,10 +48,12 @@ class Source:
     def documents(self, path: epath.Path, counts: dict[str, int] | None = None) -> Iterator[str]:
         """The texts of the file's rows that pass every filter, in file order; counts["rows"]
         (if given) counts every row read, kept or not. A stream stops after its `limit`
-        documents (kept ones: the filters come first)."""
+        documents (kept ones: the filters come first); counts["invalid_utf8_bytes"] adds up
+        the bytes replaced under data.invalid_utf8=replace."""
         counts = {"rows": 0} if counts is None else counts
         limit, kept = getattr(path, "limit", None), 0  # a stream's document limit (positive)
-        for row, record in enumerate(formats.read_rows(path, self.format, self.wanted_columns()), 1):
+        for row, record in enumerate(formats.read_rows(path, self.format, self.wanted_columns(),
+                                                                invalid_utf8=self.invalid_utf8, counts=counts), 1):
             counts["rows"] += 1
             if not filters_lib.keep(self.filters, record):
                 continue
@@ -75,7 +79,7 @@ def resolve_sources(data: DataConfig) -> list[Source]:
     """Every configured source with its files found and schemas checked; DataError otherwise."""
     configs = source_configs(data)
     names = _names(configs)
-    sources = [_resolve(index, config, name, resolve_data_dir(data))
+    sources = [_resolve(index, config, name, resolve_data_dir(data), data.invalid_utf8)
                for index, (config, name) in enumerate(zip(configs, names))]
     for source in sources:
         check_schema(source)
@@ -83,17 +87,25 @@ def resolve_sources(data: DataConfig) -> list[Source]:
 
 
 def check_schema(source: Source) -> None:
-    """All files share the first one's columns; the text field and filtered columns exist."""
-    first = source.files[0]
-    expected = formats.columns(first, source.format)
+    """All files with rows share the first one's columns; the text field and filtered columns
+    exist. A file without rows is an empty shard: a warning, not a schema."""
+    schemas = [(path, formats.columns(path, source.format, source.invalid_utf8)) for path in source.files]
+    empty = [str(path) for path, found in schemas if found is None]
+    if empty:
+        warnings.warn(f"source {source.name}: {len(empty)} empty file(s), read as empty shards: "
+                      f"{', '.join(empty[:3])}{' ...' if len(empty) > 3 else ''}", stacklevel=2)
+    schemas = [(path, found) for path, found in schemas if found is not None]
+    if not schemas:
+        raise DataError(f"source {source.name}: all its {len(source.files)} file(s) are empty, e.g. "
+                        f"{source.files[0]}; fix its glob or the files")
+    first, expected = schemas[0]
     if source.text_field not in expected:
         raise DataError(
             f"source {source.name}: text field {source.text_field!r} is not a column of {first}; its "
-            f"columns are {', '.join(expected) or '(none: the file is empty)'}; set text_field"
+            f"columns are {', '.join(expected)}; set text_field"
         )
     filters_lib.check_columns(source.filters, expected, f"{first} (source {source.name})")
-    for path in source.files[1:]:
-        found = formats.columns(path, source.format)
+    for path, found in schemas[1:]:
         if set(found) != set(expected):
             raise DataError(
                 f"source {source.name} mixes schemas: {path} has columns {', '.join(found)} but "
@@ -128,7 +140,7 @@ def _bucket_glob(pattern: str) -> list[epath.Path]:
     return [path for path in base.glob("/".join(parts[first:])) if path.is_file()]
 
 
-def _resolve(index: int, config: SourceConfig, name: str, data_dir: Path) -> Source:
+def _resolve(index: int, config: SourceConfig, name: str, data_dir: Path, invalid_utf8: str) -> Source:
     where = f"data.sources[{index}].filters"
     if hf_stream.is_stream(config.files):
         stream = hf_stream.parse(config.files, f"data.sources[{index}].files")
@@ -136,7 +148,8 @@ def _resolve(index: int, config: SourceConfig, name: str, data_dir: Path) -> Sou
             raise DataError(f"source {name}: an hf:// source is read by datasets, not as "
                             f"{config.format}; drop data.sources[{index}].format")
         return Source(name=name, files=(stream,), format="hf", text_field=config.text_field,
-                      filters=filters_lib.parse_filters(config.filters, where), weight=config.weight)
+                      filters=filters_lib.parse_filters(config.filters, where), weight=config.weight,
+                      invalid_utf8=invalid_utf8)
     files = glob_files(config.files, data_dir)
     if not files:
         raise DataError(
@@ -145,7 +158,8 @@ def _resolve(index: int, config: SourceConfig, name: str, data_dir: Path) -> Sou
         )
     fmt = config.format or _format(name, files)
     return Source(name=name, files=tuple(files), format=fmt, text_field=config.text_field,
-                  filters=filters_lib.parse_filters(config.filters, where), weight=config.weight)
+                  filters=filters_lib.parse_filters(config.filters, where), weight=config.weight,
+                  invalid_utf8=invalid_utf8)
 
 
 def _format(name: str, files: list[epath.Path]) -> str:
