@@ -36,7 +36,7 @@ import tqdm
 
 from lmjax.config import DataConfig, resolve_cache_dir
 from lmjax.data.fingerprint import tokenizer_fingerprint
-from lmjax.data.locking import atomic_dir, atomic_write_bytes, file_lock
+from lmjax.data.locking import atomic_dir, atomic_write_bytes, file_lock, umask
 from lmjax.data.sources import HfStream, Source
 from lmjax.errors import DataError
 from lmjax.tokenizers import Tokenizer, load
@@ -270,6 +270,7 @@ def _new_stream(target: Path, total: int) -> Iterator:
         yield append
         out.flush()
         del out
+    os.chmod(tmp.name, 0o666 & ~umask())
     os.replace(tmp.name, target)
 
 
