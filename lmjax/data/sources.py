@@ -175,10 +175,31 @@ def _format(name: str, files: list[epath.Path]) -> str:
 
 def _names(configs: list[SourceConfig]) -> list[str]:
     """Given names, else the glob's last fixed folder (`fineweb2/spa_Latn/*.parquet` is
-    spa_Latn) or file stem, made unique with the entry's index."""
+    spa_Latn) or file stem. Globs whose default names collide (FineWeb-2's
+    `data/spa_Latn/train/*.parquet` beside `data/cat_Latn/train/*.parquet`) are named after
+    their first fixed folder that differs (spa_Latn, cat_Latn); else the entry's index is added."""
     names = [config.name or _default_name(config.files) for config in configs]
+    for name in set(names):
+        clashing = [i for i, config in enumerate(configs) if names[i] == name and not config.name]
+        if len(clashing) > 1:
+            for index, better in zip(clashing, _differing_parts([configs[i].files for i in clashing])):
+                names[index] = better
     return [name if names.count(name) == 1 or config.name else f"{name}_{index}"
             for index, (name, config) in enumerate(zip(names, configs))]
+
+
+def _differing_parts(patterns: list[str]) -> list[str]:
+    """Each glob's first fixed path component where the globs part ways, if those are all
+    different; else their shared default name."""
+    parts = [[part for part in pattern.split("/") if part and not _WILDCARD.search(part)]
+             for pattern in patterns]
+    for position in range(min(map(len, parts))):
+        found = [re.sub(r"[^\w-]+", "_", each[position]) for each in parts]
+        if len(set(found)) == len(found):
+            return found
+        if len(set(found)) > 1:
+            break
+    return [_default_name(pattern) for pattern in patterns]
 
 
 def _default_name(pattern: str) -> str:
