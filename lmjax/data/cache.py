@@ -210,7 +210,8 @@ def tokenize_shard(job: tuple[Source, int, str, str]) -> dict:
     atomic_write_bytes(Path(shard_dir) / f"{index}.docs.npy", lambda out: np.save(out, table))
     stats = {"index": index, "file": str(path), "rows": counts["rows"], "documents": len(docs),
              "tokens": int(table["tokens"].sum()), "bytes": int(table["bytes"].sum()),
-             "invalid_utf8_bytes": counts.get("invalid_utf8_bytes", 0)}
+             "invalid_utf8_bytes": counts.get("invalid_utf8_bytes", 0),
+             "removed_by": counts.get("removed_by", {})}
     atomic_write_bytes(Path(shard_dir) / f"{index}.json", lambda out: out.write(json.dumps(stats).encode()))
     return stats
 
@@ -234,6 +235,8 @@ def _join(source: Source, directory: Path, shards: list[dict], fraction: float) 
                 "rows": sum(s["rows"] for s in shards), "duplicates": int(len(table) - len(first))}
     manifest["filtered_out"] = manifest["rows"] - len(table)
     manifest["invalid_utf8_bytes"] = sum(s.get("invalid_utf8_bytes", 0) for s in shards)
+    manifest["removed_by"] = {str(item): sum(s.get("removed_by", {}).get(str(item), 0) for s in shards)
+                              for item in source.filters}
     chosen = {"train": kept & ~held_out, "validation": kept & held_out}
     for split, mask in chosen.items():
         manifest[split] = {"documents": int(mask.sum()), "tokens": int(table["tokens"][mask].sum()),

@@ -23,7 +23,7 @@ from etils import epath
 
 from lmjax.config import DataConfig, SourceConfig, resolve_data_dir, source_configs
 from lmjax.data import filters as filters_lib
-from lmjax.data import formats, hf_stream
+from lmjax.data import formats, hf_stream, signals
 from lmjax.data.hf_stream import HfStream
 from lmjax.errors import DataError
 
@@ -43,19 +43,29 @@ class Source:
     invalid_utf8: str = "replace"  # data.invalid_utf8, applied to every format
 
     def wanted_columns(self) -> list[str]:
-        return sorted({self.text_field, *(item.column for item in self.filters)})
+        """Columns to read from the file: the text and every filtered column not computed."""
+        computed = filters_lib.computed_columns(self.filters)
+        return sorted({self.text_field, *(item.column for item in self.filters)} - set(computed))
 
-    def documents(self, path: epath.Path, counts: dict[str, int] | None = None) -> Iterator[str]:
+    def documents(self, path: epath.Path, counts: dict | None = None) -> Iterator[str]:
         """The texts of the file's rows that pass every filter, in file order; counts["rows"]
-        (if given) counts every row read, kept or not. A stream stops after its `limit`
-        documents (kept ones: the filters come first); counts["invalid_utf8_bytes"] adds up
-        the bytes replaced under data.invalid_utf8=replace."""
+        (if given) counts every row read, kept or not, counts["removed_by"] maps each
+        filter to the rows it was the first to fail, and counts["invalid_utf8_bytes"] adds up
+        the bytes replaced under data.invalid_utf8=replace. A stream stops after its `limit`
+        documents (kept ones: the filters come first)."""
         counts = {"rows": 0} if counts is None else counts
+        removed = counts.setdefault("removed_by", {str(item): 0 for item in self.filters})
+        computed = filters_lib.computed_columns(self.filters)
         limit, kept = getattr(path, "limit", None), 0  # a stream's document limit (positive)
-        for row, record in enumerate(formats.read_rows(path, self.format, self.wanted_columns(),
-                                                                invalid_utf8=self.invalid_utf8, counts=counts), 1):
+        rows = formats.read_rows(path, self.format, self.wanted_columns(), invalid_utf8=self.invalid_utf8,
+                                 counts=counts)
+        for row, record in enumerate(rows, 1):
             counts["rows"] += 1
-            if not filters_lib.keep(self.filters, record):
+            if computed:
+                record.update(signals.compute(record.get(self.text_field), computed))
+            failed = filters_lib.first_failing(self.filters, record)
+            if failed is not None:
+                removed[str(self.filters[failed])] += 1
                 continue
             kept += 1
             text = record.get(self.text_field)
