@@ -19,13 +19,11 @@ dropped when the shards are joined, the first occurrence kept.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import dataclasses
 import hashlib
 import itertools
 import json
-import multiprocessing
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -36,6 +34,7 @@ import tqdm
 
 from lmjax.config import DataConfig, resolve_cache_dir
 from lmjax.data.fingerprint import tokenizer_fingerprint
+from lmjax.data import workers as workers_lib
 from lmjax.data.locking import atomic_dir, atomic_write_bytes, file_lock, umask
 from lmjax.data.sources import HfStream, Source
 from lmjax.errors import DataError
@@ -177,21 +176,11 @@ def _tokenize_shards(missing: list[tuple[Source, Path]], tokenizer_dir: str, wor
         Path(job[2]).mkdir(parents=True, exist_ok=True)
     with tqdm.tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="shard", desc="prepare",
                    disable=not (progress and todo)) as bar:
-        for job, stats in zip(todo, _run(tokenize_shard, todo, workers)):
+        for job, stats in zip(todo, workers_lib.run(tokenize_shard, todo, workers)):
             done[job[2], job[1]] = stats
             bar.update()
     return [[done[str(directory / "shards"), index] for index in range(len(source.files))]
             for source, directory in missing]
-
-
-def _run(function, jobs: list, workers: int):
-    """function over jobs, in order: in worker processes when there is more than one of each."""
-    if workers < 2 or len(jobs) < 2:
-        yield from map(function, jobs)
-        return
-    context = multiprocessing.get_context("spawn")  # never fork a threaded JAX process
-    with concurrent.futures.ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
-        yield from pool.map(function, jobs)
 
 
 def tokenize_shard(job: tuple[Source, int, str, str]) -> dict:
