@@ -49,6 +49,7 @@ def test_a_damaged_parquet_names_the_file_at_check_and_at_read(tmp_path, damage)
     bad.write_bytes(bad.read_bytes()[:-12] if damage == "footer cut" else b"")
     message = error_of(resolve_sources, config_for(tmp_path, f"{tmp_path}/es/*.parquet").data)
     assert str(bad) in message and str(good) not in message
+    assert ("0 bytes" in message) == (damage == "empty")
     (source,) = resolve_sources(config_for(tmp_path, str(good)).data)
     source = type(source)(**{**source.__dict__, "files": (good, bad)})  # past the check: the read
     assert str(bad) in error_of(texts, source)
@@ -133,3 +134,19 @@ def test_a_source_of_only_empty_files_says_so(tmp_path):
         warnings.simplefilter("ignore")
         message = error_of(resolve_sources, config_for(tmp_path, f"{tmp_path}/s/*.jsonl").data)
     assert "are empty" in message and "a.jsonl" in message
+
+
+def test_invalid_utf8_in_a_text_shard_is_counted_or_refused_with_offset_and_line(tmp_path):
+    data = b"uno dos\n\ncaf\xe9 \xff ok\n\ntres\n"
+    path = tmp_path / "s" / "a.txt"
+    path.parent.mkdir()
+    path.write_bytes(data)
+    (source,) = resolve_sources(config_for(tmp_path, str(path)).data)
+    counts = {"rows": 0}
+    with pytest.warns(UserWarning, match="replaced 2 invalid UTF-8 byte"):
+        assert list(source.documents(path, counts)) == ["uno dos", "caf\ufffd \ufffd ok", "tres"]
+    assert counts["invalid_utf8_bytes"] == 2
+    (strict,) = resolve_sources(config_for(tmp_path, str(path), invalid_utf8="error").data)
+    message = error_of(texts, strict)
+    bad = data.index(b"\xe9")
+    assert str(path) in message and f"byte offset {bad} (line 3)" in message

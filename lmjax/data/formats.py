@@ -6,7 +6,7 @@ Each reader yields plain dicts, so filters and the text field work the same on e
 format. Damage is reported with the file and the row it stopped at: a truncated download
 is the usual cause, and knowing where lets the user check the file. Invalid UTF-8 follows
 `data.invalid_utf8` in every format: replaced and counted, or refused with file, row and
-byte offset. An empty file is an empty shard, with a warning; an empty parquet file is
+byte offset. An empty file is an empty shard, with a warning; a 0-byte parquet file is
 damage (a parquet file holds its schema even without rows).
 """
 
@@ -46,7 +46,7 @@ def columns(path: epath.Path, fmt: str, invalid_utf8: str = "replace") -> list[s
     a file without rows (an empty shard says nothing about the source's schema)."""
     if fmt == "parquet":
         with path.open("rb") as handle, _parquet_damage(path):
-            return list(_parquet_file(path, handle).schema_arrow.names)
+            return list(pq.ParquetFile(handle).schema_arrow.names)
     if fmt == "text":
         return ["text"]
     if fmt == "hf":
@@ -108,14 +108,6 @@ class Utf8:
             counts["invalid_utf8_bytes"] = counts.get("invalid_utf8_bytes", 0) + self.replaced
 
 
-def _parquet_file(path: epath.Path, handle) -> pq.ParquetFile:
-    if handle.seek(0, 2) == 0:
-        raise DataError(f"{path} is empty (0 bytes), not a parquet file: re-download it or "
-                        "delete it (a parquet file without rows still holds its schema)")
-    handle.seek(0)
-    return pq.ParquetFile(handle)
-
-
 @contextlib.contextmanager
 def _parquet_damage(path: epath.Path) -> Iterator[None]:
     """Arrow's complaint about a damaged file (a missing footer, bad pages) as a DataError
@@ -132,7 +124,7 @@ def _parquet_rows(path: epath.Path, wanted: Sequence[str] | None, utf8: Utf8) ->
     follows the policy instead of failing inside arrow."""
     row = 0
     with path.open("rb") as handle, _parquet_damage(path):
-        for batch in _parquet_file(path, handle).iter_batches(batch_size=BATCH_ROWS, columns=wanted):
+        for batch in pq.ParquetFile(handle).iter_batches(batch_size=BATCH_ROWS, columns=wanted):
             values = {}
             for name, column in zip(batch.schema.names, batch.columns):
                 if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
