@@ -33,8 +33,8 @@ import numpy as np
 import tqdm
 
 from lmjax.config import DataConfig, resolve_cache_dir
-from lmjax.data.fingerprint import tokenizer_fingerprint
 from lmjax.data import workers as workers_lib
+from lmjax.data.fingerprint import tokenizer_fingerprint
 from lmjax.data.locking import atomic_dir, atomic_write_bytes, file_lock, umask
 from lmjax.data.sources import HfStream, Source
 from lmjax.errors import DataError
