@@ -156,3 +156,18 @@ def test_prepare_command_prints_each_source_manifest(tmp_path, corpus, capsys):
         assert int(row[1].replace(",", "")) == len(columns[lang]["text"])  # rows read
     assert main(["data", "prepare", "gpt_tiny"]) == 2
     assert "has no data.sources" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o002])
+def test_every_cache_file_and_folder_follows_the_umask(tmp_path, corpus, tokenizer, mask):
+    old = os.umask(mask)
+    try:
+        prepare(make_config(tmp_path, corpus[0]), tokenizer)
+    finally:
+        os.umask(old)
+    paths = list((tmp_path / "cache" / "token_cache").rglob("*"))
+    assert any(p.name == "manifest.json" for p in paths) and any(p.suffix == ".tokens" for p in paths)
+    modes = {str(p.relative_to(tmp_path)): p.stat().st_mode & 0o777 for p in paths}
+    wrong = {p: oct(m) for p, m in modes.items()
+             if m != (0o777 if (tmp_path / p).is_dir() else 0o666) & ~mask}
+    assert wrong == {}

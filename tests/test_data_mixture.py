@@ -2,6 +2,7 @@
 exact resume mid-epoch from the iterator's state, hosts reading disjoint rows whose union is
 the one-process batch, per-source accounting, and a training run that logs each source."""
 
+import itertools
 import json
 
 import numpy as np
@@ -49,6 +50,21 @@ def test_block_counts_by_largest_remainder():
     assert block_counts(np.array([2.0, 1.0, 1.0])).tolist() == [512, 256, 256]
     assert block_counts(np.array([1.0, 1.0, 1.0])).tolist() == [342, 341, 341]  # 1024/3 = 341.33
     assert block_counts(np.array([0.0, 3.0])).tolist() == [0, 1024]
+
+
+def test_leftover_goes_to_the_largest_remainders_when_they_differ():
+    # 1024 * (0.1, 0.25, 0.65) = 102.4, 256, 665.6: floors leave one example over, which
+    # belongs to the .6 remainder, not the .4 nor the zero one.
+    assert block_counts(np.array([0.1, 0.25, 0.65])).tolist() == [102, 256, 666]
+    rng = np.random.default_rng(0)
+    for _ in range(50):  # against the allocation closest to the shares, found by brute force
+        weights = rng.uniform(0.01, 1.0, rng.integers(2, 6))
+        share = weights / weights.sum() * 16
+        floors = np.floor(share).astype(int)
+        ups = [np.array(bits) for bits in itertools.product([0, 1], repeat=len(weights))
+               if sum(bits) == 16 - floors.sum()]
+        closest = min(ups, key=lambda bits: np.abs(floors + bits - share).sum())
+        assert block_counts(weights, block=16).tolist() == (floors + closest).tolist()
 
 
 def test_proportions_measured_from_the_tokens_are_the_weights(setup):

@@ -136,3 +136,17 @@ def test_mixed_schemas_within_one_source(tmp_path, columns):
     config = sources_config(tmp_path, f"'{tmp_path}/es/*.parquet'")
     message = error_of(resolve_sources, config.data)
     assert "mixes schemas" in message and "001.parquet" in message
+
+
+def test_globs_over_fineweb2s_layout_are_named_after_the_folder_that_differs(tmp_path, columns):
+    for lang in ("spa_Latn", "cat_Latn"):
+        data_shards.write_parquet(tmp_path / "data" / lang / "train" / "000_00000.parquet", columns["es"])
+    data_shards.write_parquet(tmp_path / "other" / "train" / "a.parquet", columns["es"])
+    data_shards.write_parquet(tmp_path / "other" / "train" / "b.parquet", columns["es"])
+    globs = [f"'{tmp_path}/data/spa_Latn/train/*.parquet'", f"'{tmp_path}/data/cat_Latn/train/*.parquet'"]
+    assert [s.name for s in resolve_sources(sources_config(tmp_path, *globs).data)] == ["spa_Latn", "cat_Latn"]
+    # the same folders all the way down: the index still tells them apart
+    same = [f"'{tmp_path}/other/train/a*.parquet'", f"'{tmp_path}/other/train/b*.parquet'"]
+    assert [s.name for s in resolve_sources(sources_config(tmp_path, *same).data)] == ["train_0", "train_1"]
+    named = [f"{{name: es, files: '{tmp_path}/data/spa_Latn/train/*.parquet'}}", globs[1]]
+    assert [s.name for s in resolve_sources(sources_config(tmp_path, *named).data)] == ["es", "train"]

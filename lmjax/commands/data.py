@@ -87,7 +87,13 @@ def run_fertility(args: argparse.Namespace) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     from lmjax.config import DataConfig, resolve_data_dir
     from lmjax.data.demo_shards import write_corpus
+    from lmjax.errors import ConfigError
 
+    if args.out.exists() and not args.out.is_dir():
+        raise ConfigError(f"{args.out} is a file, not a folder: give a folder to write the shards "
+                          "into (it is made if missing)")
+    if args.parts < 1:
+        raise ConfigError(f"--parts={args.parts}: give at least one shard per language")
     made = write_corpus(args.out, resolve_data_dir(DataConfig()), parts=args.parts)
     for lang, columns in made.items():
         print(f"{lang}: {len(columns['text']):,} documents in {args.parts} shards under {args.out / lang}")

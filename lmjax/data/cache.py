@@ -19,13 +19,11 @@ dropped when the shards are joined, the first occurrence kept.
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import dataclasses
 import hashlib
 import itertools
 import json
-import multiprocessing
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -35,8 +33,11 @@ import numpy as np
 import tqdm
 
 from lmjax.config import DataConfig, resolve_cache_dir
-from lmjax.data.locking import atomic_dir, atomic_write_bytes, file_lock
+from lmjax.data import workers as workers_lib
+from lmjax.data.fingerprint import tokenizer_fingerprint
+from lmjax.data.locking import atomic_dir, atomic_write_bytes, file_lock, umask
 from lmjax.data.sources import HfStream, Source
+from lmjax.errors import DataError
 from lmjax.tokenizers import Tokenizer, load
 
 SPLITS = ("train", "validation")
@@ -103,8 +104,24 @@ def prepare_sources(data: DataConfig, sources: Sequence[Source], tokenizer: Toke
             manifest = {**_join(source, directory, stats, data.validation_fraction), "tokenizer": fingerprint}
             atomic_write_bytes(directory / "manifest.json",
                                lambda out, m=manifest: out.write(json.dumps(m, indent=1).encode()))
-    return [SourceCache(source, directory, json.loads((directory / "manifest.json").read_text()))
-            for source, directory in zip(sources, directories)]
+    caches = [SourceCache(source, directory, json.loads((directory / "manifest.json").read_text()))
+              for source, directory in zip(sources, directories)]
+    if data.invalid_utf8 == "error":
+        for cache in caches:
+            _refuse_replaced_bytes(cache)
+    return caches
+
+
+def _refuse_replaced_bytes(cache: SourceCache) -> None:
+    """data.invalid_utf8=error holds for a cache prepared earlier under "replace" too (the
+    setting is not in the key, so switching it does not tokenize everything again)."""
+    for shard in cache.manifest["shards"]:
+        if shard.get("invalid_utf8_bytes"):
+            raise DataError(
+                f"{shard['file']} (source {cache.source.name}) had {shard['invalid_utf8_bytes']} invalid "
+                "UTF-8 byte(s), replaced when its cache was prepared; convert it to UTF-8 (e.g. with "
+                "iconv) or set data.invalid_utf8=replace"
+            )
 
 
 def source_key(data: DataConfig, source: Source, fingerprint: str) -> str:
@@ -159,21 +176,11 @@ def _tokenize_shards(missing: list[tuple[Source, Path]], tokenizer_dir: str, wor
         Path(job[2]).mkdir(parents=True, exist_ok=True)
     with tqdm.tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="shard", desc="prepare",
                    disable=not (progress and todo)) as bar:
-        for job, stats in zip(todo, _run(tokenize_shard, todo, workers)):
+        for job, stats in zip(todo, workers_lib.run(tokenize_shard, todo, workers)):
             done[job[2], job[1]] = stats
             bar.update()
     return [[done[str(directory / "shards"), index] for index in range(len(source.files))]
             for source, directory in missing]
-
-
-def _run(function, jobs: list, workers: int):
-    """function over jobs, in order: in worker processes when there is more than one of each."""
-    if workers < 2 or len(jobs) < 2:
-        yield from map(function, jobs)
-        return
-    context = multiprocessing.get_context("spawn")  # never fork a threaded JAX process
-    with concurrent.futures.ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
-        yield from pool.map(function, jobs)
 
 
 def tokenize_shard(job: tuple[Source, int, str, str]) -> dict:
@@ -191,7 +198,9 @@ def tokenize_shard(job: tuple[Source, int, str, str]) -> dict:
     table = np.array(docs, dtype=[("tokens", np.int64), ("bytes", np.int64), ("hash", np.uint64)])
     atomic_write_bytes(Path(shard_dir) / f"{index}.docs.npy", lambda out: np.save(out, table))
     stats = {"index": index, "file": str(path), "rows": counts["rows"], "documents": len(docs),
-             "tokens": int(table["tokens"].sum()), "bytes": int(table["bytes"].sum())}
+             "tokens": int(table["tokens"].sum()), "bytes": int(table["bytes"].sum()),
+             "invalid_utf8_bytes": counts.get("invalid_utf8_bytes", 0),
+             "removed_by": counts.get("removed_by", {})}
     atomic_write_bytes(Path(shard_dir) / f"{index}.json", lambda out: out.write(json.dumps(stats).encode()))
     return stats
 
@@ -214,6 +223,9 @@ def _join(source: Source, directory: Path, shards: list[dict], fraction: float) 
                 "filters": [str(item) for item in source.filters], "shards": shards,
                 "rows": sum(s["rows"] for s in shards), "duplicates": int(len(table) - len(first))}
     manifest["filtered_out"] = manifest["rows"] - len(table)
+    manifest["invalid_utf8_bytes"] = sum(s.get("invalid_utf8_bytes", 0) for s in shards)
+    manifest["removed_by"] = {str(item): sum(s.get("removed_by", {}).get(str(item), 0) for s in shards)
+                              for item in source.filters}
     chosen = {"train": kept & ~held_out, "validation": kept & held_out}
     for split, mask in chosen.items():
         manifest[split] = {"documents": int(mask.sum()), "tokens": int(table["tokens"][mask].sum()),
@@ -250,6 +262,7 @@ def _new_stream(target: Path, total: int) -> Iterator:
         yield append
         out.flush()
         del out
+    os.chmod(tmp.name, 0o666 & ~umask())
     os.replace(tmp.name, target)
 
 
@@ -260,8 +273,6 @@ def _read_marker(shard_dir: Path, index: int) -> dict | None:
 
 def _saved_tokenizer(data: DataConfig, tokenizer: Tokenizer) -> tuple[str, str]:
     """The tokenizer saved under the cache (workers load it from there) and its fingerprint."""
-    from lmjax.data.pipeline import tokenizer_fingerprint
-
     fingerprint = tokenizer_fingerprint(tokenizer)
     directory = resolve_cache_dir(data) / "token_cache" / "tokenizers" / fingerprint
     with file_lock(directory):

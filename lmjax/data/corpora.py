@@ -150,9 +150,16 @@ def _locate(data_config: DataConfig) -> tuple[TextCorpusConfig | None, Path | No
             f"corpus {corpus} not found at {path}: put {known.url} there, point LMJAX_DATA_DIR "
             "(or data.data_dir) at a folder holding it, or set data.download=true"
         )
-    for path in (Path(corpus).expanduser(), data_dir / corpus):
+    candidates = (Path(corpus).expanduser(), data_dir / corpus)
+    for path in candidates:
         if path.is_file():
             return None, path
+    for path in candidates:
+        if path.is_dir():
+            raise DataError(
+                f"data.corpus={corpus} is the directory {path}, not a text file: give one file in it, "
+                f"or read every file as data.sources=['{path}/*.txt'] (docs/data.md)"
+            )
     raise DataError(
         f"corpus {corpus!r} is neither a known corpus ({', '.join(KNOWN_CORPORA)}) nor a file "
         f"(looked in the working directory and in the data dir {data_dir}); fix data.corpus"

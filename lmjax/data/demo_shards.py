@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lmjax.data.text import decode_corpus, split_documents
+from lmjax.errors import DataError
 
 LANGUAGES = {"es": ("spa", ["multilingual/es_gsd_devtest.txt", "multilingual/es_quijote_gutenberg2000.txt"]),
              "ca": ("cat", ["multilingual/ca_ancora_devtest.txt"]),
@@ -30,6 +31,9 @@ def documents(data_dir: Path, lang: str, limit: int | None = None) -> list[str]:
     """The language's documents in file order, the first `limit` of them if given."""
     docs: list[str] = []
     for name in LANGUAGES[lang][1]:
+        if not (data_dir / name).is_file():
+            raise DataError(f"the demo shards are made from {data_dir / name}, which is missing: point "
+                            "LMJAX_DATA_DIR (or data.data_dir) at the folder of offline corpora")
         text = decode_corpus((data_dir / name).read_bytes(), name, "replace")
         if name.endswith("devtest.txt"):
             lines = [line for line in text.splitlines() if line.strip()]

@@ -1,7 +1,9 @@
-"""Row filters on a source's metadata columns: `language_score >= 0.9`, `language == "cat"`.
+"""Row filters on a source's metadata columns or its text's computed quality signals:
+`language_score >= 0.9`, `language == "cat"`, `doc.words >= 50` (see `signals`).
 
 A filter is one comparison of a column with a constant, parsed once from the config so a
-typo fails before any file is read; a row is kept when every filter of its source holds.
+typo fails before any file is read; a row is kept when every filter of its source holds,
+and a dropped row is counted against the first filter (in config order) that it fails.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from lmjax.data.signals import SIGNALS
 from lmjax.errors import ConfigError, DataError
 
 OPERATORS = {">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
@@ -63,17 +66,25 @@ def parse_filters(texts: Sequence[str], where: str) -> tuple[Filter, ...]:
 
 
 def check_columns(filters: Sequence[Filter], columns: Sequence[str], where: str) -> None:
-    """Every filtered column exists in the file, else a one-line error listing what does."""
+    """Every filtered column exists in the file or is a computed signal, else a one-line
+    error listing what does."""
     for item in filters:
-        if item.column not in columns:
+        if item.column not in columns and item.column not in SIGNALS:
             raise DataError(
                 f"filter '{item}' names column {item.column!r}, which {where} lacks; its columns "
-                f"are {', '.join(columns)}; fix the filter or drop it"
+                f"are {', '.join(columns)}, and the computed ones {', '.join(SIGNALS)}; fix the "
+                "filter or drop it"
             )
 
 
-def keep(filters: Sequence[Filter], row: dict[str, Any]) -> bool:
-    return all(item.holds(row) for item in filters)
+def first_failing(filters: Sequence[Filter], row: dict[str, Any]) -> int | None:
+    """Index of the first filter the row fails, None when it passes them all."""
+    return next((index for index, item in enumerate(filters) if not item.holds(row)), None)
+
+
+def computed_columns(filters: Sequence[Filter]) -> list[str]:
+    """The signals the filters name, to compute from each row's text."""
+    return sorted({item.column for item in filters if item.column in SIGNALS})
 
 
 def _constant(raw: str) -> Any:

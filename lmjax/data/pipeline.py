@@ -9,10 +9,7 @@ not depend on how many processes read it.
 
 from __future__ import annotations
 
-import hashlib
 import math
-import tempfile
-from pathlib import Path
 
 import grain
 import numpy as np
@@ -20,6 +17,7 @@ from absl import flags
 
 from lmjax.config import DataConfig, resolve_cache_dir
 from lmjax.data.corpora import prepare_corpus
+from lmjax.data.fingerprint import tokenizer_fingerprint
 from lmjax.data.locking import atomic_write_bytes, file_lock
 from lmjax.data.mixture import Mixture, load_mixture
 from lmjax.errors import ConfigError, DataError
@@ -192,15 +190,6 @@ def _tokenize(documents, tokenizer: Tokenizer) -> np.ndarray:
     groups = grain.MapDataset.source(documents).batch(EncodeDocuments.group_size, batch_fn=list)
     pieces = list(groups.map(EncodeDocuments(tokenizer)).to_iter_dataset(READ_OPTIONS))
     return np.concatenate(pieces) if pieces else np.zeros(0, np.int32)
-
-
-def tokenizer_fingerprint(tokenizer: Tokenizer) -> str:
-    """Hash of the tokenizer's saved files: equal exactly when it encodes the same way."""
-    digest = hashlib.sha256()
-    with tempfile.TemporaryDirectory() as tmp:
-        for path in sorted(Path(tokenizer.save(tmp)).iterdir()):
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 def _check_sharding(global_batch: int, process_index: int, process_count: int) -> None:

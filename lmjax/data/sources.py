@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import glob as globlib
 import re
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from etils import epath
 
 from lmjax.config import DataConfig, SourceConfig, resolve_data_dir, source_configs
 from lmjax.data import filters as filters_lib
-from lmjax.data import formats, hf_stream
+from lmjax.data import formats, hf_stream, signals
 from lmjax.data.hf_stream import HfStream
 from lmjax.errors import DataError
 
@@ -39,19 +40,32 @@ class Source:
     text_field: str
     filters: tuple[filters_lib.Filter, ...]
     weight: float
+    invalid_utf8: str = "replace"  # data.invalid_utf8, applied to every format
 
     def wanted_columns(self) -> list[str]:
-        return sorted({self.text_field, *(item.column for item in self.filters)})
+        """Columns to read from the file: the text and every filtered column not computed."""
+        computed = filters_lib.computed_columns(self.filters)
+        return sorted({self.text_field, *(item.column for item in self.filters)} - set(computed))
 
-    def documents(self, path: epath.Path, counts: dict[str, int] | None = None) -> Iterator[str]:
+    def documents(self, path: epath.Path, counts: dict | None = None) -> Iterator[str]:
         """The texts of the file's rows that pass every filter, in file order; counts["rows"]
-        (if given) counts every row read, kept or not. A stream stops after its `limit`
+        (if given) counts every row read, kept or not, counts["removed_by"] maps each
+        filter to the rows it was the first to fail, and counts["invalid_utf8_bytes"] adds up
+        the bytes replaced under data.invalid_utf8=replace. A stream stops after its `limit`
         documents (kept ones: the filters come first)."""
         counts = {"rows": 0} if counts is None else counts
+        removed = counts.setdefault("removed_by", {str(item): 0 for item in self.filters})
+        computed = filters_lib.computed_columns(self.filters)
         limit, kept = getattr(path, "limit", None), 0  # a stream's document limit (positive)
-        for row, record in enumerate(formats.read_rows(path, self.format, self.wanted_columns()), 1):
+        rows = formats.read_rows(path, self.format, self.wanted_columns(), invalid_utf8=self.invalid_utf8,
+                                 counts=counts)
+        for row, record in enumerate(rows, 1):
             counts["rows"] += 1
-            if not filters_lib.keep(self.filters, record):
+            if computed:
+                record.update(signals.compute(record.get(self.text_field), computed))
+            failed = filters_lib.first_failing(self.filters, record)
+            if failed is not None:
+                removed[str(self.filters[failed])] += 1
                 continue
             kept += 1
             text = record.get(self.text_field)
@@ -75,7 +89,7 @@ def resolve_sources(data: DataConfig) -> list[Source]:
     """Every configured source with its files found and schemas checked; DataError otherwise."""
     configs = source_configs(data)
     names = _names(configs)
-    sources = [_resolve(index, config, name, resolve_data_dir(data))
+    sources = [_resolve(index, config, name, resolve_data_dir(data), data.invalid_utf8)
                for index, (config, name) in enumerate(zip(configs, names))]
     for source in sources:
         check_schema(source)
@@ -83,17 +97,25 @@ def resolve_sources(data: DataConfig) -> list[Source]:
 
 
 def check_schema(source: Source) -> None:
-    """All files share the first one's columns; the text field and filtered columns exist."""
-    first = source.files[0]
-    expected = formats.columns(first, source.format)
+    """All files with rows share the first one's columns; the text field and filtered columns
+    exist. A file without rows is an empty shard: a warning, not a schema."""
+    schemas = [(path, formats.columns(path, source.format, source.invalid_utf8)) for path in source.files]
+    empty = [str(path) for path, found in schemas if found is None]
+    if empty:
+        warnings.warn(f"source {source.name}: {len(empty)} empty file(s), read as empty shards: "
+                      f"{', '.join(empty[:3])}{' ...' if len(empty) > 3 else ''}", stacklevel=2)
+    schemas = [(path, found) for path, found in schemas if found is not None]
+    if not schemas:
+        raise DataError(f"source {source.name}: all its {len(source.files)} file(s) are empty, e.g. "
+                        f"{source.files[0]}; fix its glob or the files")
+    first, expected = schemas[0]
     if source.text_field not in expected:
         raise DataError(
             f"source {source.name}: text field {source.text_field!r} is not a column of {first}; its "
-            f"columns are {', '.join(expected) or '(none: the file is empty)'}; set text_field"
+            f"columns are {', '.join(expected)}; set text_field"
         )
     filters_lib.check_columns(source.filters, expected, f"{first} (source {source.name})")
-    for path in source.files[1:]:
-        found = formats.columns(path, source.format)
+    for path, found in schemas[1:]:
         if set(found) != set(expected):
             raise DataError(
                 f"source {source.name} mixes schemas: {path} has columns {', '.join(found)} but "
@@ -128,7 +150,7 @@ def _bucket_glob(pattern: str) -> list[epath.Path]:
     return [path for path in base.glob("/".join(parts[first:])) if path.is_file()]
 
 
-def _resolve(index: int, config: SourceConfig, name: str, data_dir: Path) -> Source:
+def _resolve(index: int, config: SourceConfig, name: str, data_dir: Path, invalid_utf8: str) -> Source:
     where = f"data.sources[{index}].filters"
     if hf_stream.is_stream(config.files):
         stream = hf_stream.parse(config.files, f"data.sources[{index}].files")
@@ -136,7 +158,8 @@ def _resolve(index: int, config: SourceConfig, name: str, data_dir: Path) -> Sou
             raise DataError(f"source {name}: an hf:// source is read by datasets, not as "
                             f"{config.format}; drop data.sources[{index}].format")
         return Source(name=name, files=(stream,), format="hf", text_field=config.text_field,
-                      filters=filters_lib.parse_filters(config.filters, where), weight=config.weight)
+                      filters=filters_lib.parse_filters(config.filters, where), weight=config.weight,
+                      invalid_utf8=invalid_utf8)
     files = glob_files(config.files, data_dir)
     if not files:
         raise DataError(
@@ -145,7 +168,8 @@ def _resolve(index: int, config: SourceConfig, name: str, data_dir: Path) -> Sou
         )
     fmt = config.format or _format(name, files)
     return Source(name=name, files=tuple(files), format=fmt, text_field=config.text_field,
-                  filters=filters_lib.parse_filters(config.filters, where), weight=config.weight)
+                  filters=filters_lib.parse_filters(config.filters, where), weight=config.weight,
+                  invalid_utf8=invalid_utf8)
 
 
 def _format(name: str, files: list[epath.Path]) -> str:
@@ -161,10 +185,31 @@ def _format(name: str, files: list[epath.Path]) -> str:
 
 def _names(configs: list[SourceConfig]) -> list[str]:
     """Given names, else the glob's last fixed folder (`fineweb2/spa_Latn/*.parquet` is
-    spa_Latn) or file stem, made unique with the entry's index."""
+    spa_Latn) or file stem. Globs whose default names collide (FineWeb-2's
+    `data/spa_Latn/train/*.parquet` beside `data/cat_Latn/train/*.parquet`) are named after
+    their first fixed folder that differs (spa_Latn, cat_Latn); else the entry's index is added."""
     names = [config.name or _default_name(config.files) for config in configs]
+    for name in set(names):
+        clashing = [i for i, config in enumerate(configs) if names[i] == name and not config.name]
+        if len(clashing) > 1:
+            for index, better in zip(clashing, _differing_parts([configs[i].files for i in clashing])):
+                names[index] = better
     return [name if names.count(name) == 1 or config.name else f"{name}_{index}"
             for index, (name, config) in enumerate(zip(names, configs))]
+
+
+def _differing_parts(patterns: list[str]) -> list[str]:
+    """Each glob's first fixed path component where the globs part ways, if those are all
+    different; else their shared default name."""
+    parts = [[part for part in pattern.split("/") if part and not _WILDCARD.search(part)]
+             for pattern in patterns]
+    for position in range(min(map(len, parts))):
+        found = [re.sub(r"[^\w-]+", "_", each[position]) for each in parts]
+        if len(set(found)) == len(found):
+            return found
+        if len(set(found)) > 1:
+            break
+    return [_default_name(pattern) for pattern in patterns]
 
 
 def _default_name(pattern: str) -> str:

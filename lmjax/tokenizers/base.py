@@ -208,6 +208,8 @@ def read_corpus_text(path: str | Path) -> str:
 
 def read_corpus_bytes(path: str | Path) -> bytes:
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"training file {path} is a directory; give the text files in it, e.g. {path}/*.txt")
     if not path.is_file():
         raise DataError(f"training file {path} does not exist")
     return path.read_bytes()
