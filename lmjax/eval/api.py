@@ -18,7 +18,7 @@ from typing import Any
 from lmjax.errors import ConfigError, DataError
 from lmjax.eval import multihost
 from lmjax.eval import tasks as task_lib
-from lmjax.eval.backends import backend_for, encode_request
+from lmjax.eval.adapters import adapter_for, encode_request
 from lmjax.eval.dependency import harness_version, require_harness
 
 HARNESS = "EleutherAI lm-evaluation-harness"
@@ -31,9 +31,9 @@ def loglikelihood(run: Any, contexts: Sequence[str], continuations: Sequence[str
     `Run`, an `NGramLM`, or an `LmjaxLM`."""
     if len(contexts) != len(continuations):
         raise ConfigError(f"{len(contexts)} contexts but {len(continuations)} continuations: give one each")
-    backend = run.scoring if hasattr(run, "scoring") else backend_for(run, batch_size)
-    pairs = [encode_request(backend, c, x) for c, x in zip(contexts, continuations)]
-    return [logprob for logprob, _ in backend.score(pairs, with_greedy=False)]
+    adapter = run.adapter if hasattr(run, "adapter") else adapter_for(run, batch_size)
+    pairs = [encode_request(adapter, c, x) for c, x in zip(contexts, continuations)]
+    return [logprob for logprob, _ in adapter.score(pairs, with_greedy=False)]
 
 
 def evaluate(run: Any, tasks: Sequence[str] | str, shots: int = 0, data_dir: str | None = None,
@@ -57,7 +57,7 @@ def evaluate(run: Any, tasks: Sequence[str] | str, shots: int = 0, data_dir: str
     data_dir = task_lib.default_data_dir(data_dir)
     plan = {name: _missing_data(name, data_dir, explicit=name in _explicit(tasks)) for name in names}
     model = run if isinstance(run, LmjaxLM) else LmjaxLM(run, batch_size=batch_size, truncate=truncate)
-    scorer = getattr(model.scoring, "scorer", None)
+    scorer = getattr(model.adapter, "scorer", None)
     spans_hosts = multihost.multi_process() and scorer is not None and scorer.mesh is not None
     if spans_hosts and not multihost.is_driver():
         scorer.follow()
@@ -76,7 +76,7 @@ def evaluate(run: Any, tasks: Sequence[str] | str, shots: int = 0, data_dir: str
             scorer.end_followers()
     return {
         "harness": {"name": HARNESS, "version": harness_version()},
-        "model": model.scoring.identity,
+        "model": model.adapter.identity,
         "shots": shots, "limit": limit, "data_dir": data_dir,
         "rolling_context": model.rolling_context,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -108,7 +108,7 @@ def _run_task(model: Any, name: str, data_dir: str, shots: int, limit: int | Non
 
     task = task_lib.build_task(name, data_dir, shots) if name in task_lib.local_tasks() else name
     output_type = task.OUTPUT_TYPE if not isinstance(task, str) else None
-    reason = model.scoring.unsupported(output_type, name) if output_type else None
+    reason = model.adapter.unsupported(output_type, name) if output_type else None
     if reason:
         return {"n/a": reason}
     _check_shots(task, name, shots)
