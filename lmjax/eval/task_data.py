@@ -10,12 +10,12 @@ A malformed file is a one-line DataError naming the file and line.
 from __future__ import annotations
 
 import json
-import math
 import pathlib
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from lmjax import metrics
 from lmjax.errors import DataError
 
 WIKITEXT_TITLE = re.compile(r"^ = [^=].* = $")
@@ -233,9 +233,9 @@ def character_results(doc: dict, results: list) -> dict[str, Any]:
 
 
 def bits_per_character(items: list[tuple[float, int]]) -> float:
-    """-sum(log p) / (sum(characters) · ln 2)."""
+    """The harness's aggregation for text8: the documents' summed loss over their characters."""
     loglikelihoods, weights = zip(*items)
-    return -sum(loglikelihoods) / (sum(weights) * math.log(2))
+    return metrics.bits_per_character(-sum(loglikelihoods), sum(weights))
 
 
 def page(doc: dict) -> str:
