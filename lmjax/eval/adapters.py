@@ -57,6 +57,10 @@ class ModelAdapter:
     def unsupported(self, output_type: str, task: str = "") -> str | None:
         return None
 
+    def unsupported_metric(self, metric: str) -> str | None:
+        """Why a metric the task computes means nothing for this model (None: it does)."""
+        return None
+
 
 class NeuralAdapter(ModelAdapter):
     """Shared by GPT, T5 and BERT: an opened `lmjax.runs.Run` and its tokenizer."""
@@ -176,6 +180,12 @@ class PseudoLogLikelihoodAdapter(NeuralAdapter):
             return "BERT is encoder-only: it fills masks but does not generate"
         return None
 
+    def unsupported_metric(self, metric: str) -> str | None:
+        if metric == "perplexity":
+            return ("BERT's pseudo-log-likelihood is not a probability of the word, so its exponent is "
+                    "no perplexity (eval.json keeps it as pseudo_perplexity)")
+        return None
+
 
 class NGramAdapter(ModelAdapter):
     """An n-gram model: tokens are its units; scoring conditions on the last n-1 of them."""
@@ -261,10 +271,25 @@ def _leaves(tree: Any) -> list:
     return jax.tree.leaves(tree)
 
 
+def batch_size_of(value: int | str) -> int:
+    """Rows per scoring batch from `--batch-size` or the harness's `batch_size` ("auto" and
+    "auto:N", which lm_eval passes every model, mean the default 8)."""
+    if str(value).startswith("auto"):
+        return 8
+    try:
+        rows = int(value)
+    except ValueError:
+        rows = 0
+    if rows < 1:
+        raise ConfigError(f"--batch-size={value} must be a whole number of rows >= 1")
+    return rows
+
+
 def adapter_for(run: Any, batch_size: int = 8) -> ModelAdapter:
     """The adapter for an opened run (by architecture) or an `NGramLM`."""
     from lmjax.ngram import NGramLM
 
+    batch_size = batch_size_of(batch_size)
     if isinstance(run, NGramLM):
         return NGramAdapter(run)
     arch = run.config.model.arch

@@ -1,6 +1,8 @@
 """`LmjaxLM`: any model `lmjax.runs.open_run` opens (or an n-gram model) as an
-lm-evaluation-harness model, registered as `lmjax` (`lm_eval --model lmjax
---model_args checkpoint=PATH`).
+lm-evaluation-harness model, registered as `lmjax` when this module is imported
+(`lm_eval.simple_evaluate(model="lmjax", model_args="checkpoint=PATH")`). The harness's
+command line (`lm_eval --model lmjax`) cannot find it: lm-eval 0.4 loads no model plugins
+by entry point, so use `lmjax eval` there.
 
 The harness does the tasks, prompts, few-shot sampling and metrics; this class only turns its
 requests into scores. `loglikelihood` goes through the harness's own `TemplateLM`
@@ -20,8 +22,9 @@ from collections import defaultdict
 from typing import Any
 
 from lmjax.errors import ConfigError, DataError
-from lmjax.eval.adapters import ModelAdapter, adapter_for, encode_request
+from lmjax.eval.adapters import ModelAdapter, adapter_for, batch_size_of, encode_request
 from lmjax.eval.dependency import require_harness
+from lmjax.runs.layout import RunLayout, as_path
 
 require_harness()
 
@@ -47,16 +50,17 @@ class LmjaxLM(TemplateLM):
         """`harness_options` (device, max_batch_size, ...) are what `lm_eval` passes every
         model; lmjax places and batches by itself, so they are not used."""
         super().__init__()
-        self.adapter: ModelAdapter = adapter_for(open_model(checkpoint, tokenizer),
-                                             int(batch_size) if str(batch_size).isdigit() else 8)
+        rows = batch_size_of(batch_size)
+        self.adapter: ModelAdapter = adapter_for(open_model(checkpoint, tokenizer), rows)
         if self.adapter.kind == "ngram" and isinstance(checkpoint, (str, os.PathLike)):
-            self.adapter.identity["path"] = str(checkpoint)
+            self.adapter.identity["path"] = os.fspath(as_path(checkpoint))
         # The harness reads `backend` as "causal" or "seq2seq".
         self.backend = "seq2seq" if self.adapter.kind in ("seq2seq", "pll") else "causal"
         self.rolling_context = int(rolling_context)
         self.max_gen_toks = int(max_gen_toks)
         self.strict_context = str(truncate).lower() not in ("true", "1")
         self.progress_label = ""  # the task's name on the progress bars, set by evaluate()
+        self.shots = 0  # the task's in-context examples, set by evaluate(), for error messages
         limit = self.adapter.max_len
         if self.rolling_context < 1 or limit is not None and self.rolling_context > limit:
             raise ConfigError(f"rolling_context={self.rolling_context} must lie in [1, {limit}] "
@@ -89,19 +93,20 @@ class LmjaxLM(TemplateLM):
         self._check("loglikelihood")
         pairs = [(context, continuation) for _, context, continuation in requests]
         if self.strict_context:
-            self._check_lengths(pairs)
+            self.check_lengths(pairs)
         with tqdm(total=len(pairs), desc=self.progress_label or "loglikelihood", disable=disable_tqdm) as bar:
             return self.adapter.score(pairs, bar.update)
 
-    def _check_lengths(self, pairs: list[tuple[list, list]]) -> None:
+    def check_lengths(self, pairs: list[tuple[list, list]]) -> None:
         """A prompt longer than the model's context is an error, not a silent left cut."""
         limit = self.adapter.max_len
         longest = max((len(c) + len(x) - (self.adapter.kind == "causal") for c, x in pairs), default=0)
         if limit is not None and longest > limit:
+            fewer_shots = f"fewer --shots (now {self.shots}), " if self.shots else ""
             raise DataError(
-                f"a prompt of {longest} tokens does not fit the model's context of {limit}: use fewer "
-                "--shots, a model with a longer context, or --truncate (truncate=True) to cut prompts "
-                "from the left as the harness's transformers backend does")
+                f"a prompt of {longest} tokens does not fit the model's context of {limit}: use "
+                f"{fewer_shots}a model with a longer context, or --truncate (truncate=True) to cut "
+                "prompts from the left as the harness's transformers backend does")
 
     def loglikelihood_rolling(self, requests: list, disable_tqdm: bool = False) -> list[float]:
         """Summed log-probability of each whole text, every token predicted exactly once."""
@@ -164,13 +169,12 @@ def open_model(checkpoint: Any, tokenizer: Any = None) -> Any:
     (or a directory holding one and no config.yaml), else whatever `open_run` opens."""
     from lmjax.ngram import NGramLM
     from lmjax.runs import Run, open_run
-    from lmjax.runs.layout import as_path
 
     if isinstance(checkpoint, (Run, NGramLM)):
         return checkpoint
-    path = as_path(checkpoint)
-    if path.is_dir() and (path / "model.json").exists() and not (path / "config.yaml").exists():
-        path = path / "model.json"
+    path, layout = as_path(checkpoint), RunLayout.at(checkpoint)
+    if path.is_dir() and layout.ngram_model.exists() and not layout.config.exists():
+        path = layout.ngram_model
     if path.suffix == ".json" and path.is_file():
         try:
             return NGramLM.load(str(path))

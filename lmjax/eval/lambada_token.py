@@ -25,6 +25,8 @@ def evaluate(model: Any, data_dir: str, limit: int | None = None) -> dict[str, A
     for text in texts:
         ids = adapter.encode(text)
         pairs.append((ids[:-1] or [adapter.prefix], ids[-1:]))
+    if model.strict_context:
+        model.check_lengths(pairs)
     scores = adapter.score(pairs)
     total = sum(logprob for logprob, _ in scores)
     return {
