@@ -74,6 +74,16 @@ def test_a_too_long_prompt_at_zero_shots_does_not_suggest_fewer_shots(stories, t
     assert "does not fit the model's context of 512" in line and "--shots" not in line
 
 
+def test_final_token_lambada_after_a_few_shot_task_does_not_blame_the_shots(stories, data_dir, tmp_path,
+                                                                           capsys):
+    data = long_lambada_dir(tmp_path)
+    (data / "superglue" / "CB").mkdir(parents=True)
+    (data / "superglue" / "CB" / "val.jsonl").symlink_to(data_dir / "superglue" / "CB" / "val.jsonl")
+    line = eval_error(capsys, [*stories, "--data-dir", str(data), "--tasks", "cb,lambada_final_token",
+                               "--shots", "1", "--limit", "2", "--output", str(tmp_path / "eval.json")])
+    assert "does not fit the model's context of 512" in line and "--shots" not in line
+
+
 def test_the_ngram_path_is_stored_absolute(tmp_path, monkeypatch):
     from lmjax.eval import LmjaxLM
     from lmjax.ngram import NGramLM

@@ -70,6 +70,7 @@ def evaluate(run: Any, tasks: Sequence[str] | str, shots: int = 0, data_dir: str
             if plan[name]:
                 results[name] = {"n/a": plan[name]}
             elif name in task_lib.LMJAX_TASKS:
+                model.progress_label, model.shots = name, 0  # its prompts have no examples
                 results[name] = lambada_token.evaluate(model, data_dir, limit)
             else:
                 results[name] = _run_task(model, name, data_dir, shots, limit, write_prompts)
