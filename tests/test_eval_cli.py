@@ -35,7 +35,7 @@ def test_eval_prints_the_gpt2_table_and_writes_eval_json(stories_args, tmp_path,
     out, _ = capsys.readouterr()
     assert code == 0
     header = out.splitlines()[0]
-    for column in ("LAMBADA (PPL)", "LAMBADA (ACC)", "CBT-CN (ACC)", "WikiText2 (PPL)", "enwik8 (BPB)",
+    for column in ("LAMBADA last-word (PPL)", "LAMBADA (ACC)", "CBT-CN (ACC)", "WikiText2 (PPL)", "enwik8 (BPB)",
                    "text8 (BPC)", "1BW (PPL)", "LAMBADA word (ACC)", "COPA (ACC)", "WSC (ACC)"):
         assert column in header
     assert "| GPT-2 117M (published) | 35.13 | 45.99 |" in out

@@ -76,3 +76,16 @@ def test_empty_counts_are_one_line_errors(call):
     with pytest.raises(LmjaxError) as err:
         call()
     assert "\n" not in str(err.value)
+
+
+def test_bits_are_converted_from_nats_only_in_metrics_py():
+    """Issue 24: bits per byte was computed in four places. Every module that reports bits per
+    byte or per character must call lmjax.metrics, so none of them divides by ln 2 itself."""
+    import pathlib
+    import re
+
+    root = pathlib.Path(metrics.__file__).parent
+    divides_by_ln2 = re.compile(r"math\.log\(2(\.0)?\)|np\.log\(2(\.0)?\)")
+    offenders = [str(path.relative_to(root)) for path in sorted(root.rglob("*.py"))
+                 if path.name != "metrics.py" and divides_by_ln2.search(path.read_text(encoding="utf-8"))]
+    assert offenders == []

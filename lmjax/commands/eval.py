@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
+
+from lmjax.errors import ConfigError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,24 +44,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lmjax.eval import evaluate
+    from lmjax.eval.adapters import batch_size_of
     from lmjax.eval.dependency import require_harness
     from lmjax.eval.harness import LmjaxLM
     from lmjax.eval.table import render
-    from lmjax.eval.tasks import default_data_dir, expand, harness_task_names
+    from lmjax.eval.tasks import check_harness_equivalents, default_data_dir, expand, harness_task_names
 
     require_harness()
+    output = pathlib.Path(args.output).absolute()
+    check_output(output)
+    batch_size_of(args.batch_size)
     expand(args.tasks, harness_task_names(args.tasks))
     data_dir = default_data_dir(args.data_dir)
+    check_harness_equivalents({name.strip() for name in args.tasks.split(",")}, data_dir)
     evaluations = []
     for checkpoint in args.checkpoint:
         model = LmjaxLM(checkpoint, tokenizer=args.tokenizer, batch_size=args.batch_size,
                         truncate=args.truncate)
         evaluations.append(evaluate(model, args.tasks, args.shots, data_dir, args.limit,
                                     write_prompts=args.write_prompts))
-    output = pathlib.Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     document = evaluations[0] if len(evaluations) == 1 else evaluations
     output.write_text(json.dumps(document, indent=2, default=str) + "\n")
     print(render(evaluations, published=not args.no_published))
     print(f"\nwrote {output}")
     return 0
+
+
+def check_output(output: pathlib.Path) -> None:
+    """Refuses, before any model is scored, an --output that writing eval.json would fail on:
+    a directory, a path under a file, or a place this user cannot write (a read-only file
+    system included, which os.access reports)."""
+    if output.is_dir():
+        raise ConfigError(f"--output {output} is a directory: give a file name, e.g. {output / 'eval.json'}")
+    existing = next(parent for parent in output.parents if parent.exists())
+    if not existing.is_dir():
+        raise ConfigError(f"--output {output} lies under {existing}, which is a file: choose another path")
+    if output.exists() and not os.access(output, os.W_OK):
+        raise ConfigError(f"--output {output} exists and is not writable: choose another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--output {output}: {existing} is not writable (read-only file system or no "
+                          "permission): choose another path")

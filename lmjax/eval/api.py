@@ -18,7 +18,7 @@ from typing import Any
 from lmjax.errors import ConfigError, DataError
 from lmjax.eval import multihost
 from lmjax.eval import tasks as task_lib
-from lmjax.eval.backends import backend_for, encode_request
+from lmjax.eval.adapters import adapter_for, encode_request
 from lmjax.eval.dependency import harness_version, require_harness
 
 HARNESS = "EleutherAI lm-evaluation-harness"
@@ -31,9 +31,9 @@ def loglikelihood(run: Any, contexts: Sequence[str], continuations: Sequence[str
     `Run`, an `NGramLM`, or an `LmjaxLM`."""
     if len(contexts) != len(continuations):
         raise ConfigError(f"{len(contexts)} contexts but {len(continuations)} continuations: give one each")
-    backend = run.scoring if hasattr(run, "scoring") else backend_for(run, batch_size)
-    pairs = [encode_request(backend, c, x) for c, x in zip(contexts, continuations)]
-    return [logprob for logprob, _ in backend.score(pairs, with_greedy=False)]
+    adapter = run.adapter if hasattr(run, "adapter") else adapter_for(run, batch_size)
+    pairs = [encode_request(adapter, c, x) for c, x in zip(contexts, continuations)]
+    return [logprob for logprob, _ in adapter.score(pairs, with_greedy=False)]
 
 
 def evaluate(run: Any, tasks: Sequence[str] | str, shots: int = 0, data_dir: str | None = None,
@@ -55,9 +55,11 @@ def evaluate(run: Any, tasks: Sequence[str] | str, shots: int = 0, data_dir: str
         raise ConfigError(f"--limit={limit} must be >= 1")
     names = task_lib.expand(tasks, task_lib.harness_task_names(tasks))
     data_dir = task_lib.default_data_dir(data_dir)
-    plan = {name: _missing_data(name, data_dir, explicit=name in _explicit(tasks)) for name in names}
+    renamed = task_lib.check_harness_equivalents(_explicit(tasks), data_dir)
+    explicit = {renamed.get(name, name) for name in _explicit(tasks)}
+    plan = {name: _missing_data(name, data_dir, explicit=name in explicit) for name in names}
     model = run if isinstance(run, LmjaxLM) else LmjaxLM(run, batch_size=batch_size, truncate=truncate)
-    scorer = getattr(model.scoring, "scorer", None)
+    scorer = getattr(model.adapter, "scorer", None)
     spans_hosts = multihost.multi_process() and scorer is not None and scorer.mesh is not None
     if spans_hosts and not multihost.is_driver():
         scorer.follow()
@@ -68,6 +70,7 @@ def evaluate(run: Any, tasks: Sequence[str] | str, shots: int = 0, data_dir: str
             if plan[name]:
                 results[name] = {"n/a": plan[name]}
             elif name in task_lib.LMJAX_TASKS:
+                model.progress_label, model.shots = name, 0  # its prompts have no examples
                 results[name] = lambada_token.evaluate(model, data_dir, limit)
             else:
                 results[name] = _run_task(model, name, data_dir, shots, limit, write_prompts)
@@ -76,9 +79,10 @@ def evaluate(run: Any, tasks: Sequence[str] | str, shots: int = 0, data_dir: str
             scorer.end_followers()
     return {
         "harness": {"name": HARNESS, "version": harness_version()},
-        "model": model.scoring.identity,
+        "model": model.adapter.identity,
         "shots": shots, "limit": limit, "data_dir": data_dir,
-        "rolling_context": model.rolling_context,
+        "truncate": not model.strict_context, "rolling_context": model.rolling_context,
+        **({"renamed_tasks": renamed} if renamed else {}),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "tasks": results,
     }
@@ -108,17 +112,17 @@ def _run_task(model: Any, name: str, data_dir: str, shots: int, limit: int | Non
 
     task = task_lib.build_task(name, data_dir, shots) if name in task_lib.local_tasks() else name
     output_type = task.OUTPUT_TYPE if not isinstance(task, str) else None
-    reason = model.scoring.unsupported(output_type, name) if output_type else None
+    reason = model.adapter.unsupported(output_type, name) if output_type else None
     if reason:
         return {"n/a": reason}
     _check_shots(task, name, shots)
     if isinstance(task, str):
         task = _harness_task(name, shots)
-    model.progress_label = name
+    model.progress_label, model.shots = name, shots
     out = evaluator.simple_evaluate(model=model, tasks=[task], limit=limit, bootstrap_iters=0,
                                     log_samples=write_prompts, verbosity="ERROR",
                                     task_manager=task_lib.light_task_manager())
-    return task_record(out, name, write_prompts)
+    return without_unsupported_metrics(task_record(out, name, write_prompts), model.adapter)
 
 
 def _harness_task(name: str, shots: int) -> Any:
@@ -149,6 +153,21 @@ def task_record(out: dict[str, Any], name: str, with_prompts: bool = False) -> d
     if with_prompts:
         record["prompts"] = [{"doc_id": sample["doc_id"], "arguments": sample["arguments"]}
                              for sample in out.get("samples", {}).get(name, [])]
+    return record
+
+
+def without_unsupported_metrics(record: dict[str, Any], adapter: Any) -> dict[str, Any]:
+    """A metric that means nothing for the model (BERT's "perplexity" of a pseudo-log-likelihood)
+    becomes n/a with its reason under "metrics n/a"; its number stays as `pseudo_<metric>`, so
+    no table prints it beside real perplexities."""
+    reasons = {}
+    for metric in list(record["metrics"]):
+        reason = adapter.unsupported_metric(metric)
+        if reason:
+            reasons[metric] = reason
+            record["metrics"][f"pseudo_{metric}"] = record["metrics"].pop(metric)
+    if reasons:
+        record["metrics n/a"] = reasons
     return record
 
 

@@ -49,9 +49,9 @@ class HarnessEval(Callback):
 
         if self.model is None:
             self.model = LmjaxLM(self._run(step, params), truncate=self.truncate)
-        backend = self.model.scoring
-        backend.run.params = backend.scorer.params = params
-        backend.run.step = backend.identity["step"] = step
+        adapter = self.model.adapter
+        adapter.run.params = adapter.scorer.params = params
+        adapter.run.step = adapter.identity["step"] = step
         return self.model
 
     def _run(self, step: int, params: Any) -> Any:

@@ -1,6 +1,8 @@
 """`LmjaxLM`: any model `lmjax.runs.open_run` opens (or an n-gram model) as an
-lm-evaluation-harness model, registered as `lmjax` (`lm_eval --model lmjax
---model_args checkpoint=PATH`).
+lm-evaluation-harness model, registered as `lmjax` when this module is imported
+(`lm_eval.simple_evaluate(model="lmjax", model_args="checkpoint=PATH")`). The harness's
+command line (`lm_eval --model lmjax`) cannot find it: lm-eval 0.4 loads no model plugins
+by entry point, so use `lmjax eval` there.
 
 The harness does the tasks, prompts, few-shot sampling and metrics; this class only turns its
 requests into scores. `loglikelihood` goes through the harness's own `TemplateLM`
@@ -20,8 +22,9 @@ from collections import defaultdict
 from typing import Any
 
 from lmjax.errors import ConfigError, DataError
-from lmjax.eval.backends import Backend, backend_for, encode_request
+from lmjax.eval.adapters import ModelAdapter, adapter_for, batch_size_of, encode_request
 from lmjax.eval.dependency import require_harness
+from lmjax.runs.layout import RunLayout, as_path
 
 require_harness()
 
@@ -47,40 +50,41 @@ class LmjaxLM(TemplateLM):
         """`harness_options` (device, max_batch_size, ...) are what `lm_eval` passes every
         model; lmjax places and batches by itself, so they are not used."""
         super().__init__()
-        self.scoring: Backend = backend_for(open_model(checkpoint, tokenizer),
-                                             int(batch_size) if str(batch_size).isdigit() else 8)
-        if self.scoring.kind == "ngram" and isinstance(checkpoint, (str, os.PathLike)):
-            self.scoring.identity["path"] = str(checkpoint)
+        rows = batch_size_of(batch_size)
+        self.adapter: ModelAdapter = adapter_for(open_model(checkpoint, tokenizer), rows)
+        if self.adapter.kind == "ngram" and isinstance(checkpoint, (str, os.PathLike)):
+            self.adapter.identity["path"] = os.fspath(as_path(checkpoint))
         # The harness reads `backend` as "causal" or "seq2seq".
-        self.backend = "seq2seq" if self.scoring.kind in ("seq2seq", "pll") else "causal"
+        self.backend = "seq2seq" if self.adapter.kind in ("seq2seq", "pll") else "causal"
         self.rolling_context = int(rolling_context)
         self.max_gen_toks = int(max_gen_toks)
         self.strict_context = str(truncate).lower() not in ("true", "1")
         self.progress_label = ""  # the task's name on the progress bars, set by evaluate()
-        limit = self.scoring.max_len
+        self.shots = 0  # the task's in-context examples, set by evaluate(), for error messages
+        limit = self.adapter.max_len
         if self.rolling_context < 1 or limit is not None and self.rolling_context > limit:
             raise ConfigError(f"rolling_context={self.rolling_context} must lie in [1, {limit}] "
                               "(the model's context)")
 
     @property
     def eot_token_id(self) -> Any:
-        return self.scoring.prefix
+        return self.adapter.prefix
 
     @property
     def max_length(self) -> int | None:
-        return self.scoring.max_len
+        return self.adapter.max_len
 
     def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs: Any) -> list:
-        return self.scoring.encode(string, special=add_special_tokens is not False)
+        return self.adapter.encode(string, special=add_special_tokens is not False)
 
     def tok_decode(self, tokens: list) -> str:
-        return self.scoring.decode(tokens)
+        return self.adapter.decode(tokens)
 
     def _encode_pair(self, context: str, continuation: str) -> tuple[list, list]:
-        return encode_request(self.scoring, context, continuation)
+        return encode_request(self.adapter, context, continuation)
 
     def _check(self, output_type: str) -> None:
-        reason = self.scoring.unsupported(output_type, self.progress_label)
+        reason = self.adapter.unsupported(output_type, self.progress_label)
         if reason is not None:
             raise Unsupported(reason)
 
@@ -89,19 +93,20 @@ class LmjaxLM(TemplateLM):
         self._check("loglikelihood")
         pairs = [(context, continuation) for _, context, continuation in requests]
         if self.strict_context:
-            self._check_lengths(pairs)
+            self.check_lengths(pairs)
         with tqdm(total=len(pairs), desc=self.progress_label or "loglikelihood", disable=disable_tqdm) as bar:
-            return self.scoring.score(pairs, bar.update)
+            return self.adapter.score(pairs, bar.update)
 
-    def _check_lengths(self, pairs: list[tuple[list, list]]) -> None:
+    def check_lengths(self, pairs: list[tuple[list, list]]) -> None:
         """A prompt longer than the model's context is an error, not a silent left cut."""
-        limit = self.scoring.max_len
-        longest = max((len(c) + len(x) - (self.scoring.kind == "causal") for c, x in pairs), default=0)
+        limit = self.adapter.max_len
+        longest = max((len(c) + len(x) - (self.adapter.kind == "causal") for c, x in pairs), default=0)
         if limit is not None and longest > limit:
+            fewer_shots = f"fewer --shots (now {self.shots}), " if self.shots else ""
             raise DataError(
-                f"a prompt of {longest} tokens does not fit the model's context of {limit}: use fewer "
-                "--shots, a model with a longer context, or --truncate (truncate=True) to cut prompts "
-                "from the left as the harness's transformers backend does")
+                f"a prompt of {longest} tokens does not fit the model's context of {limit}: use "
+                f"{fewer_shots}a model with a longer context, or --truncate (truncate=True) to cut "
+                "prompts from the left as the harness's transformers backend does")
 
     def loglikelihood_rolling(self, requests: list, disable_tqdm: bool = False) -> list[float]:
         """Summed log-probability of each whole text, every token predicted exactly once."""
@@ -113,7 +118,7 @@ class LmjaxLM(TemplateLM):
                 owners.append(index)
         totals = [0.0] * len(requests)
         with tqdm(total=len(windows), desc=self.progress_label or "loglikelihood_rolling", disable=disable_tqdm) as bar:
-            scores = self.scoring.score(windows, bar.update, with_greedy=False)
+            scores = self.adapter.score(windows, bar.update, with_greedy=False)
         for owner, (logprob, _) in zip(owners, scores):
             totals[owner] += logprob
         return totals
@@ -121,11 +126,11 @@ class LmjaxLM(TemplateLM):
     def rolling_windows(self, tokens: list) -> list[tuple[list, list]]:
         """(context, predicted) windows of the harness's rolling scheme; an unbounded model
         (n-gram) reads the whole text as one window."""
-        if self.scoring.max_len is None:
-            return [([self.scoring.prefix], tokens)] if tokens else []
+        if self.adapter.max_len is None:
+            return [([self.adapter.prefix], tokens)] if tokens else []
         return list(map(harness_utils.make_disjoint_window, harness_utils.get_rolling_token_windows(
-            token_list=tokens, prefix_token=self.scoring.prefix,
-            max_seq_len=self.scoring.max_len, context_len=self.rolling_context)))
+            token_list=tokens, prefix_token=self.adapter.prefix,
+            max_seq_len=self.adapter.max_len, context_len=self.rolling_context)))
 
     def generate_until(self, requests: list, disable_tqdm: bool = False) -> list[str]:
         """Greedy continuations with the key/value cache, cut at the first `until` string;
@@ -137,7 +142,7 @@ class LmjaxLM(TemplateLM):
         outputs: list[str] = [""] * len(requests)
         with tqdm(total=len(requests), desc=self.progress_label or "generate_until", disable=disable_tqdm) as bar:
             for (until, max_new), indices in groups.items():
-                texts = self.scoring.generate([requests[i].args[0] for i in indices], max_new)
+                texts = self.adapter.generate([requests[i].args[0] for i in indices], max_new)
                 for i, text in zip(indices, texts):
                     outputs[i] = _cut(text, until)
                 bar.update(len(indices))
@@ -164,13 +169,12 @@ def open_model(checkpoint: Any, tokenizer: Any = None) -> Any:
     (or a directory holding one and no config.yaml), else whatever `open_run` opens."""
     from lmjax.ngram import NGramLM
     from lmjax.runs import Run, open_run
-    from lmjax.runs.layout import as_path
 
     if isinstance(checkpoint, (Run, NGramLM)):
         return checkpoint
-    path = as_path(checkpoint)
-    if path.is_dir() and (path / "model.json").exists() and not (path / "config.yaml").exists():
-        path = path / "model.json"
+    path, layout = as_path(checkpoint), RunLayout.at(checkpoint)
+    if path.is_dir() and layout.ngram_model.exists() and not layout.config.exists():
+        path = layout.ngram_model
     if path.suffix == ".json" and path.is_file():
         try:
             return NGramLM.load(str(path))

@@ -15,17 +15,19 @@ TASK = "lambada_final_token"
 
 def evaluate(model: Any, data_dir: str, limit: int | None = None) -> dict[str, Any]:
     """Accuracy and perplexity of the final token of each passage (causal models only)."""
-    backend = model.scoring
-    if backend.kind != "causal":
+    adapter = model.adapter
+    if adapter.kind != "causal":
         return {"n/a": "GPT-2's final-token LAMBADA accuracy needs a left-to-right model over tokens"}
     file = task_lib.data_path("lambada", data_dir).relative_to(data_dir)
     docs = task_data.lambada(data_dir=data_dir, file=str(file))["validation"]
     texts = [doc["text"] for doc in docs][:limit]
     pairs = []
     for text in texts:
-        ids = backend.encode(text)
-        pairs.append((ids[:-1] or [backend.prefix], ids[-1:]))
-    scores = backend.score(pairs)
+        ids = adapter.encode(text)
+        pairs.append((ids[:-1] or [adapter.prefix], ids[-1:]))
+    if model.strict_context:
+        model.check_lengths(pairs)
+    scores = adapter.score(pairs)
     total = sum(logprob for logprob, _ in scores)
     return {
         "metrics": {"acc": sum(greedy for _, greedy in scores) / len(scores),

@@ -1,5 +1,8 @@
 """Summed log-probabilities of continuations given contexts, for each architecture, jitted.
 
+Scorers see token ids only; turning text into ids, and deciding which tasks a model can
+answer, is the model adapter's part (`lmjax.eval.adapters`).
+
 Every scorer takes (context ids, continuation ids) pairs and returns, per pair, the summed
 log-probability of the continuation in nats and whether greedy decoding would have produced
 it (the harness's `(logprob, is_greedy)`):
@@ -136,7 +139,7 @@ def target_scores(logits_BTV: jax.Array, targets_BT: jax.Array,
                   weights_BT: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Per row: summed log-probability of the weighted targets, and whether each is the argmax.
     The target's logit minus the logsumexp, and "greedy" as target logit >= the maximum, are
-    reductions XLA fuses: no B×T×V log-softmax is written (three times faster on CPU)."""
+    reductions XLA fuses: no B×T×V log-softmax is written (timings: docs/evaluation.md)."""
     target_BT = jnp.take_along_axis(logits_BTV, targets_BT[..., None], axis=-1)[..., 0]
     logprob_BT = target_BT - jax.nn.logsumexp(logits_BTV, axis=-1)
     hits_BT = (target_BT >= logits_BTV.max(axis=-1)) | (weights_BT == 0)
@@ -211,8 +214,8 @@ class CausalScorer(Scorer):
 
     def model_for(self, length: int) -> nn.Module:
         """The model with causal attention in tiles of `ATTENTION_TILE` queries and keys
-        for rows of `length` (`lmjax.models.attention.tiled_causal_attend`, faster on CPU
-        than query blocks or full attention: figures in docs/performance.md)."""
+        for rows of `length` (`lmjax.models.attention.tiled_causal_attend`; why tiles of 256 pay,
+        with timings: docs/evaluation.md, Benchmark)."""
         blocks = length // ATTENTION_TILE if length % ATTENTION_TILE == 0 else 1
         return self.model.clone(config=dataclasses.replace(self.model.config, attention_blocks=blocks))
 

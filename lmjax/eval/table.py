@@ -12,7 +12,7 @@ from typing import Any
 
 # (header, task, metric, scale): scale 100 prints an accuracy in percent.
 GPT2_COLUMNS = [
-    ("LAMBADA (PPL)", "lambada", "perplexity", 1),
+    ("LAMBADA last-word (PPL)", "lambada", "perplexity", 1),
     ("LAMBADA (ACC)", "lambada_final_token", "acc", 100),
     ("CBT-CN (ACC)", "cbt-cn", "acc", 100),
     ("CBT-NE (ACC)", "cbt-ne", "acc", 100),
@@ -57,7 +57,7 @@ def cell(evaluation: dict[str, Any], task: str, metric: str, scale: int) -> str:
     result = evaluation["tasks"].get(task)
     if result is None:
         return "-"
-    if "n/a" in result:
+    if "n/a" in result or metric in result.get("metrics n/a", {}):
         return "n/a"
     value = result["metrics"].get(metric)
     if not isinstance(value, (int, float)) or isinstance(value, bool):
@@ -91,4 +91,6 @@ def render(evaluations: list[dict[str, Any]], published: bool = True) -> str:
         for task, result in evaluation["tasks"].items():
             if "n/a" in result:
                 lines.append(f"\nn/a for {model_label(evaluation)} on {task}: {result['n/a']}")
+            for metric, reason in result.get("metrics n/a", {}).items():
+                lines.append(f"\nn/a for {model_label(evaluation)} on {task} {metric}: {reason}")
     return "\n".join(lines)

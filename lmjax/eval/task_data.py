@@ -10,12 +10,12 @@ A malformed file is a one-line DataError naming the file and line.
 from __future__ import annotations
 
 import json
-import math
 import pathlib
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from lmjax import metrics
 from lmjax.errors import DataError
 
 WIKITEXT_TITLE = re.compile(r"^ = [^=].* = $")
@@ -32,15 +32,26 @@ def data_file(data_dir: str | None, file: str) -> pathlib.Path:
     return path
 
 
+def read_text(path: pathlib.Path) -> str:
+    """The file as UTF-8 text; other bytes are a one-line error naming the file and line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise DataError(f"{path} line {line} is not UTF-8 text (byte {data[err.start]:#04x} at offset "
+                        f"{err.start}): convert the file to UTF-8") from None
+
+
 def _split(rows: list[dict[str, Any]]) -> dict[str, Any]:
     import datasets
 
     return {"validation": datasets.Dataset.from_list(rows)}
 
 
-def _jsonl(path: pathlib.Path, check: Callable[[dict], dict]) -> list[dict[str, Any]]:
+def _jsonl(path: pathlib.Path, check: Callable[[dict], Any]) -> list[Any]:
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(read_text(path).splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -52,16 +63,26 @@ def _jsonl(path: pathlib.Path, check: Callable[[dict], dict]) -> list[dict[str, 
 
 
 def lambada(data_dir: str | None = None, file: str = "", **_: Any) -> dict[str, Any]:
-    """LAMBADA: the OpenAI jsonl ({"text": ...} per line) or the plain text (one passage a line)."""
+    """LAMBADA: the OpenAI jsonl ({"text": ...} per line) or the plain text (one passage a line),
+    told apart by content, not name: the jsonl saved under the plain text's name is read as
+    jsonl, not scored as JSON text."""
     path = data_file(data_dir, file)
-    if path.suffix == ".jsonl":
+    lines = [line for line in read_text(path).splitlines() if line.strip()]
+    if path.suffix == ".jsonl" or _is_json_object(lines[0] if lines else ""):
         rows = _jsonl(path, lambda record: {"text": str(record["text"])})
     else:
-        rows = [{"text": line} for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = [{"text": line} for line in lines]
     for number, row in enumerate(rows, 1):
         if len(row["text"].split(" ")) < 2:
             raise DataError(f"{path} passage {number} has no word before its target word")
     return _split(rows)
+
+
+def _is_json_object(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except json.JSONDecodeError:
+        return False
 
 
 def wikitext(data_dir: str | None = None, file: str = "", **_: Any) -> dict[str, Any]:
@@ -69,7 +90,7 @@ def wikitext(data_dir: str | None = None, file: str = "", **_: Any) -> dict[str,
     one), the `page` field of the harness's `wikitext_document_level`."""
     path = data_file(data_dir, file)
     pages: list[list[str]] = []
-    for line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+    for line in read_text(path).splitlines(keepends=True):
         if WIKITEXT_TITLE.match(line.rstrip("\n")) or not pages:
             pages.append([])
         pages[-1].append(line)
@@ -81,7 +102,7 @@ def line_documents(data_dir: str | None = None, file: str = "", lines_per_doc: i
     """PTB / One Billion Words: one sentence a line, `lines_per_doc` lines per document;
     `words` counts each line's words and its end of sentence (the Mikolov convention)."""
     path = data_file(data_dir, file)
-    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = [line.strip() for line in read_text(path).splitlines() if line.strip()]
     rows = []
     for start in range(0, len(lines), lines_per_doc):
         chunk = lines[start:start + lines_per_doc]
@@ -115,7 +136,7 @@ def cbt(data_dir: str | None = None, file: str = "", **_: Any) -> dict[str, Any]
     `21 query<TAB>answer<TAB><TAB>cand1|...|cand10`, a blank line between questions."""
     path = data_file(data_dir, file)
     rows, context = [], []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(read_text(path).splitlines(), 1):
         if not line.strip():
             continue
         index, _, body = line.partition(" ")
@@ -151,10 +172,11 @@ def _label(value: Any, names: dict[str, int]) -> int:
 def superglue(data_dir: str | None = None, file: str = "", task: str = "", **_: Any) -> dict[str, Any]:
     """A SuperGLUE `val.jsonl` with the fields of the harness's `aps/super_glue` copy."""
     path = data_file(data_dir, file)
-    if task == "multirc":
-        return _split([row for record in _jsonl(path, dict) for row in _multirc_rows(record)])
-    if task == "record":
-        return _split([row for record in _jsonl(path, dict) for row in _record_rows(record)])
+    if task in ("multirc", "record"):
+        # One record holds many questions; expanded inside _jsonl so a record of another
+        # task is an error naming its line, not a KeyError.
+        expand = _multirc_rows if task == "multirc" else _record_rows
+        return _split([row for rows in _jsonl(path, lambda record: list(expand(record))) for row in rows])
     return _split(_jsonl(path, SUPERGLUE_ROWS[task]))
 
 
@@ -233,9 +255,9 @@ def character_results(doc: dict, results: list) -> dict[str, Any]:
 
 
 def bits_per_character(items: list[tuple[float, int]]) -> float:
-    """-sum(log p) / (sum(characters) · ln 2)."""
+    """The harness's aggregation for text8: the documents' summed loss over their characters."""
     loglikelihoods, weights = zip(*items)
-    return -sum(loglikelihoods) / (sum(weights) * math.log(2))
+    return metrics.bits_per_character(-sum(loglikelihoods), sum(weights))
 
 
 def page(doc: dict) -> str:

@@ -4,7 +4,9 @@ local files, and the names the CLI accepts for them.
 `task_config(name, data_dir)` loads a YAML with the harness's own loader (`!function`
 resolved) and puts `data_dir` into its metadata, where the `custom_dataset` loaders read it;
 `build_task` makes the harness task. Names that are not ours are the harness's own tasks
-(`lm_eval --tasks list`), which need their data where the harness looks for it.
+(`lm_eval --tasks list`), which need their data where the harness looks for it; the harness
+names of tasks we ship (`HARNESS_EQUIVALENTS`) run as ours, since the harness would try the
+Hugging Face Hub for them and, offline, hang for minutes before a traceback.
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ import pathlib
 import re
 from typing import Any
 
-from lmjax.errors import ConfigError
+from lmjax.errors import ConfigError, DataError
 
 TASK_DIR = pathlib.Path(__file__).parent / "tasks"
 SUPERGLUE = ("boolq", "cb", "copa", "multirc", "record", "rte", "wic", "wsc")
 GROUPS = {"superglue": SUPERGLUE, "cbt": ("cbt-cn", "cbt-ne")}
 # Tasks lmjax computes itself beside the harness (see lmjax.eval.lambada_token).
 LMJAX_TASKS = ("lambada_final_token",)
+# The harness's own name -> the shipped task that computes the same metrics from local files.
+HARNESS_EQUIVALENTS = {"lambada_openai": "lambada", "wikitext": "wikitext2"}
 DATA_FILE_LINE = re.compile(r"^\s+file:\s*(\S+)\s*$", re.MULTILINE)
 
 
@@ -41,7 +45,7 @@ def expand(names: list[str] | str, harness_names: set[str] | None = None) -> lis
     ours, expanded = local_tasks(), []
     for name in (name.strip() for name in names):
         members = GROUPS.get(name, (name,))
-        for member in members:
+        for member in (HARNESS_EQUIVALENTS.get(member, member) for member in members):
             if member not in ours and member not in LMJAX_TASKS and member not in (harness_names or ()):
                 raise ConfigError(f"unknown task {member!r}: known tasks are {', '.join(known_names())} "
                                   "(or any lm_eval task name when its data is available)")
@@ -55,12 +59,25 @@ def expand(names: list[str] | str, harness_names: set[str] | None = None) -> lis
 def harness_task_names(names: list[str] | str) -> set[str]:
     """The harness's own task names, indexed only when a name is not one of ours (~20 s)."""
     names = names.split(",") if isinstance(names, str) else names
-    ours = {*local_tasks(), *GROUPS, *LMJAX_TASKS}
+    ours = {*local_tasks(), *GROUPS, *LMJAX_TASKS, *HARNESS_EQUIVALENTS}
     if all(name.strip() in ours for name in names if name.strip()):
         return set()
     from lm_eval.tasks import TaskManager
 
     return set(TaskManager().all_tasks)
+
+
+def check_harness_equivalents(names: set[str], data_dir: str) -> dict[str, str]:
+    """The harness names among `names` that run as shipped tasks (name -> ours), each checked
+    for its local file now: a one-line error instead of the harness's Hub download."""
+    renamed = {name: HARNESS_EQUIVALENTS[name] for name in names if name in HARNESS_EQUIVALENTS}
+    for name, ours in renamed.items():
+        path = data_path(ours, data_dir)
+        if not path.is_file():
+            raise DataError(f"task {name} runs as lmjax's local task {ours}, which reads {path}: that file "
+                            "does not exist, so put it there or pass another --data-dir (lmjax does not "
+                            "download the harness's Hub copy)")
+    return renamed
 
 
 def missing_files(names: list[str] | str, data_dir: str) -> list[pathlib.Path]:

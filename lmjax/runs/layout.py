@@ -20,6 +20,9 @@ names itself. Paths are `etils.epath.Path`, so a run directory may live on a buc
   loss_curve.png       train and validation loss against step
   .lock                the writer's host, pid and start time while a trainer runs
 ```
+
+An n-gram model directory (`lmjax ngram train --out DIR`) holds `model.json` and no
+`config.yaml`; `RunLayout.ngram_model` names that file, so evaluation tells the two apart.
 """
 
 from __future__ import annotations
@@ -87,6 +90,10 @@ class RunLayout:
     @property
     def lock(self) -> epath.Path:
         return self.root / ".lock"
+
+    @property
+    def ngram_model(self) -> epath.Path:
+        return self.root / "model.json"
 
 
 def as_path(path: PathLike) -> epath.Path:

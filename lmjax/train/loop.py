@@ -248,7 +248,7 @@ class _Loop:
             f"eval_{setup.objective.loss_name}": loss,
             "eval_perplexity": metrics_lib.perplexity(loss_sum, tokens),
             "eval_bits_per_token": metrics_lib.entropy(loss_sum, tokens, base=2),
-            "eval_bits_per_byte": loss_sum / (math.log(2) * max(totals["target_bytes"], 1.0)),
+            "eval_bits_per_byte": metrics_lib.bits_per_byte(loss_sum, max(totals["target_bytes"], 1.0)),
             "eval_accuracy": totals["accuracy"] / tokens,
             "eval_tokens": tokens,
             "eval_bytes": totals["target_bytes"],

@@ -11,12 +11,11 @@ same on every host.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import jax
 
-from lmjax import parallel
+from lmjax import metrics, parallel
 from lmjax.data.pipeline import Window
 from lmjax.train.callbacks import Callback
 
@@ -47,8 +46,8 @@ class SourceMetrics(Callback):
                 if totals["tokens"]:
                     name = cache.source.name
                     results[f"eval_loss/{name}"] = totals["loss_sum"] / totals["tokens"]
-                    results[f"eval_bits_per_byte/{name}"] = (
-                        totals["loss_sum"] / (math.log(2) * max(totals["target_bytes"], 1.0)))
+                    results[f"eval_bits_per_byte/{name}"] = metrics.bits_per_byte(
+                        totals["loss_sum"], max(totals["target_bytes"], 1.0))
         return results
 
     def _totals(self, params: Any, source: str) -> dict[str, float]:

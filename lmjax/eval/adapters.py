@@ -1,8 +1,10 @@
-"""One scoring backend per kind of model, behind the same small interface.
+"""One model adapter per kind of model: what the harness class needs to know about a model.
 
-The harness class (`lmjax.eval.harness.LmjaxLM`) only tokenizes, windows and bookkeeps; a
-backend says how text becomes tokens for its model, which token stands for "start of text",
-how (context, continuation) pairs are scored and what it cannot do:
+The border with `lmjax.eval.scorers`: an adapter works on *text and requests* (how text
+becomes its model's tokens, which token stands for "start of text", which tasks the model
+cannot answer and why, generation); a scorer works on *token ids only* (jitted batches of
+(context ids, continuation ids) pairs). The harness class (`lmjax.eval.harness.LmjaxLM`)
+only windows and bookkeeps, and asks its adapter for everything model-specific:
 
 - GPT (`causal`): log-probabilities from one causal pass; rolling windows; greedy generation
   with the key/value cache.
@@ -10,7 +12,7 @@ how (context, continuation) pairs are scored and what it cannot do:
   greedy generation; no rolling perplexity (T5 has no unconditional model of text).
 - BERT (`pll`): pseudo-log-likelihood; no rolling perplexity, no generation.
 - n-gram (`ngram`): an `lmjax.ngram.NGramLM` over its unit (word, char, byte or tokenizer
-  ids); log-likelihoods and rolling perplexity, no generation.
+  ids); log-likelihoods and rolling perplexity, no generation (scored here, no scorer).
 
 `unsupported(output_type, task)` gives the reason a task is "n/a" for the model, or None.
 """
@@ -31,7 +33,7 @@ T5_DECODER_START_ID = 0
 CLOSED_VOCABULARY_TASKS = ("ptb",)
 
 
-class Backend:
+class ModelAdapter:
     """What LmjaxLM needs from a model. `max_len` None means no context limit."""
 
     kind: str = ""
@@ -55,8 +57,12 @@ class Backend:
     def unsupported(self, output_type: str, task: str = "") -> str | None:
         return None
 
+    def unsupported_metric(self, metric: str) -> str | None:
+        """Why a metric the task computes means nothing for this model (None: it does)."""
+        return None
 
-class NeuralBackend(Backend):
+
+class NeuralAdapter(ModelAdapter):
     """Shared by GPT, T5 and BERT: an opened `lmjax.runs.Run` and its tokenizer."""
 
     def __init__(self, run: Any, batch_size: int):
@@ -97,7 +103,7 @@ class NeuralBackend(Backend):
             raise ConfigError("generation tasks run on one host only: evaluate them in a single process")
 
 
-class CausalBackend(NeuralBackend):
+class CausalAdapter(NeuralAdapter):
     kind = "causal"
 
     def __init__(self, run: Any, batch_size: int):
@@ -120,7 +126,7 @@ class CausalBackend(NeuralBackend):
                            max_new_tokens)
 
 
-class Seq2SeqBackend(NeuralBackend):
+class Seq2SeqAdapter(NeuralAdapter):
     kind = "seq2seq"
 
     def __init__(self, run: Any, batch_size: int):
@@ -144,7 +150,7 @@ class Seq2SeqBackend(NeuralBackend):
         return None
 
 
-class PseudoLogLikelihoodBackend(NeuralBackend):
+class PseudoLogLikelihoodAdapter(NeuralAdapter):
     kind = "pll"
 
     def __init__(self, run: Any, batch_size: int):
@@ -174,8 +180,14 @@ class PseudoLogLikelihoodBackend(NeuralBackend):
             return "BERT is encoder-only: it fills masks but does not generate"
         return None
 
+    def unsupported_metric(self, metric: str) -> str | None:
+        if metric == "perplexity":
+            return ("BERT's pseudo-log-likelihood is not a probability of the word, so its exponent is "
+                    "no perplexity (eval.json keeps it as pseudo_perplexity)")
+        return None
 
-class NGramBackend(Backend):
+
+class NGramAdapter(ModelAdapter):
     """An n-gram model: tokens are its units; scoring conditions on the last n-1 of them."""
 
     kind = "ngram"
@@ -236,20 +248,20 @@ class NGramBackend(Backend):
         return None
 
 
-def encode_request(backend: Backend, context: str, continuation: str) -> tuple[list, list]:
+def encode_request(adapter: ModelAdapter, context: str, continuation: str) -> tuple[list, list]:
     """(context tokens, continuation tokens) as the harness's TemplateLM makes them: an empty
     context becomes the start-of-text token; trailing spaces of the context move into the
     continuation; causal models (and n-grams) encode the whole text and cut it, encoders
     encode the two parts apart."""
     if not context:
-        ids = backend.encode(continuation, special=False)
-        return ([backend.prefix], ids) if not ids or ids[0] != backend.prefix else (ids[:1], ids[1:])
+        ids = adapter.encode(continuation, special=False)
+        return ([adapter.prefix], ids) if not ids or ids[0] != adapter.prefix else (ids[:1], ids[1:])
     n_spaces = len(context) - len(context.rstrip())
     if n_spaces:
         context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
-    if backend.kind in ("seq2seq", "pll"):
-        return backend.encode(context), backend.encode(continuation, special=False)
-    whole, context_ids = backend.encode(context + continuation), backend.encode(context)
+    if adapter.kind in ("seq2seq", "pll"):
+        return adapter.encode(context), adapter.encode(continuation, special=False)
+    whole, context_ids = adapter.encode(context + continuation), adapter.encode(context)
     return context_ids, whole[len(context_ids):]
 
 
@@ -259,14 +271,29 @@ def _leaves(tree: Any) -> list:
     return jax.tree.leaves(tree)
 
 
-def backend_for(run: Any, batch_size: int = 8) -> Backend:
-    """The backend for an opened run (by architecture) or an `NGramLM`."""
+def batch_size_of(value: int | str) -> int:
+    """Rows per scoring batch from `--batch-size` or the harness's `batch_size` ("auto" and
+    "auto:N", which lm_eval passes every model, mean the default 8)."""
+    if str(value).startswith("auto"):
+        return 8
+    try:
+        rows = int(value)
+    except ValueError:
+        rows = 0
+    if rows < 1:
+        raise ConfigError(f"--batch-size={value} must be a whole number of rows >= 1")
+    return rows
+
+
+def adapter_for(run: Any, batch_size: int = 8) -> ModelAdapter:
+    """The adapter for an opened run (by architecture) or an `NGramLM`."""
     from lmjax.ngram import NGramLM
 
+    batch_size = batch_size_of(batch_size)
     if isinstance(run, NGramLM):
-        return NGramBackend(run)
+        return NGramAdapter(run)
     arch = run.config.model.arch
-    kinds = {"gpt": CausalBackend, "t5": Seq2SeqBackend, "bert": PseudoLogLikelihoodBackend}
+    kinds = {"gpt": CausalAdapter, "t5": Seq2SeqAdapter, "bert": PseudoLogLikelihoodAdapter}
     if arch not in kinds:
-        raise ConfigError(f"no evaluation backend for architecture {arch!r}: use gpt, t5 or bert")
+        raise ConfigError(f"no evaluation adapter for architecture {arch!r}: use gpt, t5 or bert")
     return kinds[arch](run, batch_size)
