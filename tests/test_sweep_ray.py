@@ -1,4 +1,4 @@
-"""The Ray backend on a local Ray instance started here: two tiny points, each a Ray task in
+"""The Ray executor on a local Ray instance started here: two tiny points, each a Ray task in
 a fresh worker process, both recorded as succeeded. Ray is a dev dependency: a missing Ray
 fails this test (CI must run it), it is not skipped."""
 
@@ -10,14 +10,14 @@ import ray
 
 from lmjax.sweep import load_spec, points
 from lmjax.sweep import status as status_lib
-from lmjax.sweep.backends.ray import RayBackend, task_options
+from lmjax.sweep.executors.ray import RayExecutor, task_options
 from lmjax.sweep.runner import RunOptions, point_dir, run_sweep
 
 
 # ray.init starts its processes by fork+exec (subprocess), which JAX's fork warning cannot tell
 # from a bare fork; nothing of JAX runs in the child before exec.
 @pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
-def test_ray_backend_runs_two_points(tmp_path, monkeypatch):
+def test_ray_executor_runs_two_points(tmp_path, monkeypatch):
     jax.devices()  # this process keeps its eight devices; only the workers get one
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
     file = tmp_path / "ray.yaml"
@@ -32,7 +32,7 @@ def test_ray_backend_runs_two_points(tmp_path, monkeypatch):
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"XLA_FLAGS": "--xla_force_host_platform_device_count=1"}})
     try:
-        counts = run_sweep(spec, found, RayBackend(resources=spec.resources), RunOptions())
+        counts = run_sweep(spec, found, RayExecutor(resources=spec.resources), RunOptions())
     finally:
         ray.shutdown()
     assert counts["succeeded"] == 2

@@ -1,4 +1,4 @@
-"""A tiny real sweep end to end on the local backend: points run in subprocesses, a failing
+"""A tiny real sweep end to end on the local executor: points run in subprocesses, a failing
 point is recorded while the others succeed, a worker killed mid-point is resumed from its
 checkpoint, finished points are never rerun; the CLI's dry-run and status read the same files."""
 
@@ -15,7 +15,7 @@ import jax
 from lmjax import cli
 from lmjax.sweep import load_spec, points
 from lmjax.sweep import status as status_lib
-from lmjax.sweep.backends.local import LocalBackend
+from lmjax.sweep.executors.local import LocalExecutor
 from lmjax.sweep.runner import RunOptions, point_dir, prepare, run_sweep, select
 
 # Point b runs long enough (60 steps) to be killed between its checkpoints; c's corpus does
@@ -67,7 +67,7 @@ def test_sweep_runs_fails_one_is_killed_resumes_and_skips_finished(tmp_path, cap
     a, b, c = (point_dir(spec, p) for p in found)
     options = RunOptions(stale_after=600)
 
-    counts = run_sweep(spec, select(found, "label=[ac],*"), LocalBackend(), options)
+    counts = run_sweep(spec, select(found, "label=[ac],*"), LocalExecutor(), options)
     assert counts["succeeded"] == 1 and counts["failed"] == 1
     rows = [json.loads(line) for line in (tmp_path / "sweep" / "results.jsonl").read_text().splitlines()]
     assert [row["status"] for row in rows] == ["succeeded", "pending", "failed"]  # every point, not the --only ones
@@ -81,7 +81,7 @@ def test_sweep_runs_fails_one_is_killed_resumes_and_skips_finished(tmp_path, cap
     kill_at_checkpoint(b, 10)
     assert status_lib.read_status(b)["state"] == "running"  # its holder died mid-point
 
-    counts = run_sweep(spec, found, LocalBackend(), options)
+    counts = run_sweep(spec, found, LocalExecutor(), options)
     assert counts == {"pending": 0, "running": 0, "succeeded": 2, "failed": 1, "interrupted": 0}
     assert snapshot(a) == before  # finished point untouched: same status bytes, same mtimes
     resumed = status_lib.read_status(b)

@@ -1,4 +1,4 @@
-"""`lmjax sweep run FILE [--dry-run] [--only GLOB] [--backend local|ray] ...` and
+"""`lmjax sweep run FILE [--dry-run] [--only GLOB] [--executor local|ray] ...` and
 `lmjax sweep status FILE`: experiments as sweep files (docs/sweeps.md)."""
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--dry-run", action="store_true",
                      help="validate every point and list N, D, C, estimated time and status; run nothing")
     run.add_argument("--only", metavar="GLOB", help="only points whose name matches, e.g. 'd_model=64,*'")
-    run.add_argument("--backend", choices=("local", "ray"), default="local")
+    run.add_argument("--executor", "--backend", dest="executor", choices=("local", "ray"), default="local",
+                     help="what runs the points: local processes or Ray tasks (--backend: the old name)")
     run.add_argument("--workers", type=int, default=1, help="local: points run at once (default 1)")
     run.add_argument("--no-retry", action="store_true", help="leave failed points failed")
     run.add_argument("--stale-after", type=float, default=600.0, metavar="SECONDS",
@@ -57,32 +58,32 @@ def run_command(args: argparse.Namespace) -> int:
     from lmjax.sweep.runner import RunOptions, check_points, keep_accelerators_free, probe_devices, run_sweep
 
     keep_accelerators_free()
-    backend = _backend(args, spec)
-    devices = probe_devices() if args.backend == "local" else _ray_devices(backend.resources)
+    executor = _executor(args, spec)
+    devices = probe_devices() if args.executor == "local" else _ray_devices(executor.resources)
     if devices is None:
         print("lmjax sweep: mesh and batch layout not checked (device count unknown here); "
               "each point checks them when it starts", file=sys.stderr)
     check_points(chosen, *(devices or (None, None)))
     options = RunOptions(retry=not args.no_retry, stale_after=args.stale_after)
-    counts = run_sweep(spec, chosen, backend, options)
+    counts = run_sweep(spec, chosen, executor, options)
     print(f"sweep {spec.name}: " + ", ".join(f"{n} {state}" for state, n in counts.items())
           + f"; results in {spec.output_dir}/summary.md")
     return 1 if counts["failed"] else 0
 
 
-def _backend(args, spec):
-    if args.backend == "local":
-        from lmjax.sweep.backends.local import LocalBackend
+def _executor(args, spec):
+    if args.executor == "local":
+        from lmjax.sweep.executors.local import LocalExecutor
 
-        return LocalBackend(args.workers)
-    from lmjax.sweep.backends.ray import RayBackend
+        return LocalExecutor(args.workers)
+    from lmjax.sweep.executors.ray import RayExecutor
 
     resources = dict(spec.resources)
     for key in ("cpus", "gpus", "tpus"):
         given = getattr(args, f"{key}_per_point")
         if given is not None:
             resources[key] = given
-    return RayBackend(args.ray_address, resources)
+    return RayExecutor(args.ray_address, resources)
 
 
 def _ray_devices(resources: dict) -> tuple[int, int] | None:

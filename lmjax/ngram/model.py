@@ -17,7 +17,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from lmjax import metrics
 from lmjax.errors import ConfigError, DataError, LmjaxError
-from lmjax.ngram import estimators
+from lmjax.ngram import estimators, storage
 from lmjax.ngram.counts import NGramCounts
 from lmjax.ngram.vocab import BOS, BOS_ID, EOS, EOS_ID, UNK_ID, Sentence, Vocabulary
 
@@ -288,16 +288,15 @@ class NGramLM:
 
     def save(self, path: str) -> None:
         """Write the model as plain JSON (see lmjax.ngram.storage)."""
-        from lmjax.ngram import storage
-
         storage.save(self, path)
 
     @staticmethod
     def load(path: str) -> NGramLM:
         """Read a model written by save."""
-        from lmjax.ngram import storage
-
-        return storage.load(path)
+        saved = storage.read(path)
+        model = NGramLM(**saved.config)
+        model.meta = saved.meta
+        return model._fit_counts(saved.vocab, saved.ngrams, saved.counts)
 
     # --- inspection and sampling ---------------------------------------------------------
 

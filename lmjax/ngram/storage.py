@@ -4,25 +4,38 @@ Only the distinct order-n n-grams and their counts are stored; lower orders are 
 marginals and the estimator is recomputed on load, so the file stays plain, readable and
 independent of the in-memory layout. `version` changes whenever that layout of the file
 changes; a file of another version is refused with a one-line message.
+
+This module reads and writes the file only; `NGramLM.save` and `NGramLM.load` call it and
+build the model, so imports point one way (model -> storage).
 """
 
 from __future__ import annotations
 
 import json
 import pathlib
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from lmjax.errors import CheckpointError, DataError
-from lmjax.ngram.model import NGramLM
 from lmjax.ngram.vocab import RESERVED, Vocabulary
 
 FORMAT = "lmjax-ngram"
 VERSION = 1
 
 
-def save(model: NGramLM, path: str | pathlib.Path) -> None:
-    """Write the model to `path` (JSON)."""
+class SavedModel(NamedTuple):
+    """What a model file holds: enough to rebuild the model with `NGramLM._fit_counts`."""
+
+    config: dict[str, Any]
+    meta: Any
+    vocab: Vocabulary
+    ngrams: np.ndarray
+    counts: np.ndarray
+
+
+def save(model, path: str | pathlib.Path) -> None:
+    """Write a fitted `NGramLM` to `path` (JSON)."""
     model._require_fitted()
     ngrams = model.table.ngrams()
     tokens = [_plain(t) for t in model.vocab.tokens[len(RESERVED) :]]
@@ -48,8 +61,8 @@ def _plain(token):
     raise DataError(f"cannot save a model over {type(token).__name__} tokens: use strings or int ids")
 
 
-def load(path: str | pathlib.Path) -> NGramLM:
-    """Read a model written by `save`, refusing other formats and versions."""
+def read(path: str | pathlib.Path) -> SavedModel:
+    """Read a file written by `save`, refusing other formats and versions."""
     try:
         with open(path, encoding="utf-8") as f:
             record = json.load(f)
@@ -64,7 +77,7 @@ def load(path: str | pathlib.Path) -> NGramLM:
             f"{path} is an n-gram model of format version {record.get('version')}, this lmjax reads "
             f"version {VERSION}: retrain it with `lmjax ngram train`"
         )
-    model = NGramLM(**record["config"])
-    model.meta = record["meta"]
-    ngrams = np.asarray(record["ngrams"], dtype=np.int64).reshape(-1, model.order)
-    return model._fit_counts(Vocabulary(record["vocab"]), ngrams, np.asarray(record["counts"], dtype=np.int64))
+    order = record["config"]["order"]
+    ngrams = np.asarray(record["ngrams"], dtype=np.int64).reshape(-1, order)
+    return SavedModel(record["config"], record["meta"], Vocabulary(record["vocab"]), ngrams,
+                      np.asarray(record["counts"], dtype=np.int64))

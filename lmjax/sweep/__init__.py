@@ -2,7 +2,7 @@
 
 `spec` reads the sweep file into points, `expressions` evaluates derived values safely,
 `identity` names and hashes points, `status` claims points and records their state,
-`worker` runs one point (in its own process), `runner` drives a backend over the points,
+`worker` runs one point (in its own process), `runner` drives an executor over the points,
 `plan` estimates N, D, C and time for the dry-run, `results` writes the tables. See
 docs/sweeps.md.
 """

@@ -22,6 +22,7 @@ from typing import Any
 
 from lmjax import config as config_lib
 from lmjax.config import Config
+from lmjax.sweep.dotted_keys import flatten
 
 HASH_LENGTH = 8
 EXCLUDED = (
@@ -37,8 +38,6 @@ UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")
 
 def identity_fields(config: Config) -> dict[str, Any]:
     """The flattened config keys that decide a point's results and differ from the defaults."""
-    from lmjax.sweep.spec import flatten
-
     flat, defaults = flatten(config_lib.to_dict(config)), _defaults()
     return {key: value for key, value in sorted(flat.items())
             if key not in EXCLUDED and (key not in defaults or defaults[key] != value)}
@@ -46,8 +45,6 @@ def identity_fields(config: Config) -> dict[str, Any]:
 
 @functools.cache
 def _defaults() -> dict[str, Any]:
-    from lmjax.sweep.spec import flatten
-
     return flatten(config_lib.to_dict(Config()))
 
 

@@ -1,4 +1,4 @@
-"""Drives a sweep: check every point, write its `point.json`, hand open points to a backend,
+"""Drives a sweep: check every point, write its `point.json`, hand open points to an executor,
 regenerate the results after each one, report what happened.
 
 The runner calls the library (`lmjax.sweep.worker.run_point` -> `lmjax.train.train`), never
@@ -27,7 +27,7 @@ from lmjax.sweep.spec import Point, SweepSpec, points as all_points
 
 @dataclasses.dataclass(frozen=True)
 class RunOptions:
-    """How points are run: backend settings are in the backend object."""
+    """How points are run: executor settings are in the executor object."""
 
     retry: bool = True
     stale_after: float = 600.0
@@ -126,22 +126,22 @@ def regenerate(spec: SweepSpec, points: list[Point]) -> list[dict[str, Any]]:
     return rows
 
 
-def run_sweep(spec: SweepSpec, points: list[Point], backend, options: RunOptions) -> dict[str, int]:
-    """Runs the open points on `backend` (`LocalBackend`, `RayBackend`); returns state counts
-    over `points` once the backend is done. The tables always cover every point of the sweep,
+def run_sweep(spec: SweepSpec, points: list[Point], executor, options: RunOptions) -> dict[str, int]:
+    """Runs the open points on `executor` (`LocalExecutor`, `RayExecutor`); returns state counts
+    over `points` once the executor is done. The tables always cover every point of the sweep,
     so workers started with different `--only` patterns do not overwrite each other's rows."""
     keep_accelerators_free()
     dirs = prepare(spec, points)
     everything = all_points(spec)
     regenerate(spec, everything)
-    backend.run(dirs, options, on_done=lambda: regenerate(spec, everything))
+    executor.run(dirs, options, on_done=lambda: regenerate(spec, everything))
     regenerate(spec, everything)
     rows = collect(spec, points)
     return {state: sum(row["status"] == state for row in rows) for state in status_lib.STATES}
 
 
 def open_dirs(dirs: list[epath.Path], options: RunOptions) -> list[epath.Path]:
-    """The dirs a backend should start now: not done and not held by a live worker."""
+    """The dirs an executor should start now: not done and not held by a live worker."""
     return [d for d in dirs
             if status_lib.availability(d, stale_after=options.stale_after, retry=options.retry) == "open"]
 

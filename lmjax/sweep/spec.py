@@ -38,6 +38,7 @@ from lmjax import config as config_lib
 from lmjax.config import Config
 from lmjax.errors import ConfigError
 from lmjax.sweep import expressions, identity
+from lmjax.sweep.dotted_keys import flatten
 
 TOP_LEVEL = ("name", "description", "base", "output_dir", "overrides", "grid", "zip", "derived",
              "eval_tasks", "resources", "target")
@@ -294,16 +295,6 @@ def _set_dotted(values: dict[str, Any], key: str, value: Any) -> None:
     for part in parents:
         values = values.setdefault(part, {})
     values[leaf] = value
-
-
-def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _check_unique(spec: SweepSpec, found: list[Point]) -> None:

@@ -7,7 +7,7 @@ point.json         what the point is: name, hash, values, overrides, resolved co
 status.json        pending | running (host, pid, heartbeat) | succeeded (result) |
                    failed (one-line error) | interrupted (stopped with a checkpoint)
 claims/<n>         the n-th claim: host, pid, process start, token; its mtime is the heartbeat
-worker.log         the point's output when a backend ran it in a subprocess
+worker.log         the point's output when an executor ran it in a subprocess
 ```
 
 Claiming is creating `claims/<n+1>` exclusively: locally the record is written to a private
@@ -19,7 +19,7 @@ is provably dead (same host, pid gone or reused) or its heartbeat is older than 
 seconds (clocks of hosts sharing a sweep must agree to well within that). On a bucket
 (`gs://`, fsspec) `etils.epath` has no exclusive create: the claim is written, read back and
 compared, which catches all but near-simultaneous claims; run one worker process per bucket
-sweep, or the Ray backend, whose single driver decides what runs.
+sweep, or the Ray executor, whose single driver decides what runs.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Runs one sweep point: claim it, train it through `lmjax.train.train`, record the outcome.
 
-Backends start this once per point in a fresh process (`python -m lmjax.sweep.worker DIR`),
+Executors start this once per point in a fresh process (`python -m lmjax.sweep.worker DIR`),
 so no XLA state leaks from one point to the next. A point that spans several hosts (a TPU
 pod slice) is started on every host: process 0 claims it and tells the others through
 `multihost_utils.broadcast_one_to_all`, then all hosts train it together; only process 0

@@ -1,4 +1,4 @@
-"""`--backend local`: each point in a fresh `python -m lmjax.sweep.worker` subprocess, at most
+"""`--executor local`: each point in a fresh `python -m lmjax.sweep.worker` subprocess, at most
 `workers` at a time (1 by default: on a CPU one training run already uses every core).
 
 A fresh process per point keeps XLA's compilation caches, device state and flags from leaking
@@ -21,7 +21,7 @@ from lmjax.sweep import status as status_lib
 from lmjax.sweep.runner import RunOptions, open_dirs, worker_args
 
 
-class LocalBackend:
+class LocalExecutor:
     def __init__(self, workers: int = 1, poll_seconds: float = 0.5):
         self.workers = max(1, workers)
         self.poll_seconds = poll_seconds

@@ -1,6 +1,6 @@
-"""`--backend ray` (`pip install lmjax[ray]`): each point a Ray task with its own resources.
+"""`--executor ray` (`pip install lmjax[ray]`): each point a Ray task with its own resources.
 
-The driver (`lmjax sweep run --backend ray --ray-address ADDR`) submits one task per open point
+The driver (`lmjax sweep run --executor ray --ray-address ADDR`) submits one task per open point
 with the sweep's `resources` (cpus, gpus, tpus, or any custom Ray resource), so a Ray cluster
 of GPU nodes or TPU VMs runs the points where they fit, as Levanter and Marin do. Tasks run
 with `max_calls=1`: Ray starts a fresh worker process for each point, so no XLA state leaks.
@@ -40,7 +40,7 @@ def task_options(resources: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-class RayBackend:
+class RayExecutor:
     def __init__(self, address: str | None = None, resources: dict[str, Any] | None = None):
         self.address = address
         self.resources = resources or {}
@@ -66,5 +66,5 @@ def _import_ray():
     try:
         import ray
     except ImportError:
-        raise ConfigError("--backend ray needs Ray: pip install 'lmjax[ray]'") from None
+        raise ConfigError("--executor ray needs Ray: pip install 'lmjax[ray]'") from None
     return ray
