@@ -12,6 +12,7 @@ before the parameters are read is checked first, so bad input costs no loading o
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 
 from lmjax.decoding import Sampling, make_generator
@@ -36,6 +37,25 @@ def check_max_new_tokens(max_new_tokens: int) -> None:
     """0 is allowed (the prompt back, nothing generated); a negative count is a mistake."""
     if max_new_tokens < 0:
         raise ConfigError(f"--max-new-tokens={max_new_tokens} must be >= 0 (the number of tokens to add)")
+
+
+def check_temperature(temperature: float) -> None:
+    """NaN or an infinity would pass `Sampling`'s `>= 0` check and decode garbage."""
+    if not math.isfinite(temperature):
+        raise ConfigError(f"--temperature={temperature} must be a finite number >= 0 (0 is greedy)")
+
+
+def check_prompt_text(prompt: str) -> None:
+    """A shell passes bytes that are not UTF-8 as surrogates (surrogateescape), which no
+    tokenizer can encode: name the first such byte instead of failing inside the tokenizer."""
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError as err:
+        byte = prompt[err.start].encode("utf-8", "surrogateescape")
+        raise DataError(
+            f"--prompt is not UTF-8 text (byte 0x{byte.hex()} at position {err.start}): "
+            "give the prompt as UTF-8"
+        ) from None
 
 
 def check_generates(found: Located) -> None:
@@ -84,6 +104,8 @@ def generate(
     """Open, check, then continue `prompt` (sampling defaults to temperature 1): the
     in-process form of `lmjax generate`."""
     check_max_new_tokens(max_new_tokens)
+    check_temperature((sampling or Sampling()).temperature)
+    check_prompt_text(prompt)
     found = locate(checkpoint_path)
     check_generates(found)
     tokenizer = found.load_tokenizer(tokenizer_path)

@@ -8,6 +8,7 @@ from lmjax import config as config_lib
 from lmjax.runs.importers import llama2c
 from lmjax.cli import main
 from lmjax.decoding import Generator, Sampling
+from lmjax.errors import ConfigError
 from lmjax.generate import generate
 from lmjax.models import build_model
 from lmjax.tokenizers import SentencePieceTokenizer
@@ -143,3 +144,28 @@ def test_cli_generates_from_a_converted_gpt2_like_transformers(stories, tmp_path
         expected = hf_model.generate(torch.tensor([[1]]), max_new_tokens=20, min_new_tokens=20,
                                      do_sample=False, pad_token_id=0)[0, 1:].tolist()
     assert code == 0 and json.loads(out) == expected
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_a_non_finite_temperature_is_a_one_line_error(stories, capsys, value):
+    checkpoint, tokenizer, _ = stories
+    code, out, err = _run_cli(capsys, "--checkpoint", checkpoint, "--tokenizer", tokenizer,
+                              "--temperature", value, "--max-new-tokens", 3)
+    _assert_one_line_error(code, err, f"--temperature={value} must be a finite number")
+    assert out == ""
+
+
+def test_a_non_finite_temperature_is_refused_by_the_library_too(stories):
+    checkpoint, tokenizer, _ = stories
+    with pytest.raises(ConfigError, match="temperature=nan must be a finite number"):
+        generate(checkpoint, tokenizer, "", 3, Sampling(temperature=float("nan")))
+
+
+def test_a_prompt_that_is_not_utf8_is_a_one_line_error(stories, capsys):
+    """What a shell passes for $'\\xff\\xfe': Python decodes argv with surrogateescape."""
+    checkpoint, tokenizer, _ = stories
+    prompt = b"Lily \xff\xfe".decode("utf-8", "surrogateescape")
+    code, out, err = _run_cli(capsys, "--checkpoint", checkpoint, "--tokenizer", tokenizer,
+                              "--prompt", prompt, "--max-new-tokens", 3)
+    _assert_one_line_error(code, err, "--prompt is not UTF-8 text", "byte 0xff at position 5")
+    assert out == ""

@@ -3,6 +3,7 @@ transformers directories and llama2.c files open as one `Run`, on one device or 
 one-line errors for paths that hold no model or a model of another run format."""
 
 import json
+import logging
 
 import jax
 import jax.numpy as jnp
@@ -60,6 +61,16 @@ def test_a_run_opens_with_its_checkpoint_tokenizer_and_metrics(trained):
     inputs = model_inputs(run.config.model.arch)
     expected = build_model(run.config.model).apply({"params": orbax_params(trained, TRAIN_STEPS)}, **inputs)
     np.testing.assert_array_equal(run.model.apply({"params": run.params}, **inputs), expected)
+
+
+@pytest.mark.filterwarnings("ignore:Sharding info not provided")
+def test_opening_a_run_logs_nothing_about_the_items_it_does_not_read(trained, caplog):
+    """Only the parameters are read; orbax used to log 'Item "data" was found in the checkpoint,
+    but could not be restored' twice per open (every `generate` and `eval` on a run)."""
+    with caplog.at_level(logging.INFO):
+        open_run(trained)
+    assert not [r.getMessage() for r in caplog.records if "was found in the checkpoint" in
+                r.getMessage()]
 
 
 def test_a_run_opened_on_a_mesh_of_eight_devices_matches_one_device(trained):

@@ -76,11 +76,17 @@ def _saved_tree(layout: RunLayout, step: int | None) -> Any:
     if step is None:
         return ocp.StandardCheckpointer().metadata(layout.params).item_metadata.tree
     # Metadata, unlike restore, takes no args that name the handler: register it here.
-    manager = ocp.CheckpointManager(layout.checkpoints,
-                                    item_handlers={"state": ocp.StandardCheckpointHandler()})
+    manager = ocp.CheckpointManager(layout.checkpoints, item_handlers=_item_handlers(
+        ocp.StandardCheckpointHandler()))
     tree = manager.item_metadata(step)["state"].tree["params"]
     manager.close()
     return tree
+
+
+def _item_handlers(state_handler: ocp.CheckpointHandler) -> dict[str, ocp.CheckpointHandler]:
+    """Handlers for both items of a training checkpoint, though only the state is read: orbax
+    logs a warning for every item on disk that has none ('Item "data" was found ...')."""
+    return {"state": state_handler, "data": ocp.JsonCheckpointHandler()}
 
 
 def _is_array(node: Any) -> bool:
@@ -113,7 +119,8 @@ def _restore(layout: RunLayout, step: int | None, abstract_params: Any | None) -
             item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
             partial_restore=True,
         )
-    manager = ocp.CheckpointManager(layout.checkpoints, item_names=CHECKPOINT_ITEMS)
+    manager = ocp.CheckpointManager(layout.checkpoints,
+                                    item_handlers=_item_handlers(ocp.PyTreeCheckpointHandler()))
     restored = manager.restore(step, args=ocp.args.Composite(state=state_args))
     manager.close()
     return restored["state"]["params"]

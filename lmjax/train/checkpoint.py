@@ -17,13 +17,10 @@ What this module promises (docs/reliability.md):
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import shutil
-import sys
 import time
-import traceback
 import warnings
 from typing import Any
 
@@ -33,6 +30,7 @@ from etils import epath
 
 from lmjax.errors import CheckpointError
 from lmjax.runs.layout import PathLike, RunLayout, as_path
+from lmjax.train.orbax_logs import OrbaxErrorCapture
 
 # Messages of errors that prove a checkpoint's files are missing, truncated or unparseable;
 # any other restore error (out of memory, a bug) is raised as it is and nothing is moved.
@@ -69,7 +67,7 @@ class Checkpointer:
         self.directory = as_path(directory)
         self.quarantine = RunLayout.at(self.directory.parent).quarantine
         self.keep = keep
-        self._errors = _OrbaxErrorCapture()
+        self._errors = OrbaxErrorCapture()
         options = ocp.CheckpointManagerOptions(max_to_keep=None, create=True,
                                                cleanup_tmp_directories=True)
         self.manager = ocp.CheckpointManager(self.directory, options=options,
@@ -106,7 +104,13 @@ class Checkpointer:
     def all_steps(self) -> list[int]:
         """Committed checkpoint steps, oldest first (quarantined and unfinished ones excluded)."""
         in_flight = self._in_flight[0] if self._in_flight else None
-        return sorted(step for step in self.manager.all_steps() if step != in_flight)
+        return sorted(step for step in self._listed_steps() if step != in_flight)
+
+    def _listed_steps(self) -> list[int]:
+        """orbax's steps that are `<step>/` directories. A leftover `<step>.orbax-checkpoint-tmp*`
+        directory is never a step, whatever orbax's version or the timing of its cleanup."""
+        names = {path.name for path in self.directory.iterdir()} if self.directory.exists() else set()
+        return [step for step in self.manager.all_steps() if str(step) in names]
 
     def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
         """The checkpoint of `step` as (state, data state), for `--restart-from STEP`.
@@ -122,7 +126,7 @@ class Checkpointer:
         try:
             return self._restore(step, abstract_state)
         except _Damaged as damage:
-            moved_to = self._quarantine(step, damage.reason)
+            moved_to = self._quarantine(step, damage)
             raise CheckpointError(
                 f"the checkpoint of step {step} is damaged ({damage.reason}) and was moved to "
                 f"{moved_to}: choose one of {self.all_steps() or 'none (start a new run)'}"
@@ -138,7 +142,7 @@ class Checkpointer:
             try:
                 state, data_state = self._restore(step, abstract_state)
             except _Damaged as damage:
-                moved_to = self._quarantine(step, damage.reason)
+                moved_to = self._quarantine(step, damage)
                 warnings.warn(
                     f"the checkpoint of step {step} is damaged ({damage.reason}); moved it to "
                     f"{moved_to} and falling back to the previous one",
@@ -178,7 +182,7 @@ class Checkpointer:
             error = err
         error = error or self._errors.pop()
         self.manager.reload()
-        if step not in self.manager.all_steps():
+        if step not in self._listed_steps():
             raise self._save_error(step, n_bytes, error)
         if error is not None:
             warnings.warn(f"the checkpoint of step {step} committed, but orbax reported: "
@@ -217,7 +221,7 @@ class Checkpointer:
         except Exception as err:
             if not _is_damage(err):
                 raise
-            raise _Damaged(_first_line(err)) from err
+            raise _Damaged.of(err) from err
         return restored["state"], restored["data"]
 
     def _check_structure(self, step: int, abstract_state: Any) -> None:
@@ -225,7 +229,7 @@ class Checkpointer:
         try:
             saved = _saved_shapes(self.directory / str(step) / "state")
         except Exception as err:
-            raise _Damaged(f"its metadata cannot be read: {_first_line(err)}") from err
+            raise _Damaged.of(err, "its metadata cannot be read: ") from err
         if not saved:
             raise _Damaged("its state metadata is missing or unreadable")
         expected = _shapes(abstract_state)
@@ -237,82 +241,34 @@ class Checkpointer:
                 "config the run was started with, or use a new run_dir"
             )
 
-    def _quarantine(self, step: int, reason: str) -> epath.Path:
+    def _quarantine(self, step: int, damage: _Damaged) -> epath.Path:
         """Moves a damaged step aside (never deletes it), with the reason beside its files."""
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         target = self.quarantine / f"{step}-{stamp}"
         if jax.process_index() == 0:
             self.quarantine.mkdir(parents=True, exist_ok=True)
             (self.directory / str(step)).rename(target)
-            (target / "REASON.txt").write_text(f"step {step}: {reason}\n")
+            (target / "REASON.txt").write_text(f"step {step}: {damage.reason}\n\n{damage.details}\n")
         self.manager.reload()
         return target
 
 
 class _Damaged(Exception):
-    """A checkpoint's files are proven unreadable; `reason` says how."""
+    """A checkpoint's files are proven unreadable: `reason` says how in one line (for the
+    warning), `details` is every error of the chain (for REASON.txt)."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, details: str = ""):
         super().__init__(reason)
         self.reason = reason
+        self.details = details or reason
 
-
-class _OrbaxErrorCapture(logging.Filter):
-    """Keeps orbax's logged errors (with their tracebacks) off stderr and hands them to us.
-
-    Orbax reports a failed background save only by logging it; the Checkpointer turns the
-    first such error into its one-line `CheckpointError`.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self._captured: BaseException | None = None
-        self._logger = logging.getLogger("absl")
-        self._logger.addFilter(self)
-        _silence_orbax_leftovers()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.ERROR or "orbax" not in record.pathname:
-            return True
-        if self._captured is None and record.exc_info and record.exc_info[1] is not None:
-            self._captured = record.exc_info[1]
-        return False
-
-    def pop(self) -> BaseException | None:
-        captured, self._captured = self._captured, None
-        return captured
-
-    def remove(self) -> None:
-        self._logger.removeFilter(self)
-
-
-def _silence_orbax_leftovers() -> None:
-    """After a failed write, orbax leaves asyncio futures whose errors nobody retrieves and
-    tensorstore callbacks that reach its closed event loop; Python reports both with tracebacks
-    when they are collected, possibly after the Checkpointer closed. Installed once per process,
-    dropping only those two reports, and only for futures that ran orbax code or wrote into
-    orbax's temporary checkpoint directories."""
-    previous = sys.unraisablehook
-    if getattr(previous, "lmjax_silences_orbax", False):
-        return
-
-    def hook(unraisable) -> None:
-        value = unraisable.exc_value
-        if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
-            return
-        previous(unraisable)
-
-    hook.lmjax_silences_orbax = True
-    sys.unraisablehook = hook
-    logging.getLogger("asyncio").addFilter(_drop_unretrieved_orbax_errors)
-
-
-def _drop_unretrieved_orbax_errors(record: logging.LogRecord) -> bool:
-    if "never retrieved" not in str(record.msg) or not record.exc_info:
-        return True
-    frames = traceback.extract_tb(record.exc_info[2])
-    written_by_orbax = "orbax-checkpoint-tmp" in str(record.exc_info[1])
-    return not (written_by_orbax or any("orbax" in frame.filename for frame in frames))
+    @classmethod
+    def of(cls, err: BaseException, prefix: str = "") -> _Damaged:
+        """The reason is the innermost error (the file and how it failed); orbax's outer
+        messages only say which array it was reading."""
+        chain = _chain(err)
+        details = "\n".join(f"{type(e).__name__}: {_message(e)}" for e in chain)
+        return cls(prefix + _first_line(_message(chain[-1]), limit=400), details)
 
 
 def _saved_shapes(state_dir: epath.Path) -> dict[str, tuple[int, ...]]:
@@ -382,10 +338,26 @@ def _full_text(err: BaseException | None) -> str:
     return " | ".join(parts)
 
 
-def _first_line(err: BaseException) -> str:
+def _first_line(err: BaseException | str, limit: int = 200) -> str:
     text = str(err).strip()
     line = text.splitlines()[0] if text else type(err).__name__
-    return re.sub(r"\s+", " ", line)[:200]
+    return re.sub(r"\s+", " ", line)[:limit]
+
+
+def _chain(err: BaseException) -> list[BaseException]:
+    """The error and its causes, outermost first."""
+    chain = [err]
+    while (err := err.__cause__ or err.__context__) is not None and len(chain) < 10:
+        chain.append(err)
+    return chain
+
+
+def _message(err: BaseException) -> str:
+    """The error's text without tensorstore's tails: 'See full TensorStore details: <bound
+    method ...>' (a method object, then the whole spec, instead of the details) and
+    '[tensorstore_spec=...]'."""
+    text = str(err).split(" See full TensorStore details:")[0].split(" [tensorstore_spec=")[0]
+    return text.strip() or type(err).__name__
 
 
 def _state_bytes(state: Any) -> int:
