@@ -46,15 +46,15 @@ def train(config: Config, callbacks: Iterable[Callback] = (), *, restart_from: i
     """Trains `config` to `train.steps`, resuming its run directory's latest checkpoint.
 
     `callbacks` are added to `default_callbacks()` (metrics.jsonl, TensorBoard, loss plot,
-    progress bar, SIGTERM handler) unless `defaults=False`. `restart_from=STEP` continues from
+    progress bar, SIGTERM handler) unless `defaults=False`. Evaluation on `train.eval_tasks`
+    is a callback its caller passes (`lmjax.eval.callback.callbacks_for(config)`): the loop
+    sits below `lmjax.eval` and never imports it. `restart_from=STEP` continues from
     checkpoint STEP with changed optimizer settings (`lmjax train --restart-from`).
     """
     xla_cpu.warn_if_not_applied()
     setup = build_setup(config, restart_from=restart_from)
-    from lmjax.eval.callback import callbacks_for  # imported here: lmjax.eval imports lmjax.train
-
     chosen = [*default_callbacks(setup.primary), *callbacks] if defaults else list(callbacks)
-    return run_training(setup, chosen + callbacks_for(config))
+    return run_training(setup, chosen)
 
 
 def run_training(setup: TrainSetup, callbacks: list[Callback]) -> RunResult:
@@ -72,20 +72,6 @@ def writer_lock(setup: TrainSetup) -> contextlib.AbstractContextManager:
     """One writer per run directory (`lmjax.runs.lock`), taken by process 0 for the whole run
     before anything is written there."""
     return RunLock(setup.layout) if setup.primary else contextlib.nullcontext()
-
-
-class Trainer:
-    """A built set-up with `run()` returning this run's logged records (for older callers)."""
-
-    def __init__(self, config: Config, *, restart_from: int | None = None):
-        self.setup = build_setup(config, restart_from=restart_from)
-        self.objective = self.setup.objective
-
-    def batches(self, split: str):
-        return self.setup.batches(split)
-
-    def run(self, callbacks: Iterable[Callback] = ()) -> list[dict[str, Any]]:
-        return run_training(self.setup, [*default_callbacks(self.setup.primary), *callbacks]).records
 
 
 class _Loop:
