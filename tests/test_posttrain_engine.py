@@ -22,8 +22,10 @@ DATA = pathlib.Path(os.environ.get("LMJAX_DATA_DIR", "")) / "stories260K"
 MODEL = ["--from", str(DATA / "stories260K.bin"), "--tokenizer", str(DATA / "tok512.model")]
 # Timing fields differ between any two runs; every other logged number must not.
 TIMING = {"tokens_per_sec", "mfu", "wall_time"}
-PPO = ["posttrain", "ppo", *MODEL, "--updates", "6", "--prompts-per-update", "8", "--max-new-tokens", "8",
-       "--seq-len", "40", "--log-every", "1"]
+# 16 stories of 24 tokens per update: some use their word, so rewards, KL and gradients are
+# not all zero and the parameters move (at this learning rate, visibly).
+PPO = ["posttrain", "ppo", *MODEL, "--updates", "4", "--prompts-per-update", "16", "--max-new-tokens", "24",
+       "--seq-len", "48", "--lr", "0.01", "--max-kl", "0"]
 
 
 def sft_args(tmp_path) -> list[str]:
@@ -69,7 +71,9 @@ def test_a_ppo_run_killed_mid_run_resumes_to_the_uninterrupted_result(tmp_path, 
     assert main([*PPO, "--out", str(killed)]) == 0
     assert "resuming from step 8" in capsys.readouterr().err
     records = deterministic(full)
-    assert [r["step"] for r in records] == list(range(1, 25)) and {"reward", "kl", "word_use_rate"} <= set(records[0])
+    assert [r["step"] for r in records] == [4, 8, 12, 16]  # one record per update
+    assert {"reward", "kl", "word_use_rate", "value_loss"} <= set(records[0])
+    assert records[-1]["kl"] > 0 and len({r["param_norm"] for r in records}) == 4  # it did train
     assert_same_run(killed, full)
     for name in ("config.yaml", "posttrain.yaml", "reward_head.npz", "chat_template.json"):
         assert (killed / name).is_file(), name
@@ -107,3 +111,15 @@ def test_a_directory_holding_something_else_is_refused(tmp_path, capsys):
     assert main([*sft_args(tmp_path), "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_ppo_stops_in_one_line_when_the_kl_exceeds_max_kl(tmp_path, capsys):
+    out = tmp_path / "ppo"
+    assert main([*PPO, "--out", str(out), "--lr", "0.05", "--max-kl", "0.01"]) == 0  # the last --lr, --max-kl count
+    err = capsys.readouterr().err
+    stop = [line for line in err.splitlines() if line.startswith("stopped at update")]
+    assert len(stop) == 1 and "above --max-kl 0.01" in stop[0], err[-2000:]
+    update = int(stop[0].split()[3].rstrip(":"))
+    assert 1 < update <= 4
+    assert [r["step"] for r in deterministic(out)][-1] == (update - 1) * 4
+    assert open_run(out).params is not None

@@ -16,7 +16,8 @@ from lmjax.posttrain.packing import Tokenized, pack
 from lmjax.posttrain.sft import train_sft
 from posttrain_helpers import tiny_model
 
-CONFIG = lora.LoraConfig(rank=2, alpha=4.0)
+RANK, ALPHA = 2, 4.0
+CONFIG = lora.LoraConfig(rank=RANK, alpha=ALPHA)
 
 
 def random_adapters(params, config=CONFIG, seed=1):
@@ -38,7 +39,7 @@ def adapter_forward(model, params, adapters, ids):
         a, b = pairs[(*path, "a")], pairs[(*path, "b")]
         n_in = lora.INPUT_DIMS.get(name, 1)
         x_flat = x.reshape(*x.shape[:x.ndim - n_in], -1)
-        return (CONFIG.scale * (x_flat @ a) @ b).reshape(shape)
+        return (ALPHA / RANK * (x_flat @ a) @ b).reshape(shape)  # Hu et al.'s α/r, not lora's own scale
 
     def interceptor(next_fun, args, kwargs, context):
         out = next_fun(*args, **kwargs)

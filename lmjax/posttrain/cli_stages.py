@@ -170,7 +170,7 @@ def run_ppo(args: argparse.Namespace) -> int:
     ptx = datasets.read_sft(args.ptx_data) if args.ptx_data else None
     ppo_config = ppo.PPOConfig(updates=args.updates, prompts_per_update=args.prompts_per_update,
                                max_new_tokens=args.max_new_tokens, seq_len=args.seq_len,
-                               kl_coef=args.kl_coef, ptx_coef=args.ptx_coef)
+                               kl_coef=args.kl_coef, ptx_coef=args.ptx_coef, max_kl=args.max_kl)
     run = _open(args)
     reward_fn = ppo.task_reward
     if args.reward != "task":
@@ -182,11 +182,21 @@ def run_ppo(args: argparse.Namespace) -> int:
     config = _config(args, run, train, args.checkpoint_every * ppo_config.steps_per_update)
     method = ppo.ppo_method(run.model, run.params, run.tokenizer, template, ppo_config, train, reward_fn,
                             ptx_rows=ptx_rows, ptx_batch_size=args.batch_size)
-    trained, result = _run(method, args, run, config)
-    if _finished(result):
+    try:
+        trained, result = _run(method, args, run, config)
+        done = f"PPO policy after {args.updates} updates"
+    except ppo.KLLimitReached as stop:
+        latest = engine.trained_at_latest_checkpoint(method, config, _settings(args))
+        if latest is None:
+            print(f"{stop}; no checkpoint was saved before it, so nothing is exported", file=sys.stderr)
+            return 0
+        (step, trained), result = latest, None
+        done = f"PPO policy of step {step}, update {step // ppo_config.steps_per_update}"
+        print(f"{stop}; exporting the latest checkpoint (step {step})", file=sys.stderr)
+    if result is None or _finished(result):
         export.save_model(layout, run, trained["policy"], template, config)
         export.save_head(layout, trained["value_head"])
-        print(f"wrote {args.out}: PPO policy after {args.updates} updates")
+        print(f"wrote {args.out}: {done}")
     return 0
 
 

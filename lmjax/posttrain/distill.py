@@ -43,7 +43,7 @@ class Distillation(CausalLM):
     """Next-token windows as in CausalLM, scored against `batch["teacher_logits"]` (B×T×V):
     (1 − hard_weight) · distillation loss + hard_weight · cross-entropy on the targets."""
 
-    temperature: float = 2.0
+    temperature: float = 1.0  # the docs' and `lmjax compress distill`'s default
     hard_weight: float = 0.0
     name: str = "distillation"
     loss_name: str = "distill_loss"

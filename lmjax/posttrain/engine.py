@@ -209,6 +209,18 @@ def run_method(method: Method, config: Config, settings: dict | None = None, *, 
     return latest_trained(setup), result
 
 
+def trained_at_latest_checkpoint(method: Method, config: Config, settings: dict | None = None) -> tuple[int, Any] | None:
+    """(step, trained tree) of `config.run_dir`'s latest checkpoint, e.g. after a method's
+    batch source ended the run early; None when it has none."""
+    setup = build_posttrain_setup(method, config, settings or {"method": method.name})
+    checkpointer = setup.open_checkpointer()
+    try:
+        step = checkpointer.latest_step()
+    finally:
+        checkpointer.close()
+    return None if step is None else (step, latest_trained(setup))
+
+
 def latest_trained(setup: PosttrainSetup) -> Any:
     """The trained tree of the run directory's latest checkpoint (the loop saves at its end)."""
     checkpointer = setup.open_checkpointer()

@@ -64,6 +64,7 @@ class PPOConfig:
     epochs: int = 2
     minibatches: int = 2
     ptx_coef: float = 0.0
+    max_kl: float = 0.0  # > 0: stop when an update's samples are further from the reference (nats per response)
 
     def __post_init__(self) -> None:
         if self.prompts_per_update % self.minibatches:
@@ -83,6 +84,15 @@ class PPOConfig:
         return dataclasses.replace(train, steps=self.updates * per_update, log_every=per_update,
                                    global_batch_size=self.prompts_per_update // self.minibatches,
                                    eval_every=self.updates * per_update)
+
+
+class KLLimitReached(Exception):
+    """An update's samples drifted further from the reference than `PPOConfig.max_kl`."""
+
+    def __init__(self, update: int, kl: float, limit: float) -> None:
+        super().__init__(f"stopped at update {update}: its samples are {kl:.2f} nats from the reference "
+                         f"per response, above --max-kl {limit:g}")
+        self.update, self.kl, self.limit = update, kl, limit
 
 
 @dataclasses.dataclass
@@ -209,6 +219,8 @@ class RolloutSource:
         advantages, returns = gae(rewards, values * mask, mask, cfg.gamma, cfg.lam)
         stats = {"update": update, "reward": float(scores.mean()), "kl": float(kl.sum(axis=1).mean()),
                  **self.report(rollout)}
+        if 0 < cfg.max_kl < stats["kl"]:
+            raise KLLimitReached(update, stats["kl"], cfg.max_kl)
         columns = {f"stat_{name}": np.full(len(scores), value, np.float32) for name, value in stats.items()}
         return {**rows, "old_logp": logp, "old_values": values * mask,
                 "advantages": whiten(advantages, mask), "returns": returns, **columns}
