@@ -28,6 +28,7 @@ from lmjax.posttrain.examples import user_prompt
 from lmjax.posttrain.template import ChatTemplate
 from lmjax.runs import open_run
 from lmjax.train.state import count_params
+from stories_task import distill_and_baseline
 
 SPARSITIES = (0.0, 0.25, 0.5, 0.75, 0.9)
 
@@ -89,7 +90,7 @@ def distillation(run, rows, args) -> dict:
     train_rows = measure.sample_rows(run.model, run.params, args.train_rows, args.row_tokens, seed=args.seed + 1)
     student = distill.student_config(run.config.model, d_model=32, n_layers=2, n_heads=4)
     train = TrainConfig(steps=args.steps, global_batch_size=16, lr=5e-3, warmup_steps=20, weight_decay=0.0)
-    results = distill.distill_and_baseline(run.model, run.params, student, train_rows, train,
+    results = distill_and_baseline(run.model, run.params, student, train_rows, train,
                                            distill.Distillation(temperature=args.temperature))
     model = build_model(student)
     n_params = count_params(results["distilled"][0])

@@ -48,9 +48,9 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     from lmjax.posttrain import datasets, dpo, lora, ppo, reward, sft
-    from lmjax.posttrain.evaluate import evaluate_task
+    from lmjax.config import TrainConfig
     from lmjax.posttrain.template import ChatTemplate
-    from lmjax.posttrain.trainer import FitConfig
+    from stories_task import build_sft_examples, evaluate_task
     from lmjax.decoding import Sampling, make_generator
     from lmjax.runs.open import open_run
     from lmjax.train.state import count_params
@@ -66,18 +66,19 @@ def main() -> None:
     model, base, tokenizer, template = run.model, run.params, run.tokenizer, ChatTemplate()
     seq_len = 128
 
-    examples = datasets.build_sft_examples(make_generator(model, base, Sampling(1.0)), tokenizer, template,
+    examples = build_sft_examples(make_generator(model, base, Sampling(1.0)), tokenizer, template,
                                            args.stories, 64, seed=0)
     datasets.write_sft(out / "sft.jsonl", examples)
     examples = datasets.read_sft(out / "sft.jsonl")
     log(f"SFT data: {len(examples)} of {args.stories} stories use a task word")
     rows = sft.sft_rows(examples, tokenizer, template, seq_len)
-    sft_fit = FitConfig(steps=args.sft_steps, batch_size=8, lr=2e-3, warmup_steps=10, log_every=10)
-    sft_params, sft_history, _ = sft.train_sft(model, base, rows, sft_fit)
+    sft_fit = fit(TrainConfig, args.sft_steps, 8, 2e-3, 10)
+    sft_params, sft_history, _ = sft.train_sft(model, base, rows, sft_fit, out / "runs" / "sft")
     log(f"SFT: loss {sft_history[0]['loss']:.3f} -> {sft_history[-1]['loss']:.3f}")
     lora_tuning = lora.LoraTuning(lora.LoraConfig(rank=args.lora_rank, alpha=2.0 * args.lora_rank))
-    lora_fit = FitConfig(steps=args.sft_steps, batch_size=8, lr=1e-2, warmup_steps=10, log_every=10)
-    lora_params, lora_history, lora_trained = sft.train_sft(model, base, rows, lora_fit, lora_tuning)
+    lora_fit = fit(TrainConfig, args.sft_steps, 8, 1e-2, 10)
+    lora_params, lora_history, lora_trained = sft.train_sft(model, base, rows, lora_fit, out / "runs" / "lora_sft",
+                                                            lora_tuning)
     lora.save_adapters(out / "lora_sft", lora_trained["lora"], lora_tuning.config)
     log(f"LoRA SFT: loss {lora_history[0]['loss']:.3f} -> {lora_history[-1]['loss']:.3f}")
 
@@ -90,22 +91,25 @@ def main() -> None:
 
     rm_result, rm_params, rm_history = reward_model(args, samples, model, sft_params, tokenizer, template, out, log)
 
-    dpo_fit = FitConfig(steps=args.dpo_steps, batch_size=16, lr=1e-4, warmup_steps=5, log_every=10)
+    dpo_fit = fit(TrainConfig, args.dpo_steps, 16, 1e-4, 5)
     dpo_config = dpo.DPOConfig(beta=0.1)
-    dpo_params, dpo_history, _ = dpo.train_dpo(model, sft_params, sft_params, train_rows, dpo_fit, dpo_config)
+    dpo_params, dpo_history, _ = dpo.train_dpo(model, sft_params, sft_params, train_rows, dpo_fit,
+                                               out / "runs" / "dpo", dpo_config)
     log(f"DPO: loss {dpo_history[0]['loss']:.3f} -> {dpo_history[-1]['loss']:.3f}")
-    dpo_lora_fit = FitConfig(steps=args.dpo_steps, batch_size=16, lr=1e-3, warmup_steps=5, log_every=10)
+    dpo_lora_fit = fit(TrainConfig, args.dpo_steps, 16, 1e-3, 5)
     dpo_lora_params, dpo_lora_history, _ = dpo.train_dpo(model, sft_params, sft_params, train_rows, dpo_lora_fit,
-                                                         dpo_config, lora_tuning)
+                                                         out / "runs" / "lora_dpo", dpo_config, lora_tuning)
     log(f"LoRA DPO: loss {dpo_lora_history[0]['loss']:.3f} -> {dpo_lora_history[-1]['loss']:.3f}")
 
     reward_fn = ppo.task_reward if args.ppo_reward == "task" else ppo.reward_model_fn(model, rm_params)
     ppo_config = ppo.PPOConfig(updates=args.ppo_updates, prompts_per_update=32, max_new_tokens=48, seq_len=72,
-                               lr=3e-4, kl_coef=0.05, epochs=2, minibatches=2)
-    trainer = ppo.PPOTrainer(model, sft_params, tokenizer, template, ppo_config, reward_fn)
-    ppo_history = trainer.train(on_log=lambda r: log(
-        f"PPO update {r['update']}: reward {r['reward']:.3f} KL {r['kl']:.3f} rate {r['word_use_rate']:.3f}"))
-    ppo_params = trainer.trained["policy"]
+                               kl_coef=0.05, epochs=2, minibatches=2)
+    ppo_train = ppo_config.train_config(TrainConfig(lr=3e-4, warmup_steps=0, weight_decay=0.0))
+    method = ppo.ppo_method(model, sft_params, tokenizer, template, ppo_config, ppo_train, reward_fn)
+    ppo_trained, ppo_history = ppo.train_ppo(method, ppo_train, out / "runs" / "ppo")
+    for r in ppo_history:
+        log(f"PPO update {r['update']:.0f}: reward {r['reward']:.3f} KL {r['kl']:.3f} rate {r['word_use_rate']:.3f}")
+    ppo_params = ppo_trained["policy"]
 
     prompts = datasets.task_prompts(args.eval_prompts, seed=12345)
     models = {"base": base, "SFT": sft_params, "LoRA SFT": lora_params, "DPO": dpo_params,
@@ -132,13 +136,19 @@ def main() -> None:
     log(f"wrote {out}/results.json and {len(figures)} figures")
 
 
+def fit(train_config, steps: int, batch_size: int, lr: float, warmup: int, weight_decay: float = 0.0):
+    """A run's optimizer and bookkeeping (`lmjax.config.TrainConfig`), logged every 10 steps."""
+    return train_config(steps=steps, global_batch_size=batch_size, lr=lr, warmup_steps=min(warmup, steps - 1),
+                        weight_decay=weight_decay, log_every=10, eval_every=steps)
+
+
 def reward_model(args, samples, model, sft_params, tokenizer, template, out, log):
     """The reward model on every differing pair of a prompt's samples plus cross-prompt pairs
     (another prompt's sample lacking the word as rejected), fitted on training prompts and
     scored on two held-out sets: prompts of training words (new samples of instructions seen
     in training) and prompts of held-out words (instructions it never saw)."""
+    from lmjax.config import TrainConfig
     from lmjax.posttrain import datasets, dpo, reward
-    from lmjax.posttrain.trainer import FitConfig
 
     train, seen, unseen, unseen_words = datasets.split_by_word(samples, RM_HELD_OUT_WORDS, 0.125, seed=2)
     train_samples = samples.subset(train)
@@ -148,12 +158,13 @@ def reward_model(args, samples, model, sft_params, tokenizer, template, out, log
     log(f"reward model: {len(train_pairs)} training pairs ({len(within)} within a prompt, {len(cross)} cross-prompt) "
         f"from {len(train)} prompts; held out: {len(seen)} prompts of training words, {len(unseen)} of the words "
         f"{', '.join(unseen_words)}")
-    fit = FitConfig(steps=args.rm_steps, batch_size=RM_BATCH, lr=RM_LR, warmup_steps=10,
-                    weight_decay=RM_WEIGHT_DECAY, log_every=10)
+    train_config = fit(TrainConfig, args.rm_steps, RM_BATCH, RM_LR, 10, RM_WEIGHT_DECAY)
     rows = dpo.pair_rows(train_pairs, tokenizer, template, RM_SEQ_LEN)
     rm_params, history = reward.train_reward_model(
-        model, reward.init_reward_model(sft_params, model.config.d_model, args.rm_reads), rows, fit,
-        on_log=lambda r: log(f"RM step {r['step']}: loss {r['loss']:.3f} accuracy {r['accuracy']:.3f}"))
+        model, reward.init_reward_model(sft_params, model.config.d_model, args.rm_reads), rows, train_config,
+        out / "runs" / "rm")
+    for r in history:
+        log(f"RM step {r['step']}: loss {r['loss']:.3f} accuracy {r['accuracy']:.3f}")
     result = {"train_pairs": len(train_pairs), "within_prompt_pairs": len(within), "cross_prompt_pairs": len(cross),
               "train_prompts": len(train), "unseen_words": list(unseen_words), "reads": args.rm_reads}
     for name, indices in (("seen_words", seen), ("unseen_words", unseen)):

@@ -13,6 +13,7 @@ import pytest
 pytest.importorskip("lm_eval")
 
 from lmjax.config import load_config  # noqa: E402
+from lmjax.eval.callback import callbacks_for  # noqa: E402
 from lmjax.train import train  # noqa: E402
 from lmjax.train.reporting import read_metrics  # noqa: E402
 
@@ -59,7 +60,7 @@ def test_a_tiny_gpt_reaches_the_entropy_rate_of_an_order_2_markov_source(tmp_pat
         "data.tokenizer=bpe", "model.vocab_size=272", "train.steps=300", "train.lr=3e-3",
         "train.global_batch_size=16", "train.log_every=50", "train.eval_every=150",
         "train.peak_flops=1e12", "checkpoint.every=1000", "train.eval_tasks=[text8]"])
-    result = train(config)
+    result = train(config, callbacks_for(config))
     assert result.steps == 300
     records = [r for r in read_metrics(tmp_path / "run") if "harness/text8/bits_per_character" in r]
     assert [r["step"] for r in records] == [150, 300]

@@ -8,7 +8,10 @@ import pytest
 from lmjax import cli
 from lmjax.config import load_config
 from lmjax.runs.importers.hf import from_pretrained
-from lmjax.train.loop import Trainer
+from lmjax.train import train
+from lmjax.train.callbacks import default_callbacks
+from lmjax.train.loop import run_training
+from lmjax.train.setup import build_setup
 from lmjax.train.reporting import read_metrics
 from lmjax.train.step import summed_loss_fn
 
@@ -41,18 +44,18 @@ def test_convert_writes_a_config_and_params_that_train_continues_from(bert_tiny_
 
     run = [f"run_dir={tmp_path / 'run'}", f"checkpoint.init_from={export}", "checkpoint.every=2",
            "train.eval_every=4", "train.eval_batches=1", "train.peak_flops=1e12"]
-    trainer = Trainer(load_config("bert_tiny", [*run, "train.steps=4"]))
-    first_batch = next(trainer.batches("train"))
-    records = trainer.run()
+    setup = build_setup(load_config("bert_tiny", [*run, "train.steps=4"]))
+    first_batch = next(setup.batches("train"))
+    records = run_training(setup, default_callbacks()).records
 
     model, params = from_pretrained(bert_tiny_checkpoint)
-    loss_sum, (tokens, _) = jax.jit(summed_loss_fn(model, trainer.objective))(params, first_batch)
+    loss_sum, (tokens, _) = jax.jit(summed_loss_fn(model, setup.objective))(params, first_batch)
     assert records[0]["mlm_loss"] == pytest.approx(float(loss_sum / tokens), rel=1e-5)
     final = records[-1]
     for name in ("eval_mlm_loss", "eval_accuracy", "eval_perplexity"):
         assert np.isfinite(final[name]), name
 
-    resumed = Trainer(load_config("bert_tiny", [*run, "train.steps=6"])).run()
+    resumed = train(load_config("bert_tiny", [*run, "train.steps=6"])).records
     assert [r["step"] for r in resumed] == [5, 6]
     assert [r["step"] for r in read_metrics(tmp_path / "run")] == [1, 2, 3, 4, 5, 6]
 

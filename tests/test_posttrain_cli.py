@@ -79,3 +79,16 @@ def test_reference_of_another_shape_is_refused(tmp_path, capsys):
     write_version(RunLayout.at(other))
     assert main(["posttrain", "dpo", *MODEL, "--ref", str(other), "--data", data, "--out", str(tmp_path / "out")]) == 2
     assert "architecture differs from the policy's" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("reads, keys", [("mean", ["b", "w_mean"]), ("last+mean", ["b", "w", "w_mean"])])
+def test_rm_reads_picks_what_the_saved_head_reads(tmp_path, reads, keys):
+    import numpy as np
+
+    prefs = write_jsonl(tmp_path / "prefs.jsonl", [{"prompt": "Write a story about a dog.",
+                                                   "chosen": "The dog ran.", "rejected": "Tom sat."}])
+    out = tmp_path / "rm"
+    assert main(["posttrain", "rm", *MODEL, "--data", prefs, "--out", str(out), "--steps", "1",
+                 "--batch-size", "1", "--seq-len", "32", "--reads", reads]) == 0
+    with np.load(out / "reward_head.npz") as head:
+        assert sorted(head.files) == keys

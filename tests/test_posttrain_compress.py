@@ -140,6 +140,19 @@ def test_distillation_loss_equals_hand_computed_kl():
     assert float(same) == pytest.approx(0, abs=1e-6)
 
 
+def test_the_default_distillation_is_the_plain_kl_at_temperature_1():
+    """The docs and `lmjax compress distill` say T = 1 by default: the loss is then
+    KL(softmax(teacher) ‖ softmax(student)) itself, summed over positions."""
+    teacher, student = np.array([[2.0, 0.0, -1.0]]), np.array([[0.5, 1.0, 0.0]])
+    p = np.exp(teacher) / np.exp(teacher).sum()
+    q = np.exp(student) / np.exp(student).sum()
+    expected = float((p * np.log(p / q)).sum())
+    batch = {"targets": jnp.zeros((1, 1), jnp.int32), "weights": jnp.ones((1, 1)),
+             "teacher_logits": jnp.asarray(teacher, jnp.float32)[None]}
+    got = distill.Distillation().loss(jnp.asarray(student, jnp.float32)[None], batch)[0]
+    assert float(got) == pytest.approx(expected, rel=1e-5)
+
+
 def test_distillation_objective_mixes_soft_and_hard_losses():
     rng = np.random.default_rng(0)
     logits, teacher = (jnp.asarray(rng.standard_normal((2, 3, 5)), jnp.float32) for _ in range(2))
@@ -171,10 +184,8 @@ def test_distillation_loss_decreases():
 def test_bad_distillation_settings_are_one_line_errors():
     with pytest.raises(ConfigError, match="temperature 0.0 must be > 0"):
         distill.Distillation(temperature=0.0)
-    teacher = build_model(LLAMA)
     with pytest.raises(ConfigError, match=r"student's vocabulary \(32\) differs from the teacher's \(64\)"):
-        distill.distill_and_baseline(teacher, None, dataclasses.replace(LLAMA, vocab_size=32),
-                                     np.zeros((8, 9), np.int32), TrainConfig())
+        distill.check_student(LLAMA, dataclasses.replace(LLAMA, vocab_size=32))
 
 
 def test_cli_bad_sparsity_fails_in_one_line_before_loading(capsys):

@@ -8,15 +8,16 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
+from lmjax.config import TrainConfig
 from lmjax.errors import ConfigError
 from lmjax.models.attention import CrossKV
 from lmjax.posttrain import lora
 from lmjax.posttrain.packing import Tokenized, pack
 from lmjax.posttrain.sft import train_sft
-from lmjax.posttrain.trainer import FitConfig
 from posttrain_helpers import tiny_model
 
-CONFIG = lora.LoraConfig(rank=2, alpha=4.0)
+RANK, ALPHA = 2, 4.0
+CONFIG = lora.LoraConfig(rank=RANK, alpha=ALPHA)
 
 
 def random_adapters(params, config=CONFIG, seed=1):
@@ -38,7 +39,7 @@ def adapter_forward(model, params, adapters, ids):
         a, b = pairs[(*path, "a")], pairs[(*path, "b")]
         n_in = lora.INPUT_DIMS.get(name, 1)
         x_flat = x.reshape(*x.shape[:x.ndim - n_in], -1)
-        return (CONFIG.scale * (x_flat @ a) @ b).reshape(shape)
+        return (ALPHA / RANK * (x_flat @ a) @ b).reshape(shape)  # Hu et al.'s α/r, not lora's own scale
 
     def interceptor(next_fun, args, kwargs, context):
         out = next_fun(*args, **kwargs)
@@ -90,13 +91,18 @@ def test_trainable_count_is_rank_times_in_plus_out():
     assert lora.LoraTuning(CONFIG).trainable_count(trained) == per_layer
 
 
-def test_only_adapters_change_under_training():
+def fit(steps: int, batch_size: int) -> TrainConfig:
+    """What the old FitConfig(steps, batch_size, lr=1e-2, log_every=1) meant."""
+    return TrainConfig(steps=steps, global_batch_size=batch_size, lr=1e-2, warmup_steps=min(10, steps - 1),
+                       weight_decay=0.0, log_every=1)
+
+
+def test_only_adapters_change_under_training(tmp_path):
     model, params = tiny_model()
     rng = np.random.default_rng(0)
     rows = pack([Tokenized(rng.integers(3, 500, 12).astype(np.int32), 4) for _ in range(8)], 24)
     tuning = lora.LoraTuning(CONFIG)
-    merged, history, trained = train_sft(model, params, rows, FitConfig(steps=8, batch_size=2, lr=1e-2, log_every=1),
-                                         tuning)
+    merged, history, trained = train_sft(model, params, rows, fit(8, 2), tmp_path / "run", tuning)
     jax.tree.map(np.testing.assert_array_equal, trained["base"], params)
     assert any(float(jnp.abs(leaf["b"]).max()) > 0 for leaf in traverse_util.flatten_dict(
         trained["lora"], keep_empty_nodes=False, is_leaf=lambda _, x: "b" in x).values())
@@ -121,7 +127,7 @@ def test_rank_larger_than_layer_is_one_line_error():
         lora.init_adapters(params, lora.LoraConfig(rank=40))
 
 
-def test_lora_sft_on_a_mesh_equals_one_device_with_adapters_sharded_like_their_kernels():
+def test_lora_sft_on_a_mesh_equals_one_device_with_adapters_sharded_like_their_kernels(tmp_path):
     """data 2 × fsdp 2 × tensor 2 over the 8 test devices: the same losses and adapters as
     on one device; A takes its kernel's input sharding, B its output sharding."""
     from lmjax.config import MeshConfig
@@ -130,11 +136,11 @@ def test_lora_sft_on_a_mesh_equals_one_device_with_adapters_sharded_like_their_k
     model, params = tiny_model(n_kv_heads=4)
     rng = np.random.default_rng(0)
     rows = pack([Tokenized(rng.integers(3, 500, 12).astype(np.int32), 4) for _ in range(16)], 24)
-    config = FitConfig(steps=4, batch_size=4, lr=1e-2, log_every=1)
+    config = fit(4, 4)
     tuning = lora.LoraTuning(CONFIG)
-    _, alone, trained_alone = train_sft(model, params, rows, config, tuning)
+    _, alone, trained_alone = train_sft(model, params, rows, config, tmp_path / "alone", tuning)
     placement = Placement.from_config(MeshConfig(data=2, fsdp=2, tensor=2))
-    _, meshed, trained = train_sft(model, params, rows, config, tuning, placement=placement)
+    _, meshed, trained = train_sft(model, params, rows, config, tmp_path / "meshed", tuning, placement=placement)
     np.testing.assert_allclose([r["loss"] for r in meshed], [r["loss"] for r in alone], rtol=1e-5)
     flat, flat_alone = (traverse_util.flatten_dict(t["lora"]) for t in (trained, trained_alone))
     for path, value in flat.items():
@@ -148,7 +154,7 @@ def test_lora_sft_on_a_mesh_equals_one_device_with_adapters_sharded_like_their_k
     assert spec(traverse_util.flatten_dict(trained["base"])[(*query, "kernel")]) == ("fsdp", "tensor", None)
 
 
-def test_lora_dpo_on_a_mesh_equals_one_device():
+def test_lora_dpo_on_a_mesh_equals_one_device(tmp_path):
     from lmjax.config import MeshConfig
     from lmjax.posttrain import dpo
     from lmjax.posttrain.packing import pad_rows
@@ -161,10 +167,11 @@ def test_lora_dpo_on_a_mesh_equals_one_device():
     for name, (low, high) in (("chosen", (3, 60)), ("rejected", (400, 500))):
         items = [Tokenized(np.concatenate([p, rng.integers(low, high, 6)]).astype(np.int32), 4) for p in prompts]
         rows.update({f"{name}_{key}": value for key, value in pad_rows(items, 12).items()})
-    config = FitConfig(steps=3, batch_size=4, lr=1e-2, log_every=1)
+    config = fit(3, 4)
     tuning = lora.LoraTuning(CONFIG)
-    _, alone, _ = dpo.train_dpo(model, params, params, rows, config, tuning=tuning)
+    _, alone, _ = dpo.train_dpo(model, params, params, rows, config, tmp_path / "alone", tuning=tuning)
     placement = Placement.from_config(MeshConfig(data=2, fsdp=2, tensor=2))
-    _, meshed, _ = dpo.train_dpo(model, params, params, rows, config, tuning=tuning, placement=placement)
+    _, meshed, _ = dpo.train_dpo(model, params, params, rows, config, tmp_path / "meshed", tuning=tuning,
+                                 placement=placement)
     np.testing.assert_allclose([r["loss"] for r in meshed], [r["loss"] for r in alone], rtol=1e-5)
     assert alone[-1]["loss"] < alone[0]["loss"]

@@ -6,16 +6,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from lmjax.config import TrainConfig
 from lmjax.errors import ConfigError
 from lmjax.posttrain import dpo, ppo, reward
 from lmjax.posttrain.packing import Tokenized, pack, pad_rows
 from lmjax.posttrain.sequences import check_same_model
 from lmjax.posttrain.sft import train_sft
 from lmjax.posttrain.template import ChatTemplate
-from lmjax.posttrain.trainer import FitConfig
 from posttrain_helpers import stories_tokenizer, tiny_config, tiny_model
 
-FIT = FitConfig(steps=10, batch_size=4, lr=1e-2, warmup_steps=0, log_every=1)
+FIT = TrainConfig(steps=10, global_batch_size=4, lr=1e-2, warmup_steps=0, weight_decay=0.0, log_every=1)
 
 
 def pair_arrays(n=8, seed=0):
@@ -43,26 +43,27 @@ def test_dpo_loss_equals_hand_computation():
     assert float(ipo) == pytest.approx(np.mean((h - 1 / (2 * beta)) ** 2), rel=1e-6)
 
 
-def test_sft_loss_decreases_on_packed_rows():
+def test_sft_loss_decreases_on_packed_rows(tmp_path):
     model, params = tiny_model()
     rng = np.random.default_rng(0)
     rows = pack([Tokenized(rng.integers(3, 40, 10).astype(np.int32), 3) for _ in range(16)], 30)
-    _, history, _ = train_sft(model, params, rows, FIT)
+    _, history, _ = train_sft(model, params, rows, FIT, tmp_path / "run")
     assert history[-1]["loss"] < 0.8 * history[0]["loss"]
 
 
-def test_dpo_loss_decreases_and_accuracy_rises():
+def test_dpo_loss_decreases_and_accuracy_rises(tmp_path):
     model, params = tiny_model()
-    _, history, _ = dpo.train_dpo(model, params, params, pair_arrays(), FIT, dpo.DPOConfig(beta=0.5))
+    _, history, _ = dpo.train_dpo(model, params, params, pair_arrays(), FIT, tmp_path / "run",
+                                    dpo.DPOConfig(beta=0.5))
     assert history[-1]["loss"] < history[0]["loss"]
     assert history[-1]["accuracy"] == 1.0 and history[-1]["reward_margin"] > 0
 
 
 @pytest.mark.parametrize("reads", reward.READS)
-def test_reward_model_learns_held_out_pairs(reads):
+def test_reward_model_learns_held_out_pairs(reads, tmp_path):
     model, params = tiny_model()
     rm = reward.init_reward_model(params, model.config.d_model, reads)
-    rm, history = reward.train_reward_model(model, rm, pair_arrays(), FIT)
+    rm, history = reward.train_reward_model(model, rm, pair_arrays(), FIT, tmp_path / "run")
     assert history[-1]["loss"] < history[0]["loss"]
     assert reward.pair_accuracy(model, rm, pair_arrays(n=16, seed=1)) >= 0.8  # chance is 0.5
 
@@ -76,21 +77,22 @@ def test_reference_of_other_vocabulary_or_shape_is_refused(change, message):
 
 
 @pytest.mark.slow
-def test_ppo_raises_a_token_reward():
+def test_ppo_raises_a_token_reward(tmp_path):
     """Reward: the share of response ids below 100 (a fixed target the policy can learn)."""
     model, params = tiny_model()
     config = ppo.PPOConfig(updates=8, prompts_per_update=16, max_new_tokens=8, seq_len=24, minibatches=2,
-                           epochs=4, lr=3e-2, kl_coef=0.01, ptx_coef=0.1)
+                           epochs=4, kl_coef=0.01, ptx_coef=0.1)
+    train = config.train_config(TrainConfig(lr=3e-2, warmup_steps=0, weight_decay=0.0))
 
     def share_low(rollout):
         weights = rollout.rows["weights"]
         return ((rollout.rows["targets"] < 100) * weights).sum(1) / weights.sum(1)
 
     ptx_rows = pack([Tokenized(np.arange(3, 13, dtype=np.int32), 1) for _ in range(8)], 12)
-    trainer = ppo.PPOTrainer(model, params, stories_tokenizer(), ChatTemplate(), config, share_low,
-                             report=lambda rollout: {}, ptx_rows=ptx_rows, ptx_batch_size=2)
-    history = trainer.train()
+    method = ppo.ppo_method(model, params, stories_tokenizer(), ChatTemplate(), config, train, share_low,
+                            report=lambda rollout: {}, ptx_rows=ptx_rows, ptx_batch_size=2)
+    _, history = ppo.train_ppo(method, train, tmp_path / "run")
     rewards = [h["reward"] for h in history]
     assert np.mean(rewards[-3:]) > np.mean(rewards[:3]) + 0.2, rewards
     assert all(np.isfinite(h["kl"]) and "ptx_loss" in h for h in history)
-    jax.tree.map(np.testing.assert_array_equal, trainer.reference, params)
+    jax.tree.map(np.testing.assert_array_equal, method.batches.reference, params)

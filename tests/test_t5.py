@@ -12,7 +12,7 @@ from lmjax.models import build_model
 from lmjax.models.layers import relative_position_bucket
 from lmjax.objectives import SpanCorruption
 from lmjax.tokenizers import load
-from lmjax.train.loop import Trainer
+from lmjax.train import train
 from lmjax.train.step import summed_loss_fn
 
 # (offset key - query, bucket): exact below 8 (16 one way), logarithmic to 128, then capped.
@@ -86,7 +86,7 @@ def test_t5_tiny_trains_and_logs_span_metrics(tmp_path):
     """The run trains its own SentencePiece tokenizer with T5's sentinels, as GPT runs do."""
     config = load_config("t5_tiny", [f"run_dir={tmp_path}", "train.steps=4", "train.eval_every=4",
                                      "train.eval_batches=1", "train.peak_flops=1e12"])
-    records = Trainer(config).run()
+    records = train(config).records
     final = records[-1]
     assert final["step"] == 4 and np.isfinite(final["span_loss"])
     assert final["eval_perplexity"] == pytest.approx(np.exp(final["eval_span_loss"]), rel=1e-5)

@@ -19,7 +19,7 @@ import pytest
 from lmjax.config import load_config
 from lmjax.data import build_tokenizer, unigram_entropy_nats
 from lmjax.errors import TrainingDiverged
-from lmjax.train.loop import Trainer
+from lmjax.train import train
 from lmjax.train.reporting import read_metrics
 
 TINY = ["train.log_every=1", "checkpoint.every=4"]
@@ -44,7 +44,7 @@ def test_a_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_good_checkp
                                       "train.lr=1e12", "train.warmup_steps=0", "train.grad_clip=0",
                                       "checkpoint.every=1"])
     with pytest.raises(TrainingDiverged, match=r"at step (\d+) .*the latest checkpoint is step") as err:
-        Trainer(config).run()
+        train(config).records
     bad_step = int(str(err.value).split("at step ")[1].split()[0])
     saved = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
     assert saved and max(saved) == bad_step - 1
@@ -56,7 +56,7 @@ def test_short_run_on_tiny_shakespeare_beats_the_unigram_entropy(tmp_path):
     config = load_config("gpt_tiny", [f"run_dir={tmp_path}", "train.steps=150",
                                       "train.log_every=50", "train.eval_every=150",
                                       "train.eval_batches=8", "checkpoint.every=150"])
-    records = Trainer(config).run()
+    records = train(config).records
     unigram = unigram_entropy_nats(config.data, build_tokenizer(config.data, config.model.vocab_size))
     final = records[-1]
     assert final["eval_loss"] < unigram - 0.2, (final["eval_loss"], unigram)
@@ -107,7 +107,7 @@ def test_the_config_picks_the_tokenizer_and_the_run_dir_keeps_it(tmp_path, kind)
 
     config = load_config("gpt_tiny", [f"run_dir={tmp_path}", f"data.tokenizer={kind}",
                                       "model.vocab_size=512", "train.steps=2"])
-    records = Trainer(config).run()
+    records = train(config).records
     assert np.isfinite(records[-1]["eval_loss"])
     tokenizer = load(tmp_path / "tokenizer")
     assert tokenizer.kind == kind and tokenizer.vocab_size <= 512

@@ -58,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
 
         print(check_config(config, args.restart_from))
         return 0
+    from lmjax.eval.callback import callbacks_for
     from lmjax.train import train
 
-    train(config, restart_from=args.restart_from)
+    train(config, callbacks_for(config), restart_from=args.restart_from)
     return 0

@@ -166,19 +166,6 @@ def sample_responses(generator: Generator, tokenizer: Tokenizer, template: ChatT
     return texts
 
 
-def build_sft_examples(generator: Generator, tokenizer: Tokenizer, template: ChatTemplate,
-                       n_stories: int, max_new_tokens: int, seed: int) -> list[SFTExample]:
-    """Stories sampled from BOS, each paired with the instruction for the task word it uses
-    first; stories that use no task word are dropped."""
-    stories = sample_responses(generator, tokenizer, template, [None] * n_stories, max_new_tokens, seed)
-    examples = []
-    for story in stories:
-        uses = [(index, word) for word in task.WORDS if (index := task.first_use(story, word)) is not None]
-        if uses:
-            examples.append(SFTExample(user_prompt(task.instruction(min(uses)[1])), story))
-    return examples
-
-
 def task_prompts(n: int, seed: int) -> list[tuple[Turn, ...]]:
     """`n` instructions with words drawn uniformly from the task's list."""
     words = np.random.default_rng(seed).choice(task.WORDS, size=n)
@@ -281,11 +268,3 @@ def split_by_word(samples: PreferenceSamples, held_out_words: int, held_out_frac
     train = sorted(seen[i] for i in order[n_test:])
     return train, test, [i for i, word in enumerate(words) if word in unseen], unseen
 
-
-def build_preference_pairs(generator: Generator, tokenizer: Tokenizer, template: ChatTemplate,
-                           n_prompts: int, samples_per_prompt: int, max_new_tokens: int,
-                           seed: int) -> list[PreferencePair]:
-    """For each prompt, `samples_per_prompt` responses of the (SFT) model: the best by the
-    task reward is chosen, the worst rejected; prompts whose samples all tie are dropped."""
-    return best_worst_pairs(sample_preference_data(generator, tokenizer, template, n_prompts,
-                                                   samples_per_prompt, max_new_tokens, seed))

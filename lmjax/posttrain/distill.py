@@ -23,7 +23,6 @@ import numpy as np
 
 from lmjax.config import ModelConfig, TrainConfig
 from lmjax.errors import ConfigError, DataError
-from lmjax.models import build_model
 from lmjax.objectives.base import Batch
 from lmjax.objectives.causal_lm import CausalLM, token_cross_entropy
 from lmjax.posttrain.packing import epoch_batches
@@ -44,7 +43,7 @@ class Distillation(CausalLM):
     """Next-token windows as in CausalLM, scored against `batch["teacher_logits"]` (B×T×V):
     (1 − hard_weight) · distillation loss + hard_weight · cross-entropy on the targets."""
 
-    temperature: float = 2.0
+    temperature: float = 1.0  # the docs' and `lmjax compress distill`'s default
     hard_weight: float = 0.0
     name: str = "distillation"
     loss_name: str = "distill_loss"
@@ -116,19 +115,8 @@ def train_student(student: nn.Module, params: Any, rows: np.ndarray, train: Trai
     return state["params"], [float(loss) for loss in losses]
 
 
-def distill_and_baseline(teacher: nn.Module, teacher_params: Any, student: ModelConfig,
-                         rows: np.ndarray, train: TrainConfig,
-                         objective: Distillation = Distillation()) -> dict[str, tuple[Any, list[float]]]:
-    """Two students of one config, from the same initial parameters, trained on the same rows,
-    batches and steps: "distilled"
-    (the objective, against the teacher) and "hard_labels" (cross-entropy on the rows alone)."""
-    if student.vocab_size != teacher.config.vocab_size:
+def check_student(teacher: ModelConfig, student: ModelConfig) -> None:
+    """One-line ConfigError unless the student's vocabulary is the teacher's."""
+    if student.vocab_size != teacher.vocab_size:
         raise ConfigError(f"the student's vocabulary ({student.vocab_size}) differs from the teacher's "
-                          f"({teacher.config.vocab_size}): distillation matches distributions token by token")
-    model = build_model(student)
-    params = init_params(model, train.seed)
-    return {
-        "distilled": train_student(model, params, rows, train, objective,
-                                   teacher_logits_fn(teacher, teacher_params)),
-        "hard_labels": train_student(model, params, rows, train),
-    }
+                          f"({teacher.vocab_size}): distillation matches distributions token by token")

@@ -10,7 +10,7 @@ batches. Metrics: the implicit reward margin β·h and the preference accuracy (
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -18,13 +18,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lmjax.config import TrainConfig
 from lmjax.errors import ConfigError
+from lmjax.posttrain.engine import Method, run_config, run_method
 from lmjax.posttrain.examples import PreferencePair
 from lmjax.posttrain.packing import epoch_batches, pad_rows, tokenize
 from lmjax.posttrain.placement import Placement, trained_names
 from lmjax.posttrain.sequences import response_logprobs, score_in_batches
 from lmjax.posttrain.template import ChatTemplate
-from lmjax.posttrain.trainer import FitConfig, FullTuning, Tuning, fit
+from lmjax.posttrain.tuning import FullTuning, Tuning
+from lmjax.runs.layout import PathLike
 from lmjax.tokenizers import Tokenizer
 
 LOSSES = ("dpo", "ipo")
@@ -77,23 +80,36 @@ def reference_logprobs(model: nn.Module, params: Any, rows: dict[str, np.ndarray
     return {f"ref_{name}": score_in_batches(score, side(rows, name), batch_size) for name in ("chosen", "rejected")}
 
 
-def train_dpo(model: nn.Module, params: Any, reference_params: Any, rows: dict[str, np.ndarray],
-              config: FitConfig, dpo: DPOConfig = DPOConfig(), tuning: Tuning | None = None,
-              on_log: Callable[[dict], None] | None = None,
-              placement: Placement | None = None) -> tuple[Any, list[dict], Any]:
-    """The policy (starting from `params`) trained on pair rows; reference frozen; on a mesh
-    with a `placement`."""
+def dpo_method(model: nn.Module, params: Any, reference_params: Any, rows: dict[str, np.ndarray],
+               train: TrainConfig, dpo: DPOConfig = DPOConfig(), tuning: Tuning | None = None,
+               placement: Placement | None = None) -> Method:
+    """DPO/IPO for the engine: the policy starts from `params`, the frozen reference's
+    log-probabilities are computed once and ride in the batches; weight: the pairs."""
     tuning = tuning or FullTuning()
     rows = {**rows, **reference_logprobs(model, reference_params, rows)}
     trained = tuning.init(params)
 
-    def loss_fn(trained, batch):
+    def loss(trained, batch):
         policy = tuning.model_params(trained)
         chosen = response_logprobs(model, policy, side(batch, "chosen"))
         rejected = response_logprobs(model, policy, side(batch, "rejected"))
-        return preference_loss(chosen, rejected, batch["ref_chosen"], batch["ref_rejected"], dpo)
+        mean, metrics = preference_loss(chosen, rejected, batch["ref_chosen"], batch["ref_rejected"], dpo)
+        return mean, chosen.shape[0], metrics
 
-    optimizer = tuning.optimizer(config.optimizer(), trained)
-    trained, history = fit(loss_fn, trained, epoch_batches(rows, config.batch_size, config.seed),
-                           config, optimizer, on_log, placement, trained_names(placement, tuning, model))
-    return tuning.merged(trained), history, trained
+    return Method(name="dpo", trained=trained, loss=loss,
+                  batches=epoch_batches(rows, train.global_batch_size, train.seed),
+                  batch_shape=(train.global_batch_size, rows["chosen_inputs"].shape[1]), forward_passes=2,
+                  transform=lambda base: tuning.optimizer(base, trained),
+                  names=trained_names(placement, tuning, model))
+
+
+def train_dpo(model: nn.Module, params: Any, reference_params: Any, rows: dict[str, np.ndarray],
+              train: TrainConfig, run_dir: PathLike, dpo: DPOConfig = DPOConfig(),
+              tuning: Tuning | None = None,
+              placement: Placement | None = None) -> tuple[Any, list[dict], Any]:
+    """The policy (starting from `params`) trained on pair rows as a run in `run_dir`;
+    reference frozen; on a mesh with a `placement`."""
+    tuning = tuning or FullTuning()
+    method = dpo_method(model, params, reference_params, rows, train, dpo, tuning, placement)
+    trained, result = run_method(method, run_config(model.config, train, run_dir), placement=placement)
+    return tuning.merged(trained), result.records, trained

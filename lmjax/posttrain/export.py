@@ -1,7 +1,7 @@
 """A post-trained model written as an lmjax export (config.yaml, params/, lmjax_version,
-tokenizer/, metrics.jsonl), so `open_run`, `lmjax generate` and the next post-training
-stage read it like any other; plus the extra pieces a stage has (chat template, reward
-head, LoRA adapters) beside it."""
+tokenizer/) into its run directory (beside metrics.jsonl and checkpoints/), so `open_run`,
+`lmjax generate` and the next post-training stage read it like any other; plus the extra
+pieces a stage has (chat template, reward head, LoRA adapters) beside it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from lmjax.config import ModelConfig
+from lmjax.config import Config, ModelConfig
 from lmjax.errors import CheckpointError, DataError
 from lmjax.posttrain.template import ChatTemplate
 from lmjax.runs.config_file import save_config
@@ -33,11 +33,12 @@ def check_new_dir(out_dir: PathLike) -> RunLayout:
     return layout
 
 
-def write_export(layout: RunLayout, source: Run, params: Any, model_config: ModelConfig | None = None) -> None:
-    """config.yaml (the source's, named after the directory, with `model_config` when the model
-    changed), params/, lmjax_version and tokenizer/."""
-    config = dataclasses.replace(source.config, name=layout.root.name,
-                                 model=model_config or source.config.model)
+def write_export(layout: RunLayout, source: Run, params: Any, model_config: ModelConfig | None = None,
+                 config: Config | None = None) -> None:
+    """config.yaml (`config`, else the source's named after the directory, with `model_config`
+    when the model changed), params/, lmjax_version and tokenizer/."""
+    config = config or dataclasses.replace(source.config, name=layout.root.name,
+                                           model=model_config or source.config.model)
     save_params(layout.root, params)
     save_config(layout.root, config)
     write_version(layout)
@@ -45,12 +46,11 @@ def write_export(layout: RunLayout, source: Run, params: Any, model_config: Mode
         source.tokenizer.save(os.fspath(layout.tokenizer))
 
 
-def save_model(layout: RunLayout, source: Run, params: Any, template: ChatTemplate,
-               history: list[dict]) -> None:
-    """The export, its chat template and its training metrics."""
-    write_export(layout, source, params)
+def save_model(layout: RunLayout, source: Run, params: Any, template: ChatTemplate, config: Config) -> None:
+    """The export of a post-training run in its own run directory (whose config.yaml is
+    `config` and whose metrics.jsonl the run wrote), and its chat template."""
+    write_export(layout, source, params, config=config)
     (layout.root / TEMPLATE_FILE).write_text(json.dumps(dataclasses.asdict(template)))
-    layout.metrics.write_text("".join(json.dumps(record) + "\n" for record in history))
 
 
 def saved_template(path: PathLike) -> ChatTemplate | None:

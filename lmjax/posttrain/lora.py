@@ -120,7 +120,7 @@ def unmerge(merged: Any, adapters: dict, config: LoraConfig) -> Any:
 
 
 class LoraTuning:
-    """The `Tuning` (lmjax.posttrain.trainer) that trains adapters only."""
+    """The `Tuning` (lmjax.posttrain.tuning) that trains adapters only."""
 
     def __init__(self, config: LoraConfig) -> None:
         self.config = config

@@ -11,7 +11,7 @@ gets its own segment id (0 is padding), so `GPT(..., segment_ids=...)` keeps the
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -88,17 +88,43 @@ def pad_rows(examples: Sequence[Tokenized], seq_len: int) -> dict[str, np.ndarra
     return out
 
 
-def epoch_batches(arrays: dict[str, np.ndarray], batch_size: int, seed: int) -> Iterator[dict[str, np.ndarray]]:
+def epoch_batches(arrays: dict[str, np.ndarray], batch_size: int, seed: int) -> EpochBatches:
     """Batches of `batch_size` rows forever, reshuffled each epoch (seeded); the rows left
     over at an epoch's end wait for the next."""
-    rows = next(iter(arrays.values())).shape[0]
-    if rows < batch_size:
-        raise DataError(f"the data fills {rows} rows, fewer than the batch size {batch_size}: "
-                        "lower the batch size or give more examples")
-    rng = np.random.default_rng(seed)
-    order = np.empty(0, np.int64)
-    while True:
-        if order.size < batch_size:
-            order = np.concatenate([order, rng.permutation(rows)])
-        take, order = order[:batch_size], order[batch_size:]
-        yield {name: value[take] for name, value in arrays.items()}
+    return EpochBatches(arrays, batch_size, seed)
+
+
+class EpochBatches:
+    """`epoch_batches` as an iterator the training loop can checkpoint: its state is the
+    number of batches taken, and `set_state` replays the seeded shuffles up to there (index
+    arithmetic only), so a resumed run sees exactly the batches an uninterrupted one would."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], batch_size: int, seed: int) -> None:
+        rows = next(iter(arrays.values())).shape[0]
+        if rows < batch_size:
+            raise DataError(f"the data fills {rows} rows, fewer than the batch size {batch_size}: "
+                            "lower the batch size or give more examples")
+        self.arrays, self.rows, self.batch_size, self.seed = arrays, rows, batch_size, seed
+        self.set_state({"batches_taken": 0})
+
+    def __iter__(self) -> EpochBatches:
+        return self
+
+    def _next_indices(self) -> np.ndarray:
+        if self.order.size < self.batch_size:
+            self.order = np.concatenate([self.order, self.rng.permutation(self.rows)])
+        take, self.order = self.order[:self.batch_size], self.order[self.batch_size:]
+        self.taken += 1
+        return take
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        take = self._next_indices()
+        return {name: value[take] for name, value in self.arrays.items()}
+
+    def get_state(self) -> dict[str, int]:
+        return {"batches_taken": self.taken}
+
+    def set_state(self, state: dict) -> None:
+        self.rng, self.order, self.taken = np.random.default_rng(self.seed), np.empty(0, np.int64), 0
+        for _ in range(int(state["batches_taken"])):
+            self._next_indices()

@@ -9,7 +9,6 @@ row's positions up to that token; a head may hold both, and "b" is the bias."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -17,12 +16,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lmjax.config import TrainConfig
 from lmjax.errors import ConfigError
+from lmjax.posttrain.engine import Method, run_config, run_method
 from lmjax.posttrain.dpo import side
 from lmjax.posttrain.heads import apply_head, init_head
 from lmjax.posttrain.packing import epoch_batches
 from lmjax.posttrain.sequences import logits_and_hidden, score_in_batches
-from lmjax.posttrain.trainer import FitConfig, fit
+from lmjax.runs.layout import PathLike
 
 
 READS = ("last", "mean", "last+mean")
@@ -64,16 +65,30 @@ def bradley_terry_loss(chosen: jax.Array, rejected: jax.Array) -> tuple[jax.Arra
                                                    "margin": jnp.mean(margin)}
 
 
-def train_reward_model(model: nn.Module, reward_params: dict, rows: dict[str, np.ndarray],
-                       config: FitConfig,
-                       on_log: Callable[[dict], None] | None = None) -> tuple[dict, list[dict]]:
-    """The reward model trained on pair rows (`lmjax.posttrain.dpo.pair_rows`)."""
-    def loss_fn(params, batch):
-        return bradley_terry_loss(rewards(model, params, side(batch, "chosen")),
-                                  rewards(model, params, side(batch, "rejected")))
+def reward_method(model: nn.Module, reward_params: dict, rows: dict[str, np.ndarray],
+                  train: TrainConfig, held_out: dict[str, np.ndarray] | None = None) -> Method:
+    """The reward model for the engine: Bradley–Terry on pair rows (`dpo.pair_rows`), weight
+    the pairs; evaluated (at the end) by its accuracy on `held_out` pair rows, if given."""
+    def loss(params, batch):
+        chosen = rewards(model, params, side(batch, "chosen"))
+        mean, metrics = bradley_terry_loss(chosen, rewards(model, params, side(batch, "rejected")))
+        return mean, chosen.shape[0], metrics
 
-    return fit(loss_fn, reward_params, epoch_batches(rows, config.batch_size, config.seed),
-               config, config.optimizer(), on_log)
+    def evaluate(params) -> dict[str, float]:
+        return {} if held_out is None else {"held_out_accuracy": pair_accuracy(model, params, held_out)}
+
+    return Method(name="rm", trained=reward_params, loss=loss,
+                  batches=epoch_batches(rows, train.global_batch_size, train.seed),
+                  batch_shape=(train.global_batch_size, rows["chosen_inputs"].shape[1]), forward_passes=2,
+                  evaluate=evaluate)
+
+
+def train_reward_model(model: nn.Module, reward_params: dict, rows: dict[str, np.ndarray],
+                       train: TrainConfig, run_dir: PathLike) -> tuple[dict, list[dict]]:
+    """The reward model trained on pair rows (`lmjax.posttrain.dpo.pair_rows`) as a run in `run_dir`."""
+    trained, result = run_method(reward_method(model, reward_params, rows, train),
+                                 run_config(model.config, train, run_dir))
+    return trained, result.records
 
 
 def pair_accuracy(model: nn.Module, reward_params: dict, rows: dict[str, np.ndarray],

@@ -69,16 +69,18 @@ def claim_on_primary(point_dir: str, config, *, stale_after: float, retry: bool)
 
 
 def _train(config, claim, running: dict[str, Any], every: float) -> dict[str, Any]:
+    from lmjax.eval.callback import callbacks_for
     from lmjax.train import StopRequest, train
     from lmjax.train.callbacks import default_callbacks
     from lmjax.train.checkpoint import is_primary
 
+    evaluation = callbacks_for(config)  # train.eval_tasks
     if claim.record is None:
-        return _outcome(lambda: train(config, default_callbacks(is_primary(), progress=False),
-                                      defaults=False))
+        return _outcome(lambda: train(config, [*default_callbacks(is_primary(), progress=False),
+                                               *evaluation], defaults=False))
     with status_lib.Heartbeat(claim, running, every) as beat:
         stop = StopRequest(beat.lost)
-        callbacks = [*default_callbacks(True, progress=False), stop]
+        callbacks = [*default_callbacks(True, progress=False), *evaluation, stop]
         return _outcome(lambda: train(config, callbacks, defaults=False))
 
 

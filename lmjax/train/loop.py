@@ -22,14 +22,11 @@ from typing import Any, Iterable
 import jax
 import numpy as np
 
-from lmjax import metrics as metrics_lib
 from lmjax import parallel
 from lmjax import xla_cpu
 from lmjax.config import Config
-from lmjax.errors import DataError, TrainingDiverged
-from lmjax.runs import config_file
+from lmjax.errors import TrainingDiverged
 from lmjax.runs.lock import RunLock
-from lmjax.runs.version import write_version
 from lmjax.train import flops as flops_lib
 from lmjax.train.callbacks import Callback, RunInfo, default_callbacks
 from lmjax.train.result import RunResult
@@ -46,15 +43,15 @@ def train(config: Config, callbacks: Iterable[Callback] = (), *, restart_from: i
     """Trains `config` to `train.steps`, resuming its run directory's latest checkpoint.
 
     `callbacks` are added to `default_callbacks()` (metrics.jsonl, TensorBoard, loss plot,
-    progress bar, SIGTERM handler) unless `defaults=False`. `restart_from=STEP` continues from
+    progress bar, SIGTERM handler) unless `defaults=False`. Evaluation on `train.eval_tasks`
+    is a callback its caller passes (`lmjax.eval.callback.callbacks_for(config)`): the loop
+    sits below `lmjax.eval` and never imports it. `restart_from=STEP` continues from
     checkpoint STEP with changed optimizer settings (`lmjax train --restart-from`).
     """
     xla_cpu.warn_if_not_applied()
     setup = build_setup(config, restart_from=restart_from)
-    from lmjax.eval.callback import callbacks_for  # imported here: lmjax.eval imports lmjax.train
-
     chosen = [*default_callbacks(setup.primary), *callbacks] if defaults else list(callbacks)
-    return run_training(setup, chosen + callbacks_for(config))
+    return run_training(setup, chosen)
 
 
 def run_training(setup: TrainSetup, callbacks: list[Callback]) -> RunResult:
@@ -72,20 +69,6 @@ def writer_lock(setup: TrainSetup) -> contextlib.AbstractContextManager:
     """One writer per run directory (`lmjax.runs.lock`), taken by process 0 for the whole run
     before anything is written there."""
     return RunLock(setup.layout) if setup.primary else contextlib.nullcontext()
-
-
-class Trainer:
-    """A built set-up with `run()` returning this run's logged records (for older callers)."""
-
-    def __init__(self, config: Config, *, restart_from: int | None = None):
-        self.setup = build_setup(config, restart_from=restart_from)
-        self.objective = self.setup.objective
-
-    def batches(self, split: str):
-        return self.setup.batches(split)
-
-    def run(self, callbacks: Iterable[Callback] = ()) -> list[dict[str, Any]]:
-        return run_training(self.setup, [*default_callbacks(self.setup.primary), *callbacks]).records
 
 
 class _Loop:
@@ -114,7 +97,7 @@ class _Loop:
         train_iter = setup.batches("train")
         start_step, state = self._initial_state(checkpointer, train_iter)
         if setup.primary:
-            write_run_files(setup)
+            setup.write_run_files()
         system_peak = flops_lib.system_peak(config.train.peak_flops or flops_lib.measure_matmul_peak(
             flops_lib.largest_matmul_size(config.model)))
         self.emit("on_start", RunInfo(config, setup.layout, start_step, config.train.steps,
@@ -129,7 +112,7 @@ class _Loop:
         try:
             with parallel.activate(setup.mesh, setup.rules):
                 while step < config.train.steps:
-                    batch = parallel.global_batch(next(train_iter), setup.mesh)
+                    batch = parallel.global_batch(next_batch(train_iter, state), setup.mesh)
                     state, step_metrics = setup.train_step(state, batch)
                     step += 1
                     pending.append((step, step_metrics))
@@ -143,7 +126,7 @@ class _Loop:
                         record = self._record(fetched, step, elapsed, system_peak,
                                               time.perf_counter() - run_start)
                         if eval_now:
-                            evaluated = self.evaluate(state["params"])
+                            evaluated = setup.evaluate(state["params"])
                             for callback in self.callbacks:  # train.eval_tasks (lmjax.eval.callback)
                                 if hasattr(callback, "evaluate_params"):
                                     evaluated.update(callback.evaluate_params(step, state["params"]))
@@ -219,7 +202,7 @@ class _Loop:
         for name in last:
             if name not in ("tokens", "learning_rate", "finite"):
                 record[name] = float(np.mean([float(m[name]) for _, m in fetched]))
-        record[self.setup.objective.loss_name] = record["loss"]
+        record[self.setup.loss_name] = record["loss"]
         window_tokens = sum(float(m["tokens"]) for _, m in fetched)
         record.update(
             learning_rate=float(last["learning_rate"]),
@@ -229,30 +212,6 @@ class _Loop:
             wall_time=wall_time,
         )
         return record
-
-    def evaluate(self, params: Any) -> dict[str, float]:
-        """Loss, perplexity, bits per token and per byte, accuracy on `eval_batches` batches."""
-        setup, totals = self.setup, {}
-        iterator = setup.batches("validation")
-        with parallel.activate(setup.mesh, setup.rules):
-            for _, batch in zip(range(self.config.train.eval_batches), iterator):
-                out = setup.eval_step(params, parallel.global_batch(batch, setup.mesh))
-                for name, value in jax.device_get(out).items():
-                    totals[name] = totals.get(name, 0.0) + float(value)
-        if not totals or totals["tokens"] == 0:
-            raise DataError("the validation split gave no tokens: use a larger corpus")
-        tokens, loss_sum = totals["tokens"], totals["loss_sum"]
-        loss = loss_sum / tokens
-        return {
-            "eval_loss": loss,
-            f"eval_{setup.objective.loss_name}": loss,
-            "eval_perplexity": metrics_lib.perplexity(loss_sum, tokens),
-            "eval_bits_per_token": metrics_lib.entropy(loss_sum, tokens, base=2),
-            "eval_bits_per_byte": metrics_lib.bits_per_byte(loss_sum, max(totals["target_bytes"], 1.0)),
-            "eval_accuracy": totals["accuracy"] / tokens,
-            "eval_tokens": tokens,
-            "eval_bytes": totals["target_bytes"],
-        }
 
     def _result(self, start_step, step, records, evaluated, preempted, wall_time) -> RunResult:
         counts = self.setup.counts
@@ -268,6 +227,14 @@ class _Loop:
             train_flops=step * self.setup.flops_per_batch, wall_time=wall_time,
             preempted=preempted, skipped_batches=self.progress["skipped_batches"], records=records,
         )
+
+
+def next_batch(train_iter, state: Any) -> dict:
+    """The next batch; a source whose batches depend on the parameters (PPO's rollouts) is
+    first shown the current ones (`observe`), so it never reaches into the loop."""
+    if hasattr(train_iter, "observe"):
+        train_iter.observe(state["params"])
+    return next(train_iter)
 
 
 def describe_nonfinite(step: int, metrics: dict) -> str:
@@ -304,16 +271,3 @@ def apply_restart(setup: TrainSetup) -> None:
             "checkpoints_set_aside": later}
     previous = layout.restarts.read_text() if layout.restarts.exists() else ""
     layout.restarts.write_text(previous + json.dumps(line) + "\n")
-
-
-def write_run_files(setup: TrainSetup) -> None:
-    """config.yaml and the tokenizer; tokenizers write local files, so they are copied over."""
-    import tempfile
-
-    config_file.save_config(setup.layout.root, setup.config)
-    write_version(setup.layout)
-    with tempfile.TemporaryDirectory() as local:
-        saved = setup.tokenizer.save(local)
-        setup.layout.tokenizer.mkdir(parents=True, exist_ok=True)
-        for path in saved.iterdir():
-            (setup.layout.tokenizer / path.name).write_bytes(path.read_bytes())

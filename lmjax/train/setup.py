@@ -20,16 +20,17 @@ import numpy as np
 import yaml
 
 from lmjax import data as data_lib
+from lmjax import metrics as metrics_lib
 from lmjax import parallel
 from lmjax.config import Config, mesh_axis_sizes, validate
 from lmjax.data import corpora
-from lmjax.errors import CheckpointError
+from lmjax.errors import CheckpointError, DataError
 from lmjax.models import build_model
 from lmjax.objectives import objective_for
 from lmjax.runs import config_file
 from lmjax.runs.config_file import RESTARTABLE
 from lmjax.runs.layout import RunLayout, as_path
-from lmjax.runs.version import check_version
+from lmjax.runs.version import check_version, write_version
 from lmjax.scaling.flops import train_flops
 from lmjax.scaling.params import ParamCounts, param_counts
 from lmjax.tokenizers import Tokenizer
@@ -37,7 +38,6 @@ from lmjax.train.checkpoint import Checkpointer, is_primary
 from lmjax.train.optimizer import learning_rate_schedule, make_optimizer
 from lmjax.train.state import abstract_state, init_state, state_shardings
 from lmjax.train.step import make_eval_step, make_train_step
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +118,50 @@ class TrainSetup:
     def open_checkpointer(self) -> Checkpointer:
         """Creates checkpoints/ : call only once the run directory may be written."""
         return Checkpointer(self.layout.checkpoints, self.config.checkpoint.keep)
+
+    @property
+    def loss_name(self) -> str:
+        return self.objective.loss_name
+
+    def evaluate(self, params: Any) -> dict[str, float]:
+        """Loss, perplexity, bits per token and per byte, accuracy on `eval_batches` batches."""
+        totals = {}
+        with parallel.activate(self.mesh, self.rules):
+            for _, batch in zip(range(self.config.train.eval_batches), self.batches("validation")):
+                out = self.eval_step(params, parallel.global_batch(batch, self.mesh))
+                for name, value in jax.device_get(out).items():
+                    totals[name] = totals.get(name, 0.0) + float(value)
+        if not totals or totals["tokens"] == 0:
+            raise DataError("the validation split gave no tokens: use a larger corpus")
+        tokens, loss_sum = totals["tokens"], totals["loss_sum"]
+        loss = loss_sum / tokens
+        return {
+            "eval_loss": loss,
+            f"eval_{self.loss_name}": loss,
+            "eval_perplexity": metrics_lib.perplexity(loss_sum, tokens),
+            "eval_bits_per_token": metrics_lib.entropy(loss_sum, tokens, base=2),
+            "eval_bits_per_byte": metrics_lib.bits_per_byte(loss_sum, max(totals["target_bytes"], 1.0)),
+            "eval_accuracy": totals["accuracy"] / tokens,
+            "eval_tokens": tokens,
+            "eval_bytes": totals["target_bytes"],
+        }
+
+    def write_run_files(self) -> None:
+        """config.yaml, lmjax_version and the tokenizer (`save_tokenizer`)."""
+        config_file.save_config(self.layout.root, self.config)
+        write_version(self.layout)
+        save_tokenizer(self.tokenizer, self.layout)
+
+
+def save_tokenizer(tokenizer: Tokenizer, layout: RunLayout) -> None:
+    """The tokenizer into the run directory; tokenizers write local files, so they are copied."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as local:
+        saved = tokenizer.save(local)
+        layout.tokenizer.mkdir(parents=True, exist_ok=True)
+        for path in saved.iterdir():
+            (layout.tokenizer / path.name).write_bytes(path.read_bytes())
 
 
 def run_layout(config: Config) -> RunLayout:

@@ -23,6 +23,8 @@ import optax
 from lmjax.objectives.base import Batch, Objective
 from lmjax.train.state import TrainState
 
+# (params, batch) -> (loss_sum, (weight_sum, {name: sum})): summed so microbatches add up.
+SummedLoss = Callable[[Any, Batch], tuple[jax.Array, tuple[jax.Array, dict[str, jax.Array]]]]
 
 def summed_loss_fn(model: nn.Module, objective: Objective):
     # Options that are not batch arrays, e.g. CausalLM's output_hidden for a chunked loss.
@@ -66,7 +68,16 @@ def _keep_if(ok: jax.Array, new: Any, old: Any) -> Any:
 def make_train_step(model: nn.Module, objective: Objective, optimizer: optax.GradientTransformation,
                     schedule: optax.Schedule, accum: int = 1,
                     skip_nonfinite: bool = False) -> Callable:
-    summed_loss = summed_loss_fn(model, objective)
+    return make_update_step(summed_loss_fn(model, objective), optimizer, schedule, accum,
+                            skip_nonfinite)
+
+
+def make_update_step(summed_loss: SummedLoss, optimizer: optax.GradientTransformation,
+                     schedule: optax.Schedule, accum: int = 1,
+                     skip_nonfinite: bool = False) -> Callable:
+    """The step for any `summed_loss(params, batch) -> (loss_sum, (weight_sum, extra sums))`:
+    an objective's (`make_train_step`) or a post-training method's (`lmjax.posttrain.engine`),
+    so both get the same accumulation, clipping, schedule and non-finite checks."""
 
     def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
         (loss_sum, (weight_sum, extra)), grads = _accumulated_grads(
