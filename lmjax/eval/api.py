@@ -89,7 +89,7 @@ def evaluate(run: Any, tasks: Sequence[str] | str, shots: int = 0, data_dir: str
 
 
 def _explicit(tasks: Sequence[str] | str) -> set[str]:
-    return set(tasks.split(",") if isinstance(tasks, str) else tasks)
+    return {name.strip() for name in (tasks.split(",") if isinstance(tasks, str) else tasks)}
 
 
 def _missing_data(name: str, data_dir: str, explicit: bool) -> str | None:

@@ -4,9 +4,9 @@ metric; the two differ when the last word is several tokens.)"""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
+from lmjax import metrics
 from lmjax.eval import task_data
 from lmjax.eval import tasks as task_lib
 
@@ -31,7 +31,7 @@ def evaluate(model: Any, data_dir: str, limit: int | None = None) -> dict[str, A
     total = sum(logprob for logprob, _ in scores)
     return {
         "metrics": {"acc": sum(greedy for _, greedy in scores) / len(scores),
-                    "perplexity": math.exp(-total / len(scores))},
+                    "perplexity": metrics.perplexity(-total, len(scores))},
         "examples": {"original": len(docs), "effective": len(texts)},
         "config": {"task": TASK, "data_file": str(file),
                    "definition": "greedy prediction of the passage's last token given all before it"},
