@@ -3,12 +3,13 @@
 `model.attention_blocks=n` runs `lmjax.models.attention.blocked_causal_attend`: n=1 is full
 attention (every query against every key, the upper triangle masked), blocks of fewer than
 `TILED_MIN_ROWS` queries run as query blocks (`query_blocked_causal_attend`), larger ones as
-flash-style tiles (`tiled_causal_attend`). For each n the script also times the other algorithm directly, so the
-threshold between them can be checked. Passes of all variants are taken in turns in one
-process, so machine drift falls on each alike; the best pass of each is reported.
+flash-style tiles (`tiled_causal_attend`). For each n the script also times the other
+algorithm at the same block size, so the threshold between them can be checked. Passes of all
+variants are taken in turns in one process, so machine drift falls on each alike; the best
+pass of each is reported. Figures: docs/performance.md.
 
     python experiments/bench_attention.py                       # GPT-2 small: 4 x 1,024 tokens
-    python experiments/bench_attention.py --length 128 --batch 16 --backward   # a training shape
+    python experiments/bench_attention.py --length 128 --batch 16 --blocks 1 2 4 --backward
 """
 
 from __future__ import annotations
