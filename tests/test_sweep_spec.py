@@ -142,6 +142,36 @@ def test_evaluator_refuses_everything_else(expression):
         evaluate(expression, {"a": 7, "train.steps": 12})
 
 
+@pytest.mark.parametrize("expression", [
+    "((9**999)**999)**999 // 1",  # each exponent under the cap, the result astronomically large
+    "10**1000", "2 ** 257", "(2 ** 200) * (2 ** 200)", "int(1e300) * 1", "1e308 * 10",
+    "1e308 * 10 - 1e308 * 10", "-" * 200_000 + "1", "-" * 900 + "1",
+], ids=["power_tower", "pow_1000", "pow_257_bits", "product", "int_of_float", "inf", "nan",
+        "long", "deep"])
+def test_evaluator_refuses_oversized_work_at_once_in_one_line(expression):
+    start = time.perf_counter()
+    with pytest.raises(ExpressionError) as err:
+        evaluate(expression, {})
+    assert time.perf_counter() - start < 1.0
+    assert "\n" not in str(err.value) and len(str(err.value)) < 300
+
+
+def test_evaluator_bounds_leave_every_realistic_value():
+    assert evaluate("2 ** 255 + (2 ** 255 - 1)", {}) == 2 ** 256 - 1
+    assert evaluate("10 ** 18 * 3 // 7", {}) == 3 * 10 ** 18 // 7
+    assert evaluate("(-2) ** 255", {}) == -(2 ** 255)
+    assert evaluate("2.0 ** -1000 + 1e300", {}) == 2.0 ** -1000 + 1e300
+    assert evaluate("-" * 40 + "3", {}) == 3
+
+
+def test_oversized_derived_value_names_the_file_and_key(tmp_path):
+    path = write(tmp_path, "base: gpt_tiny\nderived: {train.steps: '10**1000'}\n")
+    with pytest.raises(ConfigError) as err:
+        points(load_spec(path))
+    message = str(err.value)
+    assert str(path) in message and "derived.train.steps" in message and "\n" not in message
+
+
 def _race(point_dir, barrier, queue):
     barrier.wait()
     claim = status_lib.try_claim(point_dir, stale_after=600)
