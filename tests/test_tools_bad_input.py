@@ -123,3 +123,12 @@ def test_encode_of_non_utf8_names_the_byte(capsys, tmp_path, monkeypatch, spm_di
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data)))
     one_line_error(*run(capsys, "tokenizer", "encode", "--tokenizer", spm_dir),
                    "standard input is not UTF-8: byte 1 (line 1)")
+
+
+@pytest.mark.parametrize("option", ["--executor", "--backend"])
+def test_executor_option_keeps_its_old_name(option):
+    from lmjax.cli import build_parser
+
+    args = build_parser().parse_args(["sweep", "run", "s.yaml", option, "ray"])
+    assert args.executor == "ray"
+    assert build_parser().parse_args(["sweep", "run", "s.yaml"]).executor == "local"
