@@ -303,3 +303,33 @@ def test_sentencepiece_trained_with_the_objectives_options_serves_it(tmp_path, n
         assert objective.framed and objective.mask_id == tokenizer.token_to_id("[MASK]")
     else:
         assert objective.vocab_end == tokenizer.vocab_size and tokenizer.extra_ids == 100
+
+
+def _t5_counts(length: int, noise_density: float, mean_span: float) -> tuple[int, int]:
+    """T5's `random_spans_noise_mask` counts, written from its source: noise tokens are
+    round(length * density) clipped to [1, length - 1], spans round(noise / mean span), >= 1."""
+    num_noise = min(max(int(round(length * noise_density)), 1), length - 1)
+    return num_noise, max(int(round(num_noise / mean_span)), 1)
+
+
+def _near_half(x: float) -> bool:
+    """Whether float32 and float64 arithmetic could round x differently (x close to k + 1/2)."""
+    return abs(x - math.floor(x) - 0.5) < 1e-4
+
+
+def test_noise_token_and_span_counts_are_t5s_rounded_not_floored():
+    rng = np.random.default_rng(0)
+    checked = floor_differs = 0
+    for length in range(2, 400):
+        for density, mean_span in [(0.15, 3.0), (0.3, 2.5), (0.5, 8.0), (0.15, 5.0)]:
+            if _near_half(length * density):
+                continue
+            num_noise, num_spans = _t5_counts(length, density, mean_span)
+            if _near_half(num_noise / mean_span):
+                continue
+            mask = random_spans_noise_mask(length, density, mean_span, rng)
+            spans = int(mask[0]) + int(np.sum(mask[1:] & ~mask[:-1]))
+            assert (int(mask.sum()), spans) == (num_noise, num_spans), (length, density, mean_span)
+            checked += 1
+            floor_differs += num_spans != max(num_noise // mean_span, 1)
+    assert checked > 1000 and floor_differs > 200  # the lengths where flooring would go wrong are covered

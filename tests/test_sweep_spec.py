@@ -1,6 +1,7 @@
 """Sweep files: grid × zip × derived expansion, the safe evaluator, point identity, and
 claims (atomic under concurrency, re-claimed when stale). No training here."""
 
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -9,8 +10,10 @@ import time
 
 import pytest
 
+from lmjax.config import Config
 from lmjax.errors import ConfigError
 from lmjax.sweep import load_spec, points
+from lmjax.sweep import identity
 from lmjax.sweep import status as status_lib
 from lmjax.sweep.expressions import ExpressionError, evaluate
 from lmjax.sweep.identity import identity_fields
@@ -142,6 +145,36 @@ def test_evaluator_refuses_everything_else(expression):
         evaluate(expression, {"a": 7, "train.steps": 12})
 
 
+@pytest.mark.parametrize("expression", [
+    "((9**999)**999)**999 // 1",  # each exponent under the cap, the result astronomically large
+    "10**1000", "2 ** 257", "(2 ** 200) * (2 ** 200)", "int(1e300) * 1", "1e308 * 10",
+    "1e308 * 10 - 1e308 * 10", "-" * 200_000 + "1", "-" * 900 + "1",
+], ids=["power_tower", "pow_1000", "pow_257_bits", "product", "int_of_float", "inf", "nan",
+        "long", "deep"])
+def test_evaluator_refuses_oversized_work_at_once_in_one_line(expression):
+    start = time.perf_counter()
+    with pytest.raises(ExpressionError) as err:
+        evaluate(expression, {})
+    assert time.perf_counter() - start < 1.0
+    assert "\n" not in str(err.value) and len(str(err.value)) < 300
+
+
+def test_evaluator_bounds_leave_every_realistic_value():
+    assert evaluate("2 ** 255 + (2 ** 255 - 1)", {}) == 2 ** 256 - 1
+    assert evaluate("10 ** 18 * 3 // 7", {}) == 3 * 10 ** 18 // 7
+    assert evaluate("(-2) ** 255", {}) == -(2 ** 255)
+    assert evaluate("2.0 ** -1000 + 1e300", {}) == 2.0 ** -1000 + 1e300
+    assert evaluate("-" * 40 + "3", {}) == 3
+
+
+def test_oversized_derived_value_names_the_file_and_key(tmp_path):
+    path = write(tmp_path, "base: gpt_tiny\nderived: {train.steps: '10**1000'}\n")
+    with pytest.raises(ConfigError) as err:
+        points(load_spec(path))
+    message = str(err.value)
+    assert str(path) in message and "derived.train.steps" in message and "\n" not in message
+
+
 def _race(point_dir, barrier, queue):
     barrier.wait()
     claim = status_lib.try_claim(point_dir, stale_after=600)
@@ -258,3 +291,54 @@ def test_tables_get_a_column_per_harness_metric(tmp_path):
     assert summary[4].endswith("| 0.25 | 812.5 |  |") and summary[5].endswith("|  |  |  |")
     header = (tmp_path / "summary.csv").read_text().splitlines()[0].split(",")
     assert header[-4:] == ["harness/lambada/acc", "harness/lambada/perplexity", "error", "overrides"]
+
+
+# Fields that cannot change what a point trains or measures, written out here on purpose: a
+# field leaves the hash only by being added both to identity.EXCLUDED and to this list.
+NOT_RESULTS = {
+    "name", "run_dir", "train.log_every", "train.eval_every", "train.peak_flops",
+    "checkpoint.every", "checkpoint.keep", "data.data_dir", "data.cache_dir", "data.download",
+    "data.worker_count", "mesh.data", "mesh.fsdp", "mesh.tensor", "mesh.axis_rules",
+    "mesh.coordinator_address", "mesh.num_processes", "mesh.process_id",
+}
+
+
+def _leaves(instance, prefix=""):
+    """(dotted key, field, value) for every field of the config that is not itself a dataclass."""
+    for field in dataclasses.fields(instance):
+        value = getattr(instance, field.name)
+        if dataclasses.is_dataclass(value):
+            yield from _leaves(value, f"{prefix}{field.name}.")
+        else:
+            yield f"{prefix}{field.name}", field, value
+
+
+def _other_value(field, value):
+    """A value of the field's type that differs from `value`."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value * 2 + 1
+    if isinstance(value, str):
+        return value + "_other"
+    if isinstance(value, (list, tuple)):
+        return type(value)([*value, "other"])
+    assert value is None, f"no other value for {field.name}={value!r}"
+    return {"int": 3, "float": 0.5, "str": "other"}[str(field.type).split(" |")[0]]
+
+
+def _with(config, key, value):
+    head, _, rest = key.partition(".")
+    if not rest:
+        return dataclasses.replace(config, **{head: value})
+    return dataclasses.replace(config, **{head: _with(getattr(config, head), rest, value)})
+
+
+def test_every_field_that_changes_results_changes_the_point_hash():
+    base = Config(name="x")
+    leaves = list(_leaves(base))
+    assert {key for key, _, _ in leaves} >= NOT_RESULTS | {"train.seed", "data.shuffle_seed", "model.d_model"}
+    assert set(identity.EXCLUDED) == NOT_RESULTS, "opting a field out of the hash must be explicit"
+    unchanged = [key for key, field, value in leaves
+                 if identity.config_hash(_with(base, key, _other_value(field, value))) == identity.config_hash(base)]
+    assert set(unchanged) == NOT_RESULTS

@@ -27,7 +27,7 @@ def test_train_then_encode(kind, vocab_size, extra, corpus, tmp_path, capsys, mo
     assert tokenizer.kind == kind and tokenizer.vocab_size == vocab_size
     capsys.readouterr()
     text = "Before we proceed any further, hear me speak.\n"
-    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(text.encode("utf-8"))))
     assert main(["tokenizer", "encode", "--tokenizer", str(out)]) == 0
     assert capsys.readouterr().out.split() == [str(i) for i in tokenizer.encode(text)]
 

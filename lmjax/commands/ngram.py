@@ -9,6 +9,7 @@ import argparse
 import pathlib
 import time
 
+from lmjax.commands.output_dir import check_output_dir
 from lmjax.errors import ConfigError
 
 MODEL_FILE = "model.json"
@@ -76,6 +77,7 @@ def train(args: argparse.Namespace) -> int:
     from lmjax.ngram import NGramLM
     from lmjax.ngram.units import TextUnit
 
+    check_output_dir(args.out)
     unit = TextUnit(args.unit, args.tokenizer)
     options = {"k": args.k, "discount": args.discount, "unk_cutoff": args.unk_cutoff}
     options["end_symbols"] = 0 if args.no_end else 1
@@ -136,6 +138,10 @@ def shannon(args: argparse.Namespace) -> int:
 
 
 def sample(args: argparse.Namespace) -> int:
+    if args.num < 1:
+        raise ConfigError(f"--num {args.num}: give how many sentences to sample, 1 or more")
+    if args.max_len < 1:
+        raise ConfigError(f"--max-len {args.max_len}: give the most tokens per sentence, 1 or more")
     model, unit = _load_with_unit(args.model_dir, None, None)
     for i in range(args.num):
         print(unit.join(model.generate(seed=args.seed + i, max_len=args.max_len)))

@@ -6,6 +6,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from lmjax.commands.output_dir import check_output_dir
+from lmjax.errors import ConfigError
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("sweep", help="run a sweep of configs (experiments/NAME.yaml)",
@@ -49,6 +52,7 @@ def _load(args):
 
 
 def run_command(args: argparse.Namespace) -> int:
+    _check_run_options(args)
     spec, chosen = _load(args)
     if args.dry_run:
         from lmjax.sweep.dry_run import dry_run
@@ -57,6 +61,8 @@ def run_command(args: argparse.Namespace) -> int:
         return 0
     from lmjax.sweep.runner import RunOptions, check_points, keep_accelerators_free, probe_devices, run_sweep
 
+    where = "--output-dir" if args.output_dir else f"sweep {spec.path}: output_dir"
+    check_output_dir(spec.output_dir, label=where)
     keep_accelerators_free()
     executor = _executor(args, spec)
     devices = probe_devices() if args.executor == "local" else _ray_devices(executor.resources)
@@ -69,6 +75,14 @@ def run_command(args: argparse.Namespace) -> int:
     print(f"sweep {spec.name}: " + ", ".join(f"{n} {state}" for state, n in counts.items())
           + f"; results in {spec.output_dir}/summary.md")
     return 1 if counts["failed"] else 0
+
+
+def _check_run_options(args: argparse.Namespace) -> None:
+    if args.workers < 1:
+        raise ConfigError(f"--workers {args.workers}: give how many points run at once, 1 or more")
+    if not args.stale_after > 0:
+        raise ConfigError(f"--stale-after {args.stale_after}: give the seconds of silence after which a "
+                          "running point may be claimed again, more than 0")
 
 
 def _executor(args, spec):

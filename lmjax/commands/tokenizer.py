@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from lmjax.commands.output_dir import check_output_dir
+
 KINDS = ("bpe", "wordpiece", "sentencepiece")
 
 
@@ -43,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from lmjax.tokenizers import train_tokenizer
 
-    check_output_dir(args.out)
+    check_output_dir(args.out, must_be_empty=True)
     options = {
         "bpe": {"progress": True},
         "wordpiece": {"progress": True, "lowercase": args.lowercase},
@@ -59,37 +61,24 @@ def run_train(args: argparse.Namespace) -> int:
 def run_encode(args: argparse.Namespace) -> int:
     """One line of space-separated ids per input file (or for standard input).
 
-    BPE reads files as bytes, so it encodes text that is not valid UTF-8 too.
+    BPE reads its input as bytes, so it encodes text that is not valid UTF-8 too; the other
+    tokenizers name the first byte that is not UTF-8.
     """
     from lmjax.tokenizers import BPETokenizer, load
-    from lmjax.tokenizers.base import read_corpus_bytes, read_corpus_text
+    from lmjax.tokenizers.base import decode_utf8, read_corpus_bytes
 
     check_inputs(args.files)
     tokenizer = load(args.tokenizer)
     allowed = "all" if args.allow_special else ()
-    if not args.files:
-        print(" ".join(map(str, tokenizer.encode(sys.stdin.read(), allowed_special=allowed))))
-        return 0
-    for path in args.files:
+    inputs = [(str(path), read_corpus_bytes(path)) for path in args.files] or [
+        ("standard input", sys.stdin.buffer.read())]
+    for source, data in inputs:
         if isinstance(tokenizer, BPETokenizer) and not allowed:
-            ids = tokenizer.encode_bytes(read_corpus_bytes(path))
+            ids = tokenizer.encode_bytes(data)
         else:
-            ids = tokenizer.encode(read_corpus_text(path), allowed_special=allowed)
+            ids = tokenizer.encode(decode_utf8(data, source), allowed_special=allowed)
         print(" ".join(map(str, ids)))
     return 0
-
-
-def check_output_dir(out: Path) -> None:
-    """Refuses, before minutes of training, an --out that saving would fail on or overwrite."""
-    from lmjax.errors import DataError
-
-    if out.exists() and not out.is_dir():
-        raise DataError(f"--out {out} is an existing file: give a new directory")
-    if out.is_dir() and any(out.iterdir()):
-        raise DataError(f"--out {out} is a directory that is not empty: give a new or empty directory")
-    for parent in out.parents:
-        if parent.exists() and not parent.is_dir():
-            raise DataError(f"--out {out} lies under the file {parent}: give a directory path")
 
 
 def check_inputs(files: list[Path]) -> None:

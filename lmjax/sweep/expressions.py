@@ -6,6 +6,12 @@ numbers, names (sweep variables and dotted config keys such as `train.global_bat
 `+ - * / // % **`, unary minus and plus, and calls of min, max, round, int, float, log, sqrt,
 abs. Anything else (attribute access on anything but a known dotted key, other calls,
 lambdas, comprehensions, subscripts, strings) is refused. Python's `eval` is never used.
+
+Nothing in an expression can exhaust memory or time: the text is at most MAX_LENGTH
+characters and MAX_DEPTH nodes deep (checked before and after parsing), every integer,
+given or computed, has at most MAX_INT_BITS bits (a power is checked before it is computed,
+so `(9 ** 999) ** 999` is refused at once), and every float is finite. No config value
+needs more: 2 ** 256 tokens is far beyond any budget.
 """
 
 from __future__ import annotations
@@ -28,8 +34,11 @@ BINARY = {
     ast.Pow: operator.pow,
 }
 UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos}
-# Bounds a power so that `10 ** 10 ** 10` cannot exhaust memory or time.
+# Bounds that keep evaluation instant (see the module docstring).
 MAX_EXPONENT = 1000
+MAX_INT_BITS = 256
+MAX_LENGTH = 1000
+MAX_DEPTH = 50
 
 
 class ExpressionError(ConfigError):
@@ -39,19 +48,61 @@ class ExpressionError(ConfigError):
 def evaluate(expression: str, names: Mapping[str, Any]) -> int | float:
     """The value of `expression` with `names` (dotted keys allowed) bound; ExpressionError
     with a one-line reason otherwise."""
+    text = str(expression).strip()
+    if len(text) > MAX_LENGTH:
+        raise ExpressionError(f"the expression is {len(text)} characters long: at most {MAX_LENGTH}")
     try:
-        tree = ast.parse(str(expression).strip(), mode="eval")
-    except SyntaxError as err:
-        raise ExpressionError(f"{expression!r} is not an arithmetic expression ({err.msg})") from None
+        tree = ast.parse(text, mode="eval")
+    except (SyntaxError, MemoryError, RecursionError) as err:
+        reason = err.msg if isinstance(err, SyntaxError) else "nested too deeply"
+        raise ExpressionError(f"{_shown(text)} is not an arithmetic expression ({reason})") from None
+    if _depth(tree.body) > MAX_DEPTH:
+        raise ExpressionError(f"{_shown(text)} is nested more than {MAX_DEPTH} levels deep: split it "
+                              "into several derived values")
     try:
         value = _Evaluator(names).visit(tree.body)
     except (ArithmeticError, ValueError, TypeError) as err:
         if isinstance(err, ExpressionError):
             raise
-        raise ExpressionError(f"{expression!r} cannot be evaluated: {err}") from None
+        raise ExpressionError(f"{_shown(text)} cannot be evaluated: {err}") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ExpressionError(f"{expression!r} gives {value!r}, not a number")
+        raise ExpressionError(f"{_shown(text)} gives {value!r}, not a number")
     return value
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    """The expression quoted for an error, shortened so that the message stays one short line."""
+    return repr(text if len(text) <= limit else f"{text[:limit]}...")
+
+
+def _depth(root: ast.AST) -> int:
+    """The deepest nesting of the tree, found without recursion."""
+    deepest, stack = 0, [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
+
+
+def _bounded(value):
+    """`value` if it is a number of bounded size: an int of at most MAX_INT_BITS bits, a
+    finite float; ExpressionError otherwise. Every value the evaluator handles passes here."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_INT_BITS:
+        raise ExpressionError(f"an intermediate value has {value.bit_length()} bits: at most "
+                              f"{MAX_INT_BITS} (about 1e77)")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ExpressionError(f"an intermediate value is {value}: keep values finite")
+    return value
+
+
+def _check_power(base, exponent) -> None:
+    """Refuses a power whose result would be too large before computing it."""
+    if abs(exponent) > MAX_EXPONENT:
+        raise ExpressionError(f"the exponent {exponent} is too large (at most {MAX_EXPONENT})")
+    if isinstance(base, int) and isinstance(exponent, int) and exponent > 0 and abs(base) > 1:
+        if (abs(base).bit_length() - 1) * exponent > MAX_INT_BITS:
+            raise ExpressionError(f"{base} ** {exponent} has more than {MAX_INT_BITS} bits")
 
 
 def _dotted(node: ast.AST) -> str | None:
@@ -67,6 +118,9 @@ def _dotted(node: ast.AST) -> str | None:
 class _Evaluator(ast.NodeVisitor):
     def __init__(self, names: Mapping[str, Any]):
         self.names = names
+
+    def visit(self, node: ast.AST):
+        return _bounded(super().visit(node))
 
     def generic_visit(self, node: ast.AST):
         raise ExpressionError(f"{type(node).__name__} is not allowed in a derived expression "
@@ -102,8 +156,8 @@ class _Evaluator(ast.NodeVisitor):
         if operation is None:
             raise ExpressionError(f"the operator {type(node.op).__name__} is not allowed")
         left, right = self.visit(node.left), self.visit(node.right)
-        if operation is operator.pow and abs(right) > MAX_EXPONENT:
-            raise ExpressionError(f"the exponent {right} is too large (at most {MAX_EXPONENT})")
+        if operation is operator.pow:
+            _check_power(left, right)
         return operation(left, right)
 
     def visit_UnaryOp(self, node: ast.UnaryOp):

@@ -195,13 +195,17 @@ def read_meta(directory: Path) -> dict:
 
 def read_corpus_text(path: str | Path) -> str:
     """Text of a training file; non-UTF-8 bytes are reported with their position."""
-    data = read_corpus_bytes(path)
+    return decode_utf8(read_corpus_bytes(path), str(path))
+
+
+def decode_utf8(data: bytes, source: str) -> str:
+    """`data` as text; DataError naming `source` and the first offending byte otherwise."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
         raise DataError(
-            f"{path} is not UTF-8: byte {err.start} (line {line}) is {data[err.start:err.start + 1]!r}; "
+            f"{source} is not UTF-8: byte {err.start} (line {line}) is {data[err.start:err.start + 1]!r}; "
             "convert the file to UTF-8 (e.g. with iconv)"
         ) from None
 

@@ -19,11 +19,13 @@ from pathlib import Path
 
 import sentencepiece
 
-from lmjax.errors import DataError
+from lmjax.errors import ConfigError, DataError
 from lmjax.tokenizers.base import AllowedSpecial, Tokenizer, read_corpus_text, require_nonempty
 
 MODEL_FILE = "spm.model"
 MODEL_TYPES = ("unigram", "bpe")
+# SentencePiece checks 0.98 <= character_coverage <= 1 (trainer_interface.cc).
+CHARACTER_COVERAGE = (0.98, 1.0)
 
 
 class SentencePieceTokenizer(Tokenizer):
@@ -72,6 +74,7 @@ class SentencePieceTokenizer(Tokenizer):
         """
         if model_type not in MODEL_TYPES:
             raise DataError(f"model_type must be one of {MODEL_TYPES}, got {model_type!r}")
+        _check_ranges(extra_ids, character_coverage)
         texts = [read_corpus_text(path) for path in files]
         require_nonempty(texts, files)
         piece_count = vocab_size - extra_ids
@@ -188,6 +191,18 @@ class SentencePieceTokenizer(Tokenizer):
         return specials
 
 
+def _check_ranges(extra_ids: int, character_coverage: float) -> None:
+    """What SentencePiece refuses only after reading the corpus, and without saying why."""
+    if extra_ids < 0:
+        raise ConfigError(f"extra_ids (--extra-ids) is {extra_ids}: give 0 or more sentinel ids")
+    low, high = CHARACTER_COVERAGE
+    if not low <= character_coverage <= high:
+        raise ConfigError(
+            f"character_coverage (--character-coverage) is {character_coverage}: SentencePiece "
+            f"takes {low} to {high}, the share of characters kept as pieces (rarer ones become bytes)"
+        )
+
+
 def _present(token_id: int) -> int | None:
     """SentencePiece says -1 for a special token the model does not have."""
     return None if token_id < 0 else token_id
@@ -218,4 +233,10 @@ def _training_failure(err: RuntimeError, piece_count: int, character_coverage: f
 def _first_line(err: Exception) -> str:
     """The last line of a SentencePiece error, without its "src/file.cc(123) [check]" prefix."""
     lines = [line for line in str(err).splitlines() if line.strip()]
-    return lines[-1].split("] ", 1)[-1] if lines else type(err).__name__
+    if not lines:
+        return type(err).__name__
+    message = lines[-1].partition("] ")[2]
+    if message.strip():
+        return message.strip()
+    check = re.search(r"\[(.*)\]\s*$", lines[-1])  # a failed CHECK has no message: say which check it was
+    return f"its check `{check.group(1)}` failed" if check else lines[-1].strip()
