@@ -140,11 +140,11 @@ def _file_ancestor(root: epath.Path) -> epath.Path | None:
 def create_exclusive(path: str, text: str) -> bool:
     """Atomically creates `path` with `text` (complete before anyone can see it)."""
     private = f"{path}.{os.getpid()}.{uuid.uuid4().hex}"
-    with open(private, "x") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    try:
+    try:  # the private file goes whatever fails, also its write on a full disk
+        with open(private, "x") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.link(private, path)
         return True
     except FileExistsError:
@@ -154,7 +154,8 @@ def create_exclusive(path: str, text: str) -> bool:
             raise
         return _create_exclusive(path, text)
     finally:
-        os.unlink(private)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(private)
 
 
 def _create_exclusive(path: str, text: str) -> bool:

@@ -2,20 +2,41 @@
 
 Every path comes from `RunLayout` as an `etils.epath.Path`, so the files land on a bucket
 (`gs://...`) as well as on local disk. metrics.jsonl is strict JSON: a non-finite value (a
-NaN loss, an infinite gradient norm) is written as `null`.
+NaN loss, an infinite gradient norm) is written as `null`. A write that fails (a full disk)
+stops the run with one line naming the file (`writing`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import json
 import math
 import os
-from typing import Any
+import shutil
+from typing import Any, Iterator
 
 from etils import epath
 
+from lmjax.errors import CheckpointError
 from lmjax.runs.layout import PathLike, RunLayout
+
+
+@contextlib.contextmanager
+def writing(path: PathLike) -> Iterator[None]:
+    """Turns a failed write of a run-directory file into a one-line `CheckpointError` naming it,
+    so a full disk stops the run (the lock released, exit 2) instead of printing a traceback."""
+    try:
+        yield
+    except OSError as err:
+        reason = (err.strerror or str(err)).lower()
+        if err.errno == errno.ENOSPC and "://" not in os.fspath(path):
+            reason += f" ({shutil.disk_usage(os.path.dirname(os.fspath(path))).free / 1e6:.1f} MB free there)"
+        raise CheckpointError(
+            f"writing {path} failed: {reason}; the run stopped: fix this and run the same "
+            "command again to resume from the latest checkpoint"
+        ) from None
 
 
 def json_safe(record: dict[str, Any]) -> dict[str, Any]:
@@ -28,11 +49,12 @@ def append_record(run_dir: PathLike, record: dict[str, Any]) -> None:
     overwrites), so on a bucket the file is read, extended and rewritten."""
     path = RunLayout.at(run_dir).metrics
     line = json.dumps(json_safe(record), allow_nan=False) + "\n"
-    if "://" in os.fspath(path):
-        path.write_text((path.read_text() if path.exists() else "") + line)
-        return
-    with path.open("a") as out:
-        out.write(line)
+    with writing(path):
+        if "://" in os.fspath(path):
+            path.write_text((path.read_text() if path.exists() else "") + line)
+            return
+        with path.open("a") as out:
+            out.write(line)
 
 
 def read_metrics(run_dir: PathLike) -> list[dict[str, Any]]:
@@ -87,5 +109,6 @@ def plot_loss_curve(run_dir: PathLike, title: str) -> epath.Path:
     image = io.BytesIO()
     fig.savefig(image, format="png", dpi=120)
     plt.close(fig)
-    layout.loss_curve.write_bytes(image.getvalue())
+    with writing(layout.loss_curve):
+        layout.loss_curve.write_bytes(image.getvalue())
     return layout.loss_curve
