@@ -26,7 +26,7 @@ import warnings
 
 from etils import epath
 
-from lmjax.errors import CheckpointError
+from lmjax.errors import CheckpointError, LmjaxWarning
 from lmjax.runs.layout import RunLayout
 
 
@@ -65,7 +65,7 @@ class RunLock:
                 f"taking over the lock {self.path} left by pid {holder.get('pid')} on "
                 f"{holder.get('host')} (started {holder.get('started')}), which is no longer "
                 "running",
-                stacklevel=2,
+                LmjaxWarning, stacklevel=2,
             )
             self._remove_stale(holder)
         raise CheckpointError(f"could not take the lock {self.path}: another process keeps "

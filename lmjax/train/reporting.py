@@ -15,11 +15,12 @@ import json
 import math
 import os
 import shutil
+import warnings
 from typing import Any, Iterator
 
 from etils import epath
 
-from lmjax.errors import CheckpointError
+from lmjax.errors import CheckpointError, LmjaxWarning
 from lmjax.runs.layout import PathLike, RunLayout
 
 
@@ -58,18 +59,55 @@ def append_record(run_dir: PathLike, record: dict[str, Any]) -> None:
 
 
 def read_metrics(run_dir: PathLike) -> list[dict[str, Any]]:
-    path = RunLayout.at(run_dir).metrics
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """metrics.jsonl's records, without a torn last line (see `_parse_metrics`)."""
+    return _parse_metrics(RunLayout.at(run_dir).metrics)[0]
 
 
 def truncate_metrics(run_dir: PathLike, last_step: int) -> None:
-    """Drops records after the step a resumed run restarts from, so none is logged twice."""
+    """Drops records after the step a resumed run restarts from, so none is logged twice, and
+    a torn last line (with a one-line warning)."""
     path = RunLayout.at(run_dir).metrics
-    if path.exists():
-        kept = [r for r in read_metrics(run_dir) if r["step"] <= last_step]
-        path.write_text("".join(json.dumps(r, allow_nan=False) + "\n" for r in kept))
+    if not path.exists():
+        return
+    records, torn = _parse_metrics(path)
+    if torn:
+        warnings.warn(f"dropped the torn last line {torn} of {path} (a write cut short by a full "
+                      "disk or a crash); the records before it are kept", LmjaxWarning, stacklevel=2)
+    kept = [r for r in records if r["step"] <= last_step]
+    path.write_text("".join(json.dumps(r, allow_nan=False) + "\n" for r in kept))
+
+
+def _parse_metrics(path: epath.Path) -> tuple[list[dict[str, Any]], int | None]:
+    """(records, number of a torn last line or None). A last line without its newline that is
+    not a record is a write cut short (a full disk, power loss, a run still writing it) and is
+    left out; any other line that is not a JSON record with a step is a one-line error naming
+    the file and the line: nothing is dropped that lmjax cannot explain."""
+    if not path.exists():
+        return [], None
+    *lines, last = path.read_bytes().split(b"\n")
+    records = [_record(path, number, line) for number, line in enumerate(lines, 1) if line.strip()]
+    if not last.strip():
+        return records, None
+    try:
+        return [*records, _record(path, len(lines) + 1, last)], None
+    except CheckpointError:
+        return records, len(lines) + 1
+
+
+def _record(path: epath.Path, number: int, line: bytes) -> dict[str, Any]:
+    try:
+        record = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        problem = f"byte {err.start} is not UTF-8"
+    except json.JSONDecodeError as err:
+        problem = f"not JSON: {err.msg} at column {err.colno}"
+    else:
+        if isinstance(record, dict) and isinstance(record.get("step"), int):
+            return record
+        problem = "not a record with an integer step"
+    raise CheckpointError(f"{path} line {number} is damaged ({problem}): move the file aside "
+                          "(or repair that line) and run again; lmjax does not drop records it "
+                          "cannot explain")
 
 
 def per_source_curves(records: list[dict[str, Any]]) -> dict[str, list[tuple[int, float]]]:
