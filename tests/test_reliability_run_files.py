@@ -8,12 +8,13 @@ the file is left as it was.
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 
 from lmjax import cli
 from lmjax.config import load_config
-from lmjax.errors import CheckpointError, LmjaxWarning
+from lmjax.errors import CheckpointError, LmjaxWarning, one_line_warnings
 from lmjax.runs import config_file
 from lmjax.train.reporting import read_metrics, truncate_metrics
 
@@ -92,3 +93,12 @@ def test_an_empty_saved_config_still_conflicts_with_nothing(tmp_path):
     """A start cut short while writing config.yaml leaves it empty; the next start resumes."""
     (tmp_path / "config.yaml").write_text("")
     assert config_file.check_compatible(tmp_path, load_config("gpt_tiny")) is True
+
+
+def test_lmjax_warnings_print_as_one_line_in_the_cli_and_others_keep_their_format():
+    with one_line_warnings("lmjax train"):
+        ours = warnings.formatwarning("taking over the lock", LmjaxWarning, __file__, 1)
+        theirs = warnings.formatwarning("deprecated", DeprecationWarning, __file__, 1)
+    assert ours == "lmjax train: warning: taking over the lock\n"
+    assert theirs.startswith(f"{__file__}:1: DeprecationWarning: deprecated\n")
+    assert warnings.formatwarning("x", LmjaxWarning, __file__, 1).startswith(f"{__file__}:1: ")

@@ -33,7 +33,9 @@ def writing(path: PathLike) -> Iterator[None]:
     except OSError as err:
         reason = (err.strerror or str(err)).lower()
         if err.errno == errno.ENOSPC and "://" not in os.fspath(path):
-            reason += f" ({shutil.disk_usage(os.path.dirname(os.fspath(path))).free / 1e6:.1f} MB free there)"
+            with contextlib.suppress(OSError):
+                free = shutil.disk_usage(os.path.dirname(os.fspath(path))).free
+                reason += f" ({free / 1e6:.1f} MB free there)"
         raise CheckpointError(
             f"writing {path} failed: {reason}; the run stopped: fix this and run the same "
             "command again to resume from the latest checkpoint"
