@@ -16,6 +16,8 @@ from lmjax import cli
 from lmjax.config import load_config
 from lmjax.errors import CheckpointError, LmjaxWarning, one_line_warnings
 from lmjax.runs import config_file
+from lmjax.runs.layout import RunLayout
+from lmjax.runs.open import read_metrics as run_metrics
 from lmjax.train.reporting import read_metrics, truncate_metrics
 
 RECORDS = [{"step": 1, "loss": 3.5}, {"step": 2, "loss": 3.25}, {"step": 3, "loss": None}]
@@ -32,6 +34,7 @@ def write_metrics(run_dir, tail: bytes = b"") -> bytes:
 def test_a_torn_last_line_is_left_out_and_dropped_on_resume_with_one_warning(tmp_path, tail):
     write_metrics(tmp_path, tail)
     assert read_metrics(tmp_path) == RECORDS
+    assert run_metrics(RunLayout.at(tmp_path)) == RECORDS  # what open_run shows (generate, eval)
     with pytest.warns(LmjaxWarning) as caught:
         truncate_metrics(tmp_path, last_step=2)
     (warning,) = caught
@@ -61,7 +64,8 @@ def test_a_damaged_line_before_the_last_is_refused_naming_file_and_line(tmp_path
     data = b"\n".join(lines) + b"\n"
     (tmp_path / "metrics.jsonl").write_bytes(data)
     expected = f"{tmp_path / 'metrics.jsonl'} line 2 is damaged ({problem}): move the file aside"
-    for read in (lambda: read_metrics(tmp_path), lambda: truncate_metrics(tmp_path, 3)):
+    for read in (lambda: read_metrics(tmp_path), lambda: truncate_metrics(tmp_path, 3),
+                 lambda: run_metrics(RunLayout.at(tmp_path))):
         with pytest.raises(CheckpointError) as err:
             read()
         assert str(err.value).startswith(expected) and "\n" not in str(err.value)

@@ -22,6 +22,7 @@ from etils import epath
 
 from lmjax.errors import CheckpointError, LmjaxWarning
 from lmjax.runs.layout import PathLike, RunLayout
+from lmjax.runs.metrics_file import parse_metrics
 
 
 @contextlib.contextmanager
@@ -61,8 +62,8 @@ def append_record(run_dir: PathLike, record: dict[str, Any]) -> None:
 
 
 def read_metrics(run_dir: PathLike) -> list[dict[str, Any]]:
-    """metrics.jsonl's records, without a torn last line (see `_parse_metrics`)."""
-    return _parse_metrics(RunLayout.at(run_dir).metrics)[0]
+    """metrics.jsonl's records, without a torn last line (`lmjax.runs.metrics_file`)."""
+    return parse_metrics(RunLayout.at(run_dir).metrics)[0]
 
 
 def truncate_metrics(run_dir: PathLike, last_step: int) -> None:
@@ -71,45 +72,12 @@ def truncate_metrics(run_dir: PathLike, last_step: int) -> None:
     path = RunLayout.at(run_dir).metrics
     if not path.exists():
         return
-    records, torn = _parse_metrics(path)
+    records, torn = parse_metrics(path)
     if torn:
         warnings.warn(f"dropped the torn last line {torn} of {path} (a write cut short by a full "
                       "disk or a crash); the records before it are kept", LmjaxWarning, stacklevel=2)
     kept = [r for r in records if r["step"] <= last_step]
     path.write_text("".join(json.dumps(r, allow_nan=False) + "\n" for r in kept))
-
-
-def _parse_metrics(path: epath.Path) -> tuple[list[dict[str, Any]], int | None]:
-    """(records, number of a torn last line or None). A last line without its newline that is
-    not a record is a write cut short (a full disk, power loss, a run still writing it) and is
-    left out; any other line that is not a JSON record with a step is a one-line error naming
-    the file and the line: nothing is dropped that lmjax cannot explain."""
-    if not path.exists():
-        return [], None
-    *lines, last = path.read_bytes().split(b"\n")
-    records = [_record(path, number, line) for number, line in enumerate(lines, 1) if line.strip()]
-    if not last.strip():
-        return records, None
-    try:
-        return [*records, _record(path, len(lines) + 1, last)], None
-    except CheckpointError:
-        return records, len(lines) + 1
-
-
-def _record(path: epath.Path, number: int, line: bytes) -> dict[str, Any]:
-    try:
-        record = json.loads(line.decode("utf-8"))
-    except UnicodeDecodeError as err:
-        problem = f"byte {err.start} is not UTF-8"
-    except json.JSONDecodeError as err:
-        problem = f"not JSON: {err.msg} at column {err.colno}"
-    else:
-        if isinstance(record, dict) and isinstance(record.get("step"), int):
-            return record
-        problem = "not a record with an integer step"
-    raise CheckpointError(f"{path} line {number} is damaged ({problem}): move the file aside "
-                          "(or repair that line) and run again; lmjax does not drop records it "
-                          "cannot explain")
 
 
 def per_source_curves(records: list[dict[str, Any]]) -> dict[str, list[tuple[int, float]]]:
