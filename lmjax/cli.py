@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-from lmjax.errors import LmjaxError
+from lmjax.errors import LmjaxError, one_line_warnings
 
 COMMAND_MODULES = (
     "lmjax.commands.train",
@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with one_line_warnings(f"lmjax {args.command}"):
+            return int(args.func(args) or 0)
     except LmjaxError as err:
         print(f"lmjax {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -1,4 +1,8 @@
-"""User-facing errors: the CLI prints these as one line, without a traceback."""
+"""User-facing errors and warnings: the CLI prints each as one line, without a traceback."""
+
+import contextlib
+import warnings
+from typing import Iterator
 
 
 class LmjaxError(ValueError):
@@ -19,3 +23,26 @@ class CheckpointError(LmjaxError):
 
 class TrainingDiverged(LmjaxError):
     """The loss became NaN or Inf."""
+
+
+class LmjaxWarning(UserWarning):
+    """Something the user should know that does not stop the command; the CLI prints it as one
+    line (`lmjax <command>: warning: ...`), without Python's source line."""
+
+
+@contextlib.contextmanager
+def one_line_warnings(prefix: str) -> Iterator[None]:
+    """Within the block, an `LmjaxWarning` prints as `<prefix>: warning: <message>`; other
+    libraries' warnings keep Python's format."""
+    python_format = warnings.formatwarning
+
+    def formatted(message, category, filename, lineno, line=None) -> str:
+        if issubclass(category, LmjaxWarning):
+            return f"{prefix}: warning: {message}\n"
+        return python_format(message, category, filename, lineno, line)
+
+    warnings.formatwarning = formatted
+    try:
+        yield
+    finally:
+        warnings.formatwarning = python_format

@@ -4,7 +4,8 @@ once and in order, and no readable checkpoint was removed.
 
 Faults: kill -9 at steps drawn from seeds, kill -9 inside a save's commit, SIGTERM, a damaged
 latest checkpoint, a NaN gradient with a finite loss, a full disk (RLIMIT_FSIZE: the kernel
-refuses writes past a size with EFBIG), and two trainers on one run directory. Runs that must
+refuses writes past a size with EFBIG), two trainers on one run directory, and what a crash
+leaves at once (a stale lock, a torn metrics line, a damaged checkpoint). Runs that must
 die or hold a lock are real subprocesses; one uninterrupted reference run (and a copy of it cut
 back to step 8, as a run killed just after that checkpoint would leave it) serves them all.
 """
@@ -17,6 +18,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -285,3 +287,30 @@ def test_a_second_trainer_on_the_same_run_dir_is_refused_in_one_line(reference, 
     assert not (at_step_8 / ".lock").exists()
     assert_same_run(at_step_8, reference)
     assert checkpoints(at_step_8) == [4, 8, 12, 16]
+
+
+def test_a_stale_lock_a_torn_metrics_line_and_a_damaged_checkpoint_resume_with_one_line_each(
+        reference, at_step_8):
+    """What a crash on a full disk can leave: the dead trainer's lock, half a metrics line and
+    a damaged latest checkpoint. The resume warns once per fault, each on one line."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (at_step_8 / ".lock").write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid,
+                                                 "started": "2026-01-01T00:00:00Z"}))
+    with (at_step_8 / "metrics.jsonl").open("a") as metrics_file:
+        metrics_file.write('{"step": 9, "loss": 4.')
+    files = [p for p in (at_step_8 / "checkpoints" / "8").rglob("*") if p.is_file()]
+    largest = max(files, key=lambda p: p.stat().st_size)
+    largest.write_bytes(largest.read_bytes()[:1000])
+    result = run_to_end(at_step_8)
+    assert result.returncode == 0, result.stderr[-3000:]
+    warned = [line for line in result.stderr.splitlines() if "warning" in line.lower()]
+    assert [line.split(": warning: ")[1].split(" ")[0:3] for line in warned] == [
+        ["taking", "over", "the"], ["the", "checkpoint", "of"], ["dropped", "the", "torn"]], warned
+    assert all(line.startswith("lmjax train: warning: ") for line in warned)
+    assert "warnings.warn(" not in result.stderr and "Traceback" not in result.stderr
+    (moved,) = (at_step_8 / "checkpoints" / "quarantine").iterdir()
+    assert "<bound method" not in (moved / "REASON.txt").read_text()
+    assert "resuming from step 4" in result.stderr
+    assert_same_run(at_step_8, reference)
+    assert not (at_step_8 / ".lock").exists()

@@ -3,6 +3,7 @@ and run directories that cannot be written refused in one line."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -159,6 +160,21 @@ def test_a_run_dir_on_a_read_only_file_system_is_refused_in_one_line(tmp_path):
         f"run_dir {target / 'new' / 'run'} is on a read-only file system: choose a writable run_dir",
     ]
     assert sorted(p.name for p in target.iterdir()) == ["existing_run"]
+
+
+def test_a_lock_that_cannot_be_written_leaves_no_private_file(tmp_path, monkeypatch):
+    """A full disk lets the private record file be created, then fails its write (here: the
+    fsync that follows, failing with ENOSPC); nothing of the attempt may stay behind."""
+    def no_space(descriptor):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    layout = RunLayout.at(tmp_path / "run")
+    with pytest.raises(CheckpointError) as err:
+        RunLock(layout).acquire()
+    assert str(err.value) == (f"run_dir {layout.root} cannot be written (no space left on "
+                              "device): free some space")
+    assert sorted(p.name for p in layout.root.iterdir()) == []
 
 
 @pytest.mark.parametrize("under", [False, True])

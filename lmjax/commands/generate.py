@@ -37,9 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lmjax.decoding import Sampling
-    from lmjax.generate import check_temperature, generate
+    from lmjax.generate import generate
 
-    check_temperature(args.temperature)  # before Sampling, whose own check lets NaN through
     sampling = Sampling(args.temperature, args.top_k, args.top_p)
     result = generate(
         args.checkpoint, args.tokenizer, args.prompt, args.max_new_tokens, sampling,

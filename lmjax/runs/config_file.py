@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import yaml
+from etils import epath
 
 from lmjax import config as config_lib
 from lmjax.errors import CheckpointError
@@ -36,14 +37,30 @@ def _flatten(values: dict, prefix: str = "") -> dict[str, object]:
 
 def read_config(run_dir: PathLike) -> config_lib.Config:
     """The saved config of a run or export, type-checked as when it was written."""
-    path = RunLayout.at(run_dir).config
+    return config_lib.from_dict(_saved_values(RunLayout.at(run_dir).config))
+
+
+def _saved_values(path: epath.Path, empty_ok: bool = False) -> dict:
+    """config.yaml's mapping; a damaged file (not UTF-8, not YAML, not a mapping) is a one-line
+    error naming it and the line, not a parser traceback. An empty one (a start cut short
+    while writing it) conflicts with nothing when `empty_ok`."""
     try:
-        values = yaml.safe_load(path.read_text())
+        values = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise CheckpointError(f"{path} is not UTF-8 text (byte {err.start}): restore it from a "
+                              "copy or use a new run_dir") from None
     except yaml.YAMLError as err:
-        raise CheckpointError(f"{path} is not valid YAML ({str(err).splitlines()[0]}): restore it") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise CheckpointError(f"{path} is not valid YAML ({where}{problem}): restore it from a "
+                              "copy or use a new run_dir") from None
+    if values is None and empty_ok:
+        return {}
     if not isinstance(values, dict):
-        raise CheckpointError(f"{path} is not an lmjax config (a mapping of sections): restore it")
-    return config_lib.from_dict(values)
+        raise CheckpointError(f"{path} is not an lmjax config (a mapping of sections): restore it "
+                              "from a copy or use a new run_dir")
+    return values
 
 
 def check_compatible(run_dir: PathLike, config: config_lib.Config) -> bool:
@@ -53,7 +70,7 @@ def check_compatible(run_dir: PathLike, config: config_lib.Config) -> bool:
     path = RunLayout.at(run_dir).config
     if not path.exists():
         return False
-    saved = _flatten(yaml.safe_load(path.read_text()) or {})
+    saved = _flatten(_saved_values(path, empty_ok=True))
     new = _flatten(config_lib.to_dict(config))
     for key in sorted(saved):
         if key in RESUMABLE:

@@ -26,7 +26,7 @@ import warnings
 
 from etils import epath
 
-from lmjax.errors import CheckpointError
+from lmjax.errors import CheckpointError, LmjaxWarning
 from lmjax.runs.layout import RunLayout
 
 
@@ -65,7 +65,7 @@ class RunLock:
                 f"taking over the lock {self.path} left by pid {holder.get('pid')} on "
                 f"{holder.get('host')} (started {holder.get('started')}), which is no longer "
                 "running",
-                stacklevel=2,
+                LmjaxWarning, stacklevel=2,
             )
             self._remove_stale(holder)
         raise CheckpointError(f"could not take the lock {self.path}: another process keeps "
@@ -104,30 +104,48 @@ class RunLock:
         aside.unlink()
 
 
-def ensure_writable_dir(root: epath.Path) -> None:
-    """Creates the run directory, turning 'is a file', 'under a file' and read-only file
-    systems into one-line errors instead of tracebacks."""
+def ensure_writable_dir(root: epath.Path, name: str = "run_dir") -> None:
+    """Creates the run directory (or another output directory, called `name` in messages),
+    turning 'is a file', 'under a file' and unwritable file systems into one-line errors
+    instead of tracebacks."""
     if root.exists() and not root.is_dir():
-        raise CheckpointError(f"run_dir {root} is a file, not a directory: choose another run_dir")
+        raise CheckpointError(f"{name} {root} is a file, not a directory: choose another {name}")
     try:
         root.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         raise CheckpointError(
-            f"run_dir {root} lies under {_file_ancestor(root) or 'a file'}, which is a file: "
-            "choose another run_dir"
+            f"{name} {root} lies under {_file_ancestor(root) or 'a file'}, which is a file: "
+            f"choose another {name}"
         ) from None
     except OSError as err:
-        raise CheckpointError(_os_error_message(root, err)) from None
+        raise CheckpointError(_os_error_message(root, err, name)) from None
 
 
-def _os_error_message(root: epath.Path, err: OSError) -> str:
+def check_writable_dir(root: epath.Path, name: str) -> None:
+    """`ensure_writable_dir`'s checks without creating anything, for a command that must check
+    its output directory before expensive work that may still fail (and leave no directory)."""
+    if root.exists() and not root.is_dir():
+        raise CheckpointError(f"{name} {root} is a file, not a directory: choose another {name}")
+    if not _is_local(root):
+        return
+    existing = next((p for p in (root, *root.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise CheckpointError(f"{name} {root} lies under {existing}, which is a file: "
+                              f"choose another {name}")
+    if existing is not None and not os.access(existing, os.W_OK):
+        read_only = os.statvfs(existing).f_flag & os.ST_RDONLY
+        raise CheckpointError(_os_error_message(
+            root, OSError(errno.EROFS if read_only else errno.EACCES, ""), name))
+
+
+def _os_error_message(root: epath.Path, err: OSError, name: str = "run_dir") -> str:
     if err.errno == errno.EROFS:
-        return f"run_dir {root} is on a read-only file system: choose a writable run_dir"
+        return f"{name} {root} is on a read-only file system: choose a writable {name}"
     if err.errno in (errno.EACCES, errno.EPERM):
-        return f"run_dir {root} is not writable (permission denied): choose a writable run_dir"
+        return f"{name} {root} is not writable (permission denied): choose a writable {name}"
     if err.errno == errno.ENOSPC:
-        return f"run_dir {root} cannot be written (no space left on device): free some space"
-    return f"run_dir {root} cannot be written ({err.strerror or err}): choose another run_dir"
+        return f"{name} {root} cannot be written (no space left on device): free some space"
+    return f"{name} {root} cannot be written ({err.strerror or err}): choose another {name}"
 
 
 def _file_ancestor(root: epath.Path) -> epath.Path | None:
@@ -140,11 +158,11 @@ def _file_ancestor(root: epath.Path) -> epath.Path | None:
 def create_exclusive(path: str, text: str) -> bool:
     """Atomically creates `path` with `text` (complete before anyone can see it)."""
     private = f"{path}.{os.getpid()}.{uuid.uuid4().hex}"
-    with open(private, "x") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    try:
+    try:  # the private file goes whatever fails, also its write on a full disk
+        with open(private, "x") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.link(private, path)
         return True
     except FileExistsError:
@@ -154,7 +172,8 @@ def create_exclusive(path: str, text: str) -> bool:
             raise
         return _create_exclusive(path, text)
     finally:
-        os.unlink(private)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(private)
 
 
 def _create_exclusive(path: str, text: str) -> bool:

@@ -11,7 +11,6 @@ before parameters are read; `Located.open` then restores them onto a mesh or one
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Any
 
@@ -32,6 +31,7 @@ from lmjax.runs.importers import hf, llama2c
 from lmjax.runs.importers.config import import_config
 from lmjax.runs.importers.hf.tokenizer import read_tokenizer
 from lmjax.runs.layout import PathLike, RunLayout, as_path
+from lmjax.runs.metrics_file import parse_metrics
 from lmjax.runs.params import latest_step, restore_params
 from lmjax.runs.version import check_version
 from lmjax.tokenizers import SentencePieceTokenizer, Tokenizer
@@ -198,10 +198,9 @@ def place_params(params: Any, abstract: Any, where: epath.Path) -> Any:
 
 
 def read_metrics(layout: RunLayout | None) -> list[dict[str, Any]]:
-    """The run's metrics.jsonl records in order ([] when it has none)."""
-    if layout is None or not layout.metrics.exists():
-        return []
-    return [json.loads(line) for line in layout.metrics.read_text().splitlines() if line.strip()]
+    """The run's metrics.jsonl records in order ([] when it has none; a torn last line, as a
+    run still writing it leaves, left out)."""
+    return [] if layout is None else parse_metrics(layout.metrics)[0]
 
 
 def _read_tokenizer(path: epath.Path) -> Tokenizer:

@@ -18,11 +18,15 @@ created on process 0.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import signal
 import sys
 import threading
+import time
 from typing import Any
+
+from etils import epath
 
 from lmjax.config import Config
 from lmjax.runs.layout import RunLayout
@@ -75,36 +79,56 @@ class MetricsFile(Callback):
 
     def on_start(self, run: RunInfo) -> None:
         self.layout = run.layout
-        reporting.truncate_metrics(run.layout.root, run.start_step)
+        with reporting.writing(run.layout.metrics):
+            reporting.truncate_metrics(run.layout.root, run.start_step)
 
     def on_log(self, step: int, record: dict[str, Any]) -> None:
         reporting.append_record(self.layout.root, record)
 
 
 class TensorBoard(Callback):
-    """The logged scalars as TensorBoard event files. tensorboardX writes through local files
-    only, so a run directory on a bucket gets no tensorboard/ (said once on the console)."""
+    """The logged scalars as a TensorBoard event file, written and flushed at each log.
+
+    tensorboardX's `SummaryWriter` writes from a thread through a bounded queue: when a write
+    fails (a full disk) the thread dies and the next log blocks forever in the queue, holding
+    the run's lock and ignoring SIGTERM. Its `EventsWriter` is used here directly, so a failed
+    write raises in the loop (one line, `reporting.writing`). tensorboardX writes local files
+    only, so a run directory on a bucket gets no tensorboard/."""
 
     def __init__(self):
         self.writer = None
+        self.directory: epath.Path | None = None
 
     def on_start(self, run: RunInfo) -> None:
         if "://" in str(run.layout.root):
             return
-        from tensorboardX import SummaryWriter
+        from tensorboardX.event_file_writer import EventsWriter
 
-        self.writer = SummaryWriter(str(run.layout.tensorboard))
+        self.directory = run.layout.tensorboard
+        with reporting.writing(self.directory):
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self.writer = EventsWriter(str(self.directory / "events"))
 
     def on_log(self, step: int, record: dict[str, Any]) -> None:
         if self.writer is None:
             return
-        for name, value in record.items():
-            if name != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
-                self.writer.add_scalar(name, value, step)
+        from tensorboardX.proto.event_pb2 import Event
+        from tensorboardX.summary import scalar
+
+        with reporting.writing(self.directory):
+            for name, value in record.items():
+                if name != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self.writer.write_event(Event(wall_time=time.time(), step=step,
+                                                  summary=scalar(name, value)))
+            self.writer.flush()
 
     def on_close(self) -> None:
+        """Every log was flushed when written (and a failure raised there), so an error while
+        closing after a failed write is not a second one to report."""
         if self.writer is not None:
-            self.writer.close()
+            with contextlib.suppress(OSError):
+                self.writer.close()
+            self.writer = None
 
 
 class ProgressBar(Callback):

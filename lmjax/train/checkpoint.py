@@ -28,7 +28,7 @@ import jax
 import orbax.checkpoint as ocp
 from etils import epath
 
-from lmjax.errors import CheckpointError
+from lmjax.errors import CheckpointError, LmjaxWarning
 from lmjax.runs.layout import PathLike, RunLayout, as_path
 from lmjax.train.orbax_logs import OrbaxErrorCapture
 
@@ -146,7 +146,7 @@ class Checkpointer:
                 warnings.warn(
                     f"the checkpoint of step {step} is damaged ({damage.reason}); moved it to "
                     f"{moved_to} and falling back to the previous one",
-                    stacklevel=2,
+                    LmjaxWarning, stacklevel=2,
                 )
                 continue
             return step, state, data_state
@@ -186,7 +186,7 @@ class Checkpointer:
             raise self._save_error(step, n_bytes, error)
         if error is not None:
             warnings.warn(f"the checkpoint of step {step} committed, but orbax reported: "
-                          f"{_first_line(error)}", stacklevel=3)
+                          f"{_first_line(error)}", LmjaxWarning, stacklevel=3)
         self._keep_last()
 
     def _keep_last(self) -> None:

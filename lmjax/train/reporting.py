@@ -2,20 +2,45 @@
 
 Every path comes from `RunLayout` as an `etils.epath.Path`, so the files land on a bucket
 (`gs://...`) as well as on local disk. metrics.jsonl is strict JSON: a non-finite value (a
-NaN loss, an infinite gradient norm) is written as `null`.
+NaN loss, an infinite gradient norm) is written as `null`. A write that fails (a full disk)
+stops the run with one line naming the file (`writing`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import json
 import math
 import os
-from typing import Any
+import shutil
+import warnings
+from typing import Any, Iterator
 
 from etils import epath
 
+from lmjax.errors import CheckpointError, LmjaxWarning
 from lmjax.runs.layout import PathLike, RunLayout
+from lmjax.runs.metrics_file import parse_metrics
+
+
+@contextlib.contextmanager
+def writing(path: PathLike) -> Iterator[None]:
+    """Turns a failed write of a run-directory file into a one-line `CheckpointError` naming it,
+    so a full disk stops the run (the lock released, exit 2) instead of printing a traceback."""
+    try:
+        yield
+    except OSError as err:
+        reason = (err.strerror or str(err)).lower()
+        if err.errno == errno.ENOSPC and "://" not in os.fspath(path):
+            with contextlib.suppress(OSError):
+                free = shutil.disk_usage(os.path.dirname(os.fspath(path))).free
+                reason += f" ({free / 1e6:.1f} MB free there)"
+        raise CheckpointError(
+            f"writing {path} failed: {reason}; the run stopped: fix this and run the same "
+            "command again to resume from the latest checkpoint"
+        ) from None
 
 
 def json_safe(record: dict[str, Any]) -> dict[str, Any]:
@@ -28,26 +53,31 @@ def append_record(run_dir: PathLike, record: dict[str, Any]) -> None:
     overwrites), so on a bucket the file is read, extended and rewritten."""
     path = RunLayout.at(run_dir).metrics
     line = json.dumps(json_safe(record), allow_nan=False) + "\n"
-    if "://" in os.fspath(path):
-        path.write_text((path.read_text() if path.exists() else "") + line)
-        return
-    with path.open("a") as out:
-        out.write(line)
+    with writing(path):
+        if "://" in os.fspath(path):
+            path.write_text((path.read_text() if path.exists() else "") + line)
+            return
+        with path.open("a") as out:
+            out.write(line)
 
 
 def read_metrics(run_dir: PathLike) -> list[dict[str, Any]]:
-    path = RunLayout.at(run_dir).metrics
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """metrics.jsonl's records, without a torn last line (`lmjax.runs.metrics_file`)."""
+    return parse_metrics(RunLayout.at(run_dir).metrics)[0]
 
 
 def truncate_metrics(run_dir: PathLike, last_step: int) -> None:
-    """Drops records after the step a resumed run restarts from, so none is logged twice."""
+    """Drops records after the step a resumed run restarts from, so none is logged twice, and
+    a torn last line (with a one-line warning)."""
     path = RunLayout.at(run_dir).metrics
-    if path.exists():
-        kept = [r for r in read_metrics(run_dir) if r["step"] <= last_step]
-        path.write_text("".join(json.dumps(r, allow_nan=False) + "\n" for r in kept))
+    if not path.exists():
+        return
+    records, torn = parse_metrics(path)
+    if torn:
+        warnings.warn(f"dropped the torn last line {torn} of {path} (a write cut short by a full "
+                      "disk or a crash); the records before it are kept", LmjaxWarning, stacklevel=2)
+    kept = [r for r in records if r["step"] <= last_step]
+    path.write_text("".join(json.dumps(r, allow_nan=False) + "\n" for r in kept))
 
 
 def per_source_curves(records: list[dict[str, Any]]) -> dict[str, list[tuple[int, float]]]:
@@ -87,5 +117,6 @@ def plot_loss_curve(run_dir: PathLike, title: str) -> epath.Path:
     image = io.BytesIO()
     fig.savefig(image, format="png", dpi=120)
     plt.close(fig)
-    layout.loss_curve.write_bytes(image.getvalue())
+    with writing(layout.loss_curve):
+        layout.loss_curve.write_bytes(image.getvalue())
     return layout.loss_curve

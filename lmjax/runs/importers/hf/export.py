@@ -21,6 +21,7 @@ from lmjax.runs import transfer
 from lmjax.runs.config_file import save_config
 from lmjax.runs.importers.config import import_config
 from lmjax.runs.layout import PathLike, RunLayout, as_path
+from lmjax.runs.lock import check_writable_dir
 from lmjax.runs.open import locate
 from lmjax.runs.params import save_params
 from lmjax.runs.version import write_version
@@ -29,7 +30,7 @@ from lmjax.runs.version import write_version
 def export(path: PathLike, out_dir: PathLike) -> config_lib.Config:
     """Writes the export into `out_dir`, which must not exist yet or be empty."""
     layout = RunLayout.at(out_dir)
-    if layout.root.exists() and (not layout.root.is_dir() or any(layout.root.iterdir())):
+    if layout.root.is_dir() and any(layout.root.iterdir()):
         raise CheckpointError(f"{layout.root} already exists and is not empty: give a new directory")
     source = as_path(path)
     if not (source / "config.json").exists():
@@ -37,6 +38,7 @@ def export(path: PathLike, out_dir: PathLike) -> config_lib.Config:
             f"{source} has no config.json, so it is not a transformers model: give a directory "
             "written by save_pretrained"
         )
+    check_writable_dir(layout.root, "OUT_DIR")  # before the weights are read (by `locate`)
     found = locate(source)
     if found.source != "hf":
         raise CheckpointError(
