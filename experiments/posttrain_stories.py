@@ -72,11 +72,11 @@ def main() -> None:
     examples = datasets.read_sft(out / "sft.jsonl")
     log(f"SFT data: {len(examples)} of {args.stories} stories use a task word")
     rows = sft.sft_rows(examples, tokenizer, template, seq_len)
-    sft_fit = fit(TrainConfig, args.sft_steps, 8, 2e-3, 10)
+    sft_fit = fit(args.sft_steps, 8, 2e-3, 10)
     sft_params, sft_history, _ = sft.train_sft(model, base, rows, sft_fit, out / "runs" / "sft")
     log(f"SFT: loss {sft_history[0]['loss']:.3f} -> {sft_history[-1]['loss']:.3f}")
     lora_tuning = lora.LoraTuning(lora.LoraConfig(rank=args.lora_rank, alpha=2.0 * args.lora_rank))
-    lora_fit = fit(TrainConfig, args.sft_steps, 8, 1e-2, 10)
+    lora_fit = fit(args.sft_steps, 8, 1e-2, 10)
     lora_params, lora_history, lora_trained = sft.train_sft(model, base, rows, lora_fit, out / "runs" / "lora_sft",
                                                             lora_tuning)
     lora.save_adapters(out / "lora_sft", lora_trained["lora"], lora_tuning.config)
@@ -91,12 +91,12 @@ def main() -> None:
 
     rm_result, rm_params, rm_history = reward_model(args, samples, model, sft_params, tokenizer, template, out, log)
 
-    dpo_fit = fit(TrainConfig, args.dpo_steps, 16, 1e-4, 5)
+    dpo_fit = fit(args.dpo_steps, 16, 1e-4, 5)
     dpo_config = dpo.DPOConfig(beta=0.1)
     dpo_params, dpo_history, _ = dpo.train_dpo(model, sft_params, sft_params, train_rows, dpo_fit,
                                                out / "runs" / "dpo", dpo_config)
     log(f"DPO: loss {dpo_history[0]['loss']:.3f} -> {dpo_history[-1]['loss']:.3f}")
-    dpo_lora_fit = fit(TrainConfig, args.dpo_steps, 16, 1e-3, 5)
+    dpo_lora_fit = fit(args.dpo_steps, 16, 1e-3, 5)
     dpo_lora_params, dpo_lora_history, _ = dpo.train_dpo(model, sft_params, sft_params, train_rows, dpo_lora_fit,
                                                          out / "runs" / "lora_dpo", dpo_config, lora_tuning)
     log(f"LoRA DPO: loss {dpo_lora_history[0]['loss']:.3f} -> {dpo_lora_history[-1]['loss']:.3f}")
@@ -136,9 +136,11 @@ def main() -> None:
     log(f"wrote {out}/results.json and {len(figures)} figures")
 
 
-def fit(train_config, steps: int, batch_size: int, lr: float, warmup: int, weight_decay: float = 0.0):
+def fit(steps: int, batch_size: int, lr: float, warmup: int, weight_decay: float = 0.0):
     """A run's optimizer and bookkeeping (`lmjax.config.TrainConfig`), logged every 10 steps."""
-    return train_config(steps=steps, global_batch_size=batch_size, lr=lr, warmup_steps=min(warmup, steps - 1),
+    from lmjax.config import TrainConfig
+
+    return TrainConfig(steps=steps, global_batch_size=batch_size, lr=lr, warmup_steps=min(warmup, steps - 1),
                         weight_decay=weight_decay, log_every=10, eval_every=steps)
 
 
@@ -147,7 +149,6 @@ def reward_model(args, samples, model, sft_params, tokenizer, template, out, log
     (another prompt's sample lacking the word as rejected), fitted on training prompts and
     scored on two held-out sets: prompts of training words (new samples of instructions seen
     in training) and prompts of held-out words (instructions it never saw)."""
-    from lmjax.config import TrainConfig
     from lmjax.posttrain import datasets, dpo, reward
 
     train, seen, unseen, unseen_words = datasets.split_by_word(samples, RM_HELD_OUT_WORDS, 0.125, seed=2)
@@ -158,7 +159,7 @@ def reward_model(args, samples, model, sft_params, tokenizer, template, out, log
     log(f"reward model: {len(train_pairs)} training pairs ({len(within)} within a prompt, {len(cross)} cross-prompt) "
         f"from {len(train)} prompts; held out: {len(seen)} prompts of training words, {len(unseen)} of the words "
         f"{', '.join(unseen_words)}")
-    train_config = fit(TrainConfig, args.rm_steps, RM_BATCH, RM_LR, 10, RM_WEIGHT_DECAY)
+    train_config = fit(args.rm_steps, RM_BATCH, RM_LR, 10, RM_WEIGHT_DECAY)
     rows = dpo.pair_rows(train_pairs, tokenizer, template, RM_SEQ_LEN)
     rm_params, history = reward.train_reward_model(
         model, reward.init_reward_model(sft_params, model.config.d_model, args.rm_reads), rows, train_config,

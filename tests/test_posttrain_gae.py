@@ -34,3 +34,18 @@ def test_whiten_over_masked_entries():
     values = np.array([[9.0, 1.0, 3.0]])
     out = whiten(values, np.array([[0.0, 1.0, 1.0]]))
     np.testing.assert_allclose(out, [[0.0, -1.0, 1.0]], atol=1e-6)
+
+
+def test_rollout_rows_survive_the_checkpoint_json_bitwise():
+    """PPO stores an update's rows in the checkpoint's JSON data state when it stops mid-update;
+    float32 and int32 values must come back bit for bit."""
+    import json
+
+    from lmjax.posttrain.ppo import decode_arrays, encode_arrays
+
+    rng = np.random.default_rng(0)
+    rows = {"old_logp": rng.standard_normal((3, 5)).astype(np.float32) * 1e-3,
+            "last": rng.integers(0, 5, 3).astype(np.int32)}
+    back = decode_arrays(json.loads(json.dumps(encode_arrays(rows))))
+    for name, value in rows.items():
+        assert back[name].dtype == value.dtype and back[name].tobytes() == value.tobytes()

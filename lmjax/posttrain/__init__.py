@@ -2,7 +2,8 @@
 
 One job per module: `task` (the verifiable "story about a word" task and its reward),
 `datasets` (sampling and jsonl files), `packing` (prompt/response examples into packed
-batches), `sequences` (log-probabilities and hidden states of responses), `trainer` (the
-shared update loop), then one module per method. `docs/posttraining.md` shows them working
+batches), `sequences` (log-probabilities and hidden states of responses), `engine` and
+`tuning` (a method's loss and batches, and what trains, run on the training engine of
+`lmjax.train`), then one module per method. `docs/posttraining.md` shows them working
 on stories260K.
 """

@@ -200,8 +200,9 @@ def build_posttrain_setup(method: Method, config: Config, settings: dict, *, tok
 def run_method(method: Method, config: Config, settings: dict | None = None, *, tokenizer=None,
                placement=None, callbacks: list[Callback] | None = None) -> tuple[Any, RunResult]:
     """Trains `method` in `config.run_dir` (resuming its latest checkpoint), reporting to
-    `callbacks` (default: metrics.jsonl, TensorBoard, loss plot, SIGTERM); returns the final
-    trained tree, on the host, and the run's result."""
+    `callbacks` (default: metrics.jsonl, TensorBoard, loss plot, SIGTERM); returns the trained
+    tree of its latest checkpoint (the loop saves at its last step), placed as it trained, and
+    the run's result."""
     setup = build_posttrain_setup(method, config, settings or {"method": method.name},
                                   tokenizer=tokenizer, placement=placement)
     chosen = default_callbacks(setup.primary, progress=False) if callbacks is None else callbacks
@@ -209,7 +210,8 @@ def run_method(method: Method, config: Config, settings: dict | None = None, *, 
     return latest_trained(setup), result
 
 
-def trained_at_latest_checkpoint(method: Method, config: Config, settings: dict | None = None) -> tuple[int, Any] | None:
+def trained_at_latest_checkpoint(method: Method, config: Config,
+                                 settings: dict | None = None) -> tuple[int, Any] | None:
     """(step, trained tree) of `config.run_dir`'s latest checkpoint, e.g. after a method's
     batch source ended the run early; None when it has none."""
     setup = build_posttrain_setup(method, config, settings or {"method": method.name})
