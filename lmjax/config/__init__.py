@@ -3,7 +3,7 @@ overrides (`load`), and the value checks (`validate`). The names other modules u
 re-exported here, so `from lmjax.config import load_config, Config, validate` keeps working."""
 
 from lmjax.config.schema import (ARCH_OBJECTIVE, ARCH_POSITIONS, ARCHS, ATTENTION_IMPLS, DTYPES,
-                                 KERNEL_BACKEND, MLPS, NORMS, OBJECTIVE_ARCH, OBJECTIVES,
+                                 KERNEL_PLATFORM, MLPS, NORMS, OBJECTIVE_ARCH, OBJECTIVES,
                                  POSITIONS, REMAT, SOURCE_FORMATS, SOURCE_KEYS, TOKENIZERS,
                                  UTF8_POLICIES, CheckpointConfig, Config, DataConfig, MeshConfig,
                                  ModelConfig, SourceConfig, TrainConfig, default_axis_rules,

@@ -23,7 +23,7 @@ POSITIONS = ("learned", "rope", "relative")
 MLPS = ("gelu", "gelu_exact", "relu", "swiglu", "geglu")  # gelu: tanh approximation; gelu_exact: erf
 DTYPES = ("auto", "float32", "bfloat16")  # auto: bfloat16 on GPU/TPU, float32 on CPU
 ATTENTION_IMPLS = ("auto", "xla", "cudnn", "splash")  # lmjax.models.attention_kernels
-KERNEL_BACKEND = {"cudnn": "gpu", "splash": "tpu"}
+KERNEL_PLATFORM = {"cudnn": "gpu", "splash": "tpu"}
 REMAT = ("none", "full", "dots_saveable")
 OBJECTIVES = ("causal_lm", "masked_lm", "span_corruption")
 OBJECTIVE_ARCH = {"causal_lm": "gpt", "masked_lm": "bert", "span_corruption": "t5"}
@@ -64,7 +64,7 @@ class ModelConfig:
     mlp: str = "gelu"
     use_bias: bool = True
     tie_embeddings: bool = True
-    dtype: str = "auto"  # compute dtype; parameters stay float32 (lmjax.models.backend)
+    dtype: str = "auto"  # compute dtype; parameters stay float32 (lmjax.models.platform)
     remat: str = "none"
     scan_layers: bool = False  # nn.scan over identical blocks: one compiled layer, fast compiles
     attention_blocks: int = 1  # >1: causal attention in blocks, masked ones skipped (>=64 rows: tiles)

@@ -9,7 +9,7 @@ import dataclasses
 import math
 
 from lmjax.config.schema import (ARCH_OBJECTIVE, ARCH_POSITIONS, ARCHS, ATTENTION_IMPLS,
-                                 DTYPES, KERNEL_BACKEND, MLPS, NORMS, OBJECTIVE_ARCH, OBJECTIVES,
+                                 DTYPES, KERNEL_PLATFORM, MLPS, NORMS, OBJECTIVE_ARCH, OBJECTIVES,
                                  POSITIONS, REMAT, SOURCE_FORMATS, TOKENIZERS, UTF8_POLICIES,
                                  CheckpointConfig, Config, DataConfig, MeshConfig, ModelConfig,
                                  TrainConfig, source_configs)
@@ -89,7 +89,7 @@ def validate_model(model: ModelConfig) -> None:
 def _validate_attention_impl(model: ModelConfig) -> None:
     """A named kernel needs its backend (asked of JAX only then) and a model it can serve."""
     _choice("model.attention_impl", model.attention_impl, ATTENTION_IMPLS)
-    needed = KERNEL_BACKEND.get(model.attention_impl)
+    needed = KERNEL_PLATFORM.get(model.attention_impl)
     if needed is None:
         return
     if model.arch == "t5":

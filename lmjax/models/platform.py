@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import jax
 
-from lmjax.config import KERNEL_BACKEND
+from lmjax.config import KERNEL_PLATFORM
 
 ACCELERATORS = ("gpu", "tpu")
 # The fused attention kernel each accelerator platform offers (`auto` picks it).
-PLATFORM_KERNEL = {platform: kernel for kernel, platform in KERNEL_BACKEND.items()}
+PLATFORM_KERNEL = {platform: kernel for kernel, platform in KERNEL_PLATFORM.items()}
 
 
 def jax_platform() -> str:
