@@ -11,21 +11,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parent.parent / "lmjax"
 
-# Cycles and eval imports in other engineers' areas, each to be broken on its own branch.
-# strict xfail: once the merged code breaks one, its test passes, fails the run, and the
-# lead deletes the entry.
-KNOWN_CYCLES = {
-    "sweep identity <-> spec (tools)": {"lmjax.sweep.identity", "lmjax.sweep.spec"},
-    "ngram model <-> storage (tools)": {"lmjax.ngram.model", "lmjax.ngram.storage"},
-}
-KNOWN_EVAL_IMPORTERS = {
-    "config -> eval (config)": "lmjax.config",
-    "train.loop -> eval.callback (engine)": "lmjax.train.loop",
-}
 # The floors above evaluation, which may call it.
 MAY_IMPORT_EVAL = ("lmjax.eval", "lmjax.commands", "lmjax.cli", "lmjax.sweep")
 
@@ -121,30 +108,11 @@ def test_the_graph_sees_lazy_imports():
     assert "lmjax.data.fertility" in graph["lmjax.commands.data"]  # inside a function
 
 
-def test_lmjax_data_has_no_import_cycle():
-    assert [c for c in cycles(import_graph()) if any(m.startswith("lmjax.data") for m in c)] == []
-
-
-def test_no_import_cycle_but_the_known_ones():
-    unknown = [sorted(c) for c in cycles(import_graph()) if c not in KNOWN_CYCLES.values()]
-    assert unknown == [], f"import cycles: {unknown}; move the shared piece so imports point one way"
-
-
-@pytest.mark.parametrize("name", sorted(KNOWN_CYCLES))
-@pytest.mark.xfail(strict=True, reason="a cycle in another area; delete its KNOWN_CYCLES entry once broken")
-def test_known_cycle_is_broken(name):
-    assert not any(KNOWN_CYCLES[name] <= c for c in cycles(import_graph()))
+def test_no_import_cycle():
+    found = [sorted(c) for c in cycles(import_graph())]
+    assert found == [], f"import cycles: {found}; move the shared piece so imports point one way"
 
 
 def test_only_the_floors_above_eval_import_it():
-    found = eval_importers(import_graph())
-    unknown = {name: sorted(t) for name, t in found.items()
-               if not any(name == m or name.startswith(m + ".") for m in KNOWN_EVAL_IMPORTERS.values())}
-    assert unknown == {}, f"these import lmjax.eval from below it: {unknown}"
-
-
-@pytest.mark.parametrize("name", sorted(KNOWN_EVAL_IMPORTERS))
-@pytest.mark.xfail(strict=True, reason="another area's import of eval; delete its entry once removed")
-def test_known_eval_import_is_gone(name):
-    module = KNOWN_EVAL_IMPORTERS[name]
-    assert not any(found == module or found.startswith(module + ".") for found in eval_importers(import_graph()))
+    found = {name: sorted(t) for name, t in eval_importers(import_graph()).items()}
+    assert found == {}, f"these import lmjax.eval from below it: {found}"
