@@ -21,6 +21,7 @@ import traceback
 from typing import Any
 
 from lmjax.errors import LmjaxError
+from lmjax.sweep import lifetime
 from lmjax.sweep import status as status_lib
 
 EXIT = {"succeeded": 0, "failed": 1, "skipped": 3, "interrupted": 4}
@@ -115,6 +116,7 @@ def result_summary(result) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    lifetime.die_with_runner()
     parser = argparse.ArgumentParser(prog="python -m lmjax.sweep.worker")
     parser.add_argument("point_dir")
     parser.add_argument("--stale-after", type=float, default=600.0)

@@ -5,15 +5,13 @@ A fresh process per point keeps XLA's compilation caches, device state and flags
 between points. The worker claims the point itself, so several `lmjax sweep run` processes
 (or hosts sharing the sweep directory) can work on one sweep. Interrupting the runner
 (Ctrl-C) sends SIGTERM to running points, which save a checkpoint and record `interrupted`.
-Killing the runner outright (SIGKILL, a lost session) does the same: on Linux each point is
-started with a parent-death signal, so no worker trains on as an orphan holding its claim.
+Killing the runner outright (SIGKILL, a lost session) does the same (`lmjax.sweep.lifetime`),
+so no worker trains on as an orphan holding its claim.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,6 +19,7 @@ from collections.abc import Callable
 
 from etils import epath
 
+from lmjax.sweep import lifetime
 from lmjax.sweep import status as status_lib
 from lmjax.sweep.runner import RunOptions, open_dirs, worker_args
 
@@ -51,26 +50,9 @@ class LocalExecutor:
     def _start(self, directory: epath.Path, options: RunOptions) -> subprocess.Popen:
         command = [sys.executable, "-m", "lmjax.sweep.worker", *worker_args(directory, options)]
         if "://" in os.fspath(directory):
-            return start_child(command)
+            return subprocess.Popen(command, env=lifetime.worker_env())
         with open(directory / status_lib.LOG_FILE, "a") as log:
-            return start_child(command, stdout=log, stderr=subprocess.STDOUT)
-
-
-PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-
-
-def start_child(command: list[str], **popen_options) -> subprocess.Popen:
-    """Starts `command` so that it gets SIGTERM when this process dies, however it dies."""
-    if not sys.platform.startswith("linux"):
-        return subprocess.Popen(command, **popen_options)
-    parent = os.getpid()
-
-    def die_with_parent() -> None:  # runs in the child, between fork and exec
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return subprocess.Popen(command, preexec_fn=die_with_parent, **popen_options)
+            return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=lifetime.worker_env())
 
 
 def _stop(running: dict[subprocess.Popen, epath.Path]) -> None:
