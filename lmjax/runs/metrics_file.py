@@ -18,7 +18,8 @@ from etils import epath
 from lmjax.errors import CheckpointError
 
 
-def parse_metrics(path: epath.Path, need_step: bool = False) -> tuple[list[dict[str, Any]], int | None]:
+def parse_metrics(path: epath.Path,
+                  need_step: bool = False) -> tuple[list[dict[str, Any]], int | None]:
     """(records in file order, the number of a torn last line or None)."""
     if not path.exists():
         return [], None
