@@ -64,12 +64,23 @@ def test_a_damaged_line_before_the_last_is_refused_naming_file_and_line(tmp_path
     data = b"\n".join(lines) + b"\n"
     (tmp_path / "metrics.jsonl").write_bytes(data)
     expected = f"{tmp_path / 'metrics.jsonl'} line 2 is damaged ({problem}): move the file aside"
-    for read in (lambda: read_metrics(tmp_path), lambda: truncate_metrics(tmp_path, 3),
-                 lambda: run_metrics(RunLayout.at(tmp_path))):
+    readers = [lambda: read_metrics(tmp_path), lambda: truncate_metrics(tmp_path, 3)]
+    if "step" not in problem:  # open_run also shows post-training records, which have no step
+        readers.append(lambda: run_metrics(RunLayout.at(tmp_path)))
+    for read in readers:
         with pytest.raises(CheckpointError) as err:
             read()
         assert str(err.value).startswith(expected) and "\n" not in str(err.value)
     assert (tmp_path / "metrics.jsonl").read_bytes() == data
+
+
+def test_open_run_shows_records_without_a_step_and_refuses_what_is_not_an_object(tmp_path):
+    """Post-training exports log records such as {"held_out_accuracy": 0.5}."""
+    (tmp_path / "metrics.jsonl").write_text('{"held_out_accuracy": 0.5}\n[1, 2]\n')
+    with pytest.raises(CheckpointError, match="line 2 is damaged \\(not a JSON object\\)"):
+        run_metrics(RunLayout.at(tmp_path))
+    (tmp_path / "metrics.jsonl").write_text('{"held_out_accuracy": 0.5}\n')
+    assert run_metrics(RunLayout.at(tmp_path)) == [{"held_out_accuracy": 0.5}]
 
 
 @pytest.mark.parametrize(("text", "problem"), [

@@ -63,7 +63,7 @@ def append_record(run_dir: PathLike, record: dict[str, Any]) -> None:
 
 def read_metrics(run_dir: PathLike) -> list[dict[str, Any]]:
     """metrics.jsonl's records, without a torn last line (`lmjax.runs.metrics_file`)."""
-    return parse_metrics(RunLayout.at(run_dir).metrics)[0]
+    return parse_metrics(RunLayout.at(run_dir).metrics, need_step=True)[0]
 
 
 def truncate_metrics(run_dir: PathLike, last_step: int) -> None:
@@ -72,7 +72,7 @@ def truncate_metrics(run_dir: PathLike, last_step: int) -> None:
     path = RunLayout.at(run_dir).metrics
     if not path.exists():
         return
-    records, torn = parse_metrics(path)
+    records, torn = parse_metrics(path, need_step=True)
     if torn:
         warnings.warn(f"dropped the torn last line {torn} of {path} (a write cut short by a full "
                       "disk or a crash); the records before it are kept", LmjaxWarning, stacklevel=2)
