@@ -28,6 +28,7 @@ from lmjax.config import Config
 from lmjax.errors import TrainingDiverged
 from lmjax.runs.lock import RunLock
 from lmjax.train import flops as flops_lib
+from lmjax.train import reporting
 from lmjax.train.callbacks import Callback, RunInfo, default_callbacks
 from lmjax.train.result import RunResult
 from lmjax.train.setup import TrainSetup, build_setup, checkpoint_steps
@@ -97,7 +98,8 @@ class _Loop:
         train_iter = setup.batches("train")
         start_step, state = self._initial_state(checkpointer, train_iter)
         if setup.primary:
-            setup.write_run_files()
+            with reporting.writing(setup.layout.root):
+                setup.write_run_files()
         system_peak = flops_lib.system_peak(config.train.peak_flops or flops_lib.measure_matmul_peak(
             flops_lib.largest_matmul_size(config.model)))
         self.emit("on_start", RunInfo(config, setup.layout, start_step, config.train.steps,
