@@ -25,20 +25,19 @@ def test_saved_layout_converts_both_ways(tmp_path, arch_config):
     inputs = {name: jnp.asarray(np.random.default_rng(0).integers(0, loop.vocab_size, (2, 8)))
               for name in example_inputs(loop.arch)}
     for source, target in ((loop, scanned), (scanned, loop)):
-        # Jitted: eager init and apply run a scanned model's body op by op, several times slower.
-        params = nn.unbox(jax.jit(build_model(source).init)(jax.random.key(1), **inputs)["params"])
+        params = nn.unbox(build_model(source).init(jax.random.key(1), **inputs)["params"])
         export = tmp_path / f"{arch_config}-{source.scan_layers}"
         save_params(export, params)
         restored = load_params(export, abstract_params(target), target)
-        expected = jax.jit(build_model(source).apply)({"params": params}, **inputs)
-        got = jax.jit(build_model(target).apply)({"params": restored}, **inputs)
+        expected = build_model(source).apply({"params": params}, **inputs)
+        got = build_model(target).apply({"params": restored}, **inputs)
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_a_checkpoint_of_another_shape_is_refused_in_one_line(tmp_path):
     small = load_config("gpt_tiny").model
-    init = jax.jit(build_model(small).init)
-    params = nn.unbox(init(jax.random.key(0), input_ids=jnp.zeros((1, 4), jnp.int32))["params"])
+    params = nn.unbox(build_model(small).init(jax.random.key(0),
+                                              input_ids=jnp.zeros((1, 4), jnp.int32))["params"])
     save_params(tmp_path / "exp", params)
     wider = dataclasses.replace(small, d_model=2 * small.d_model, scan_layers=True)
     with pytest.raises(CheckpointError, match="another model shape") as err:
