@@ -9,6 +9,10 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # One cache of prepared corpora and trained tokenizers per test session, shared by the
 # subprocesses that tests start, so each corpus is prepared once.
 os.environ.setdefault("LMJAX_CACHE_DIR", tempfile.mkdtemp(prefix="lmjax-test-cache-"))
+# One persistent XLA compilation cache per test session, shared the same way: a run and its
+# resume, a restarted run, or the same tiny config trained by several tests compile each
+# program once (JAX reads this before it starts; compiles under a second are not stored).
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="lmjax-test-xla-"))
 
 import pytest  # noqa: E402
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import jax
 import numpy as np
+import pytest
 from fake_gcs import bucket  # noqa: F401  (the fixture)
 
 from lmjax.config import load_config
@@ -30,6 +31,7 @@ class StopAfterStep(Callback):
             self.stop.request()
 
 
+@pytest.mark.e2e  # a slow end-to-end check: .ci/run's second step
 def test_a_gs_run_dir_trains_resumes_and_opens_like_a_local_one(bucket, tmp_path):
     remote = f"{bucket}/run"
     local = train(load_config("gpt_tiny", [f"run_dir={tmp_path / 'local'}", *RUN]))

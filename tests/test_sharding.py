@@ -1,5 +1,7 @@
 """Sharding: one model, one batch, the same loss and gradients on every mesh layout."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import numpy as np
@@ -39,6 +41,15 @@ def loss_and_grads(model, objective, params, batch):
     return jax.value_and_grad(mean_loss)(params)
 
 
+@pytest.fixture(scope="module")
+def on_mesh(setup):
+    """Loss, gradients and placed parameters by mesh shape: each layout compiles once per
+    module, whichever tests read it."""
+    config, model, objective, batch, variables = setup
+    return functools.cache(
+        lambda shape: sharded_loss_and_grads(config, model, objective, variables, batch, shape))
+
+
 def sharded_loss_and_grads(config, model, objective, variables, batch, shape):
     config.mesh.data, config.mesh.fsdp, config.mesh.tensor = shape
     devices = jax.devices()[: int(np.prod(shape))]
@@ -53,22 +64,21 @@ def sharded_loss_and_grads(config, model, objective, variables, batch, shape):
     return loss, grads, params
 
 
-def test_loss_and_gradients_agree_on_every_mesh(setup):
+def test_loss_and_gradients_agree_on_every_mesh(setup, on_mesh):
     config, model, objective, batch, variables = setup
     reference_loss, reference_grads = jax.jit(
         lambda p, b: loss_and_grads(model, objective, p, b)
     )(nn.unbox(variables)["params"], batch)
     assert np.isfinite(reference_loss) and reference_loss > 1.0
     for shape in MESHES:
-        loss, grads, _ = sharded_loss_and_grads(config, model, objective, variables, batch, shape)
+        loss, grads, _ = on_mesh(shape)
         np.testing.assert_allclose(loss, reference_loss, rtol=2e-6, err_msg=str(shape))
         for ref, got in zip(jax.tree.leaves(reference_grads), jax.tree.leaves(grads)):
             np.testing.assert_allclose(got, ref, rtol=1e-4, atol=2e-6, err_msg=str(shape))
 
 
-def test_parameter_shardings_follow_the_rules(setup):
-    config, model, objective, batch, variables = setup
-    _, _, params = sharded_loss_and_grads(config, model, objective, variables, batch, (2, 2, 2))
+def test_parameter_shardings_follow_the_rules(on_mesh):
+    _, _, params = on_mesh((2, 2, 2))
     block = params["h_0"]
     expected = {
         ("wte", "embedding"): P("tensor", "fsdp"),  # (vocab, embed)

@@ -14,6 +14,7 @@ from lmjax.sweep.executors.ray import RayExecutor, task_options
 from lmjax.sweep.runner import RunOptions, point_dir, run_sweep
 
 
+@pytest.mark.e2e  # a slow end-to-end check: .ci/run's second step
 # ray.init starts its processes by fork+exec (subprocess), which JAX's fork warning cannot tell
 # from a bare fork; nothing of JAX runs in the child before exec.
 @pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")

@@ -11,6 +11,7 @@ import textwrap
 import time
 
 import jax
+import pytest
 
 from lmjax import cli
 from lmjax.sweep import load_spec, points
@@ -57,6 +58,7 @@ def kill_at_checkpoint(directory, step):
     process.wait()
 
 
+@pytest.mark.e2e  # a slow end-to-end check: .ci/run's second step
 def test_sweep_runs_fails_one_is_killed_resumes_and_skips_finished(tmp_path, capsys, monkeypatch):
     jax.devices()  # this process keeps its eight devices; only the workers get one
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")

@@ -42,6 +42,7 @@ def in_thread(function):
     return out["value"]
 
 
+@pytest.mark.e2e  # a slow end-to-end check: .ci/run's second step
 def test_train_in_a_worker_thread_matches_the_cli_bitwise(tmp_path):
     overrides = [*RUN, "train.steps=4"]
     cli = subprocess.run([sys.executable, "-m", "lmjax.cli", "train", "--config", "gpt_tiny",

@@ -72,6 +72,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.e2e  # a slow end-to-end check: .ci/run's second step
 def test_two_processes_match_one_process(tmp_path):
     steps = ["train.steps=3", "train.eval_every=1000"]
 

@@ -24,7 +24,10 @@ def random_batch(config, rows: int = 8, seed: int = 0) -> dict:
     return {k: np.stack([e[k] for e in examples]) for k in examples[0]}
 
 
-def one_step(overrides, batch):
+def one_step(overrides, batch, params):
+    """One jitted step from `params`. None of the options tested here changes the parameter
+    tree, so every variant starts from the reference's parameters, initialised once per module
+    (an eager init costs as much as compiling the step)."""
     # Adam's first update is lr·g/(|g| + eps): with the default eps 1e-8 a parameter whose
     # gradient is ~1e-8 moves by anything up to lr on rounding noise alone, so two exact ways of
     # computing the same gradient need not give the same parameters. eps 1e-6 keeps the first
@@ -32,7 +35,6 @@ def one_step(overrides, batch):
     config = load_config("gpt_tiny", ["train.eps=1e-6", *overrides])
     model = build_model(config.model)
     optimizer = make_optimizer(config.train)
-    params = nn.unbox(model.init(jax.random.key(0), input_ids=batch["inputs"][:1]))["params"]
     state = {"step": jax.numpy.zeros((), "int32"), "params": params,
              "opt_state": optimizer.init(params)}
     step = make_train_step(model, CausalLM(pad_id=PAD), optimizer,
@@ -44,7 +46,9 @@ def one_step(overrides, batch):
 def reference():
     config = load_config("gpt_tiny")
     batch = random_batch(config)
-    return batch, one_step(["train.warmup_steps=0"], batch)
+    model = build_model(config.model)
+    params = nn.unbox(model.init(jax.random.key(0), input_ids=batch["inputs"][:1]))["params"]
+    return batch, params, one_step(["train.warmup_steps=0"], batch, params)
 
 
 def assert_same_update(a, b, rtol):
@@ -56,37 +60,39 @@ def assert_same_update(a, b, rtol):
 
 
 def test_gradient_accumulation_gives_the_whole_batch_update(reference):
-    batch, whole = reference
-    accumulated = one_step(["train.warmup_steps=0", "train.grad_accum_steps=4"], batch)
+    batch, params, whole = reference
+    accumulated = one_step(["train.warmup_steps=0", "train.grad_accum_steps=4"], batch, params)
     assert_same_update(accumulated, whole, rtol=1e-5)
 
 
 def test_rematerialisation_gives_the_same_update(reference):
-    batch, whole = reference
+    batch, params, whole = reference
     for policy in ("full", "dots_saveable"):
-        assert_same_update(one_step(["train.warmup_steps=0", f"model.remat={policy}"], batch),
-                           whole, rtol=1e-5)
+        remat = one_step(["train.warmup_steps=0", f"model.remat={policy}"], batch, params)
+        assert_same_update(remat, whole, rtol=1e-5)
 
 
 def test_blocked_causal_attention_gives_the_same_update(reference):
-    batch, whole = reference
-    assert_same_update(one_step(["train.warmup_steps=0", "model.attention_blocks=4"], batch),
-                       whole, rtol=1e-5)
+    batch, params, whole = reference
+    blocked = one_step(["train.warmup_steps=0", "model.attention_blocks=4"], batch, params)
+    assert_same_update(blocked, whole, rtol=1e-5)
 
 
 def test_bfloat16_compute_keeps_float32_master_weights(reference):
-    batch, whole = reference
-    state, metrics = one_step(["train.warmup_steps=0", "model.dtype=bfloat16"], batch)
+    batch, params, whole = reference
+    overrides = ["train.warmup_steps=0", "model.dtype=bfloat16"]
+    model = build_model(load_config("gpt_tiny", overrides).model)
+    initial = jax.eval_shape(model.init, jax.random.key(0), input_ids=batch["inputs"][:1])
+    assert all(x.dtype == np.float32 for x in jax.tree.leaves(nn.unbox(initial)["params"]))
+    state, metrics = one_step(overrides, batch, params)
     assert all(x.dtype == np.float32 for x in jax.tree.leaves(state["params"]))
     np.testing.assert_allclose(metrics["loss"], whole[1]["loss"], rtol=2e-2)
 
 
 def test_loss_counts_only_weighted_targets_and_matches_optax(reference):
-    batch, (_, metrics) = reference
-    config = load_config("gpt_tiny")
-    model = build_model(config.model)
-    params = nn.unbox(model.init(jax.random.key(0), input_ids=batch["inputs"][:1]))["params"]
-    logits = model.apply({"params": params}, input_ids=batch["inputs"])
+    batch, params, (_, metrics) = reference
+    model = build_model(load_config("gpt_tiny").model)
+    logits = jax.jit(model.apply)({"params": params}, input_ids=batch["inputs"])
     per_token = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"])
     expected = (per_token * batch["weights"]).sum() / batch["weights"].sum()
     assert batch["weights"].sum() == batch["weights"].size - 5
