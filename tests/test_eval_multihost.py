@@ -41,6 +41,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.e2e
 def test_two_hosts_give_the_single_host_metrics(tmp_path, data_dir):
     script = tmp_path / "host.py"
     script.write_text(SCRIPT)

@@ -140,6 +140,7 @@ def at_step_8(reference, tmp_path):
     return run_dir
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("seed", [0])
 def test_kill_9_at_three_random_steps_then_resume(reference, tmp_path, seed):
     """Three SIGKILLs at steps drawn from the seed, at least 4 apart (so each lands in the
@@ -164,6 +165,7 @@ def test_kill_9_at_three_random_steps_then_resume(reference, tmp_path, seed):
     assert checkpoints(run_dir) == [4, 8, 12, 16]
 
 
+@pytest.mark.e2e
 def test_kill_9_inside_a_save_leaves_the_previous_checkpoint_latest(reference, at_step_8):
     env = {**os.environ, "KILL_IN_SAVE_OF": "12"}
     killed = subprocess.run([sys.executable, "-c", KILL_INSIDE_SAVE, *train_args(at_step_8)],

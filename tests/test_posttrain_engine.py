@@ -63,6 +63,7 @@ def assert_same_run(resumed: pathlib.Path, full: pathlib.Path) -> None:
     jax.tree.map(np.testing.assert_array_equal, open_run(resumed).params, open_run(full).params)
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_a_ppo_run_killed_mid_run_resumes_to_the_uninterrupted_result(tmp_path, capsys):
     full, killed = tmp_path / "full", tmp_path / "killed"
@@ -80,6 +81,7 @@ def test_a_ppo_run_killed_mid_run_resumes_to_the_uninterrupted_result(tmp_path, 
     assert list((killed / "tensorboard").glob("events.out.tfevents.*")) and not (killed / ".lock").exists()
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_an_sft_run_killed_mid_run_resumes_to_the_uninterrupted_result(tmp_path):
     args, full, killed = sft_args(tmp_path), tmp_path / "full", tmp_path / "killed"
