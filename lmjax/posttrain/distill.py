@@ -28,6 +28,7 @@ from lmjax.objectives.causal_lm import CausalLM, token_cross_entropy
 from lmjax.posttrain.engine import Method, run_config, run_method
 from lmjax.posttrain.packing import epoch_batches
 from lmjax.runs.layout import PathLike
+from lmjax.train.reporting import read_metrics
 
 # inputs B×T -> teacher logits B×T×V, traced inside the student's loss
 Teacher = Callable[[jax.Array], jax.Array]
@@ -122,10 +123,11 @@ def train_student(student: nn.Module, params: Any, rows: np.ndarray, train: Trai
                   run_dir: PathLike, objective: CausalLM = CausalLM(),
                   teacher: Teacher | None = None) -> tuple[Any, list[dict]]:
     """The student's parameters after `train.steps` steps from `params` on `rows`, trained as
-    a run in `run_dir` (resumed when it holds this run), and the records it logged."""
+    a run in `run_dir` (resumed when it holds this run), and the run's records (metrics.jsonl:
+    those of earlier sessions too)."""
     method = student_method(student, params, rows, train, objective, teacher)
-    trained, result = run_method(method, run_config(student.config, train, run_dir))
-    return trained, result.records
+    trained, _ = run_method(method, run_config(student.config, train, run_dir))
+    return trained, read_metrics(run_dir)
 
 
 def check_student(teacher: ModelConfig, student: ModelConfig) -> None:
