@@ -111,8 +111,8 @@ def student_method(student: nn.Module, params: Any, rows: np.ndarray, train: Tra
             batch = {**batch, "teacher_logits": teacher(batch["inputs"])}
         outputs = student.apply({"params": trained}, **objective.model_inputs(batch), **objective.model_options)
         total, weight, sums = objective.loss(outputs, batch)
-        weight = jnp.maximum(weight, 1.0)
-        return total / weight, weight, {name: value / weight for name, value in sums.items()}
+        tokens = jnp.maximum(weight, 1.0)  # the engine weighs the means back into sums
+        return total / tokens, weight, {name: value / tokens for name, value in sums.items()}
 
     return Method(name=objective.loss_name.removesuffix("_loss"), trained=params, loss=loss,
                   batches=epoch_batches(examples, train.global_batch_size, train.seed),
