@@ -114,13 +114,7 @@ def run_distill(args: argparse.Namespace) -> int:
     objective = distill.Distillation(temperature=args.temperature, hard_weight=args.hard_weight)
     run = open_run(args.source, tokenizer=args.tokenizer)
     student = distill.student_config(run.config.model, args.d_model, args.layers, args.heads)
-    settings = {k: v for k, v in sorted(vars(args).items()) if k not in _NOT_SETTINGS}
-    runs = {"distill": (_distill_config(args, run, student, layout.root), settings)}
-    if args.compare:
-        runs["hard_labels"] = (_distill_config(args, run, student, layout.root / HARD_LABELS_DIR),
-                               {**settings, "method": "hard_labels"})
-    for config, run_settings in runs.values():  # another run in either directory: refused before sampling
-        engine.check_posttrain_dir(config, run_settings)
+    runs = _student_runs(args, run, student, layout)
     rows = _held_out(args, run)
     train_rows = measure.sample_rows(run.model, run.params, args.train_rows, args.row_tokens, seed=args.seed + 1)
     model = build_model(student)
@@ -143,6 +137,21 @@ def run_distill(args: argparse.Namespace) -> int:
     export.write_export(layout, run, trained, config=config)
     print(f"wrote {layout.root}")
     return 0
+
+
+def _student_runs(args: argparse.Namespace, run, student, layout) -> dict[str, tuple]:
+    """(config, settings) of the distilled student's run in --out and, with --compare, of the
+    hard-label one in --out/hard_labels; another run in either is refused before any sampling."""
+    from lmjax.posttrain import engine
+
+    settings = {k: v for k, v in sorted(vars(args).items()) if k not in _NOT_SETTINGS}
+    runs = {"distill": (_distill_config(args, run, student, layout.root), settings)}
+    if args.compare:
+        runs["hard_labels"] = (_distill_config(args, run, student, layout.root / HARD_LABELS_DIR),
+                               {**settings, "method": "hard_labels"})
+    for config, run_settings in runs.values():
+        engine.check_posttrain_dir(config, run_settings)
+    return runs
 
 
 def _distill_config(args: argparse.Namespace, run, student, run_dir):
