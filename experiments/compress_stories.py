@@ -5,6 +5,9 @@ against the same student on hard labels, and arena ratings of the variants.
     python experiments/compress_stories.py                      # about 15-25 minutes on 2 busy CPU cores
     python experiments/compress_stories.py --extra sft=runs/sft  # add post-trained exports to the arena
 
+The two students train on the engine as runs in --students/distilled and --students/hard_labels
+(metrics.jsonl, checkpoints): a second invocation resumes them, or reuses them when finished.
+
 Held-out text: stories260K's own samples (temperature 1, seed --seed; no TinyStories text ships
 with the data), so the float model's perplexity is its entropy rate and a variant's increase
 is the KL divergence it added. The students train on other samples of the teacher (seed
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import pathlib
 import time
 
 import numpy as np
@@ -44,6 +48,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--train-rows", type=int, default=256)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--students", default="runs/compress_stories", help="run directory of the two students")
     parser.add_argument("--prompts-per-word", type=int, default=2)
     parser.add_argument("--extra", action="append", default=[], metavar="NAME=PATH",
                         help="another model open_run reads (e.g. a posttrain export) for the arena")
@@ -89,9 +94,10 @@ def distillation(run, rows, args) -> dict:
     start = time.perf_counter()
     train_rows = measure.sample_rows(run.model, run.params, args.train_rows, args.row_tokens, seed=args.seed + 1)
     student = distill.student_config(run.config.model, d_model=32, n_layers=2, n_heads=4)
-    train = TrainConfig(steps=args.steps, global_batch_size=16, lr=5e-3, warmup_steps=20, weight_decay=0.0)
-    results = distill_and_baseline(run.model, run.params, student, train_rows, train,
-                                           distill.Distillation(temperature=args.temperature))
+    train = TrainConfig(steps=args.steps, global_batch_size=16, lr=5e-3, warmup_steps=20, weight_decay=0.0,
+                        log_every=1, eval_every=args.steps)
+    results = distill_and_baseline(run.model, run.params, student, train_rows, train, pathlib.Path(args.students),
+                                   distill.Distillation(temperature=args.temperature))
     model = build_model(student)
     n_params = count_params(results["distilled"][0])
     score = measure.nll_scorer(model)

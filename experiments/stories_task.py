@@ -5,6 +5,7 @@ are built from (`lmjax.posttrain.datasets`, `.distill`, `.ppo.rollout_rows`)."""
 
 from __future__ import annotations
 
+import pathlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from lmjax.config import ModelConfig, TrainConfig
 from lmjax.decoding import Sampling, make_generator
 from lmjax.decoding.gpt import Generator
 from lmjax.models import build_model
+from lmjax.objectives.causal_lm import CausalLM
 from lmjax.posttrain import datasets, distill, task
 from lmjax.posttrain.examples import PreferencePair, SFTExample, Turn, user_prompt
 from lmjax.posttrain.ppo import rollout_rows
@@ -68,16 +70,19 @@ def evaluate_task(model: nn.Module, params: Any, tokenizer: Tokenizer, template:
 
 
 def distill_and_baseline(teacher: nn.Module, teacher_params: Any, student: ModelConfig,
-                         rows: np.ndarray, train: TrainConfig,
+                         rows: np.ndarray, train: TrainConfig, run_dir: pathlib.Path,
                          objective: distill.Distillation = distill.Distillation()) -> dict[str, tuple[Any, list[float]]]:
     """Two students of one config, from the same initial parameters, trained on the same rows,
-    batches and steps: "distilled" (the objective, against the teacher) and "hard_labels"
-    (cross-entropy on the rows alone)."""
+    batches and steps, each a run in `run_dir`/<name> (resumed when it exists): "distilled"
+    (the objective, against the teacher) and "hard_labels" (cross-entropy on the rows alone);
+    each with its loss at every logged step."""
     distill.check_student(teacher.config, student)
     model = build_model(student)
     params = distill.init_params(model, train.seed)
-    return {
-        "distilled": distill.train_student(model, params, rows, train, objective,
-                                           distill.teacher_logits_fn(teacher, teacher_params)),
-        "hard_labels": distill.train_student(model, params, rows, train),
-    }
+    runs = {"distilled": (objective, distill.teacher_logits_fn(teacher, teacher_params)),
+            "hard_labels": (CausalLM(), None)}
+    results = {}
+    for name, (chosen, teacher_fn) in runs.items():
+        trained, records = distill.train_student(model, params, rows, train, run_dir / name, chosen, teacher_fn)
+        results[name] = (trained, [record["loss"] for record in records])
+    return results

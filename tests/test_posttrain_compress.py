@@ -15,6 +15,7 @@ from lmjax.errors import ConfigError
 from lmjax.models import build_model
 from lmjax.posttrain import distill, prune, quantize
 from lmjax.runs import abstract_params, open_run
+from test_posttrain_engine import assert_same_run, deterministic, kill_after_checkpoint
 
 LLAMA = ModelConfig(vocab_size=64, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=48, max_len=32,
                     norm="rmsnorm", position="rope", mlp="swiglu", use_bias=False, tie_embeddings=False)
@@ -167,7 +168,7 @@ def test_distillation_objective_mixes_soft_and_hard_losses():
     assert float(mixed) == pytest.approx(0.75 * float(soft) + 0.25 * float(hard), rel=1e-5)
 
 
-def test_distillation_loss_decreases():
+def test_distillation_loss_decreases(tmp_path):
     """Rows follow a fixed successor rule and the 'teacher' puts its mass on that successor,
     so a one-layer student can match it within a few steps."""
     successor = lambda ids: (3 * ids + 1) % 64  # noqa: E731
@@ -176,8 +177,10 @@ def test_distillation_loss_decreases():
     teacher = lambda inputs: 6.0 * jax.nn.one_hot(successor(jnp.asarray(inputs)), 64)  # noqa: E731
     config = distill.student_config(LLAMA, d_model=16, n_layers=1, n_heads=2)
     student, params = _params(config)
-    train = TrainConfig(steps=25, global_batch_size=8, lr=3e-2, warmup_steps=2, weight_decay=0.0)
-    _, losses = distill.train_student(student, params, rows, train, distill.Distillation(temperature=2.0), teacher)
+    train = TrainConfig(steps=25, global_batch_size=8, lr=3e-2, warmup_steps=2, weight_decay=0.0, log_every=1)
+    _, records = distill.train_student(student, params, rows, train, tmp_path / "student",
+                                       distill.Distillation(temperature=2.0), teacher)
+    losses = [record["loss"] for record in records]
     assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3])
 
 
@@ -203,3 +206,30 @@ def test_cli_prune_writes_an_export_open_run_reads(data_dir, tmp_path, capsys):
     assert code == 0 and "layer sparsity 0.500" in capsys.readouterr().out
     opened = open_run(out)
     assert opened.tokenizer is not None and prune.sparsity_of(opened.params) == pytest.approx(0.5, abs=1e-4)
+
+
+def distill_args(data_dir) -> list[str]:
+    """A 1-layer student of 12K parameters, 16 steps on 8 teacher samples of 16 tokens."""
+    stories = data_dir / "stories260K"
+    return ["compress", "distill", "--from", str(stories / "stories260K.bin"), "--tokenizer",
+            str(stories / "tok512.model"), "--held-out-rows", "2", "--row-tokens", "17", "--train-rows", "8",
+            "--steps", "16", "--batch-size", "4", "--d-model", "16", "--layers", "1", "--heads", "2",
+            "--log-every", "1", "--checkpoint-every", "4"]
+
+
+@pytest.mark.slow
+def test_a_distill_run_killed_mid_run_resumes_to_the_uninterrupted_result(data_dir, tmp_path, capsys):
+    args, full, killed = distill_args(data_dir), tmp_path / "full", tmp_path / "killed"
+    assert main([*args, "--out", str(full)]) == 0
+    kill_after_checkpoint(args, killed, step=4)
+    capsys.readouterr()
+    assert main([*args, "--out", str(killed)]) == 0
+    resumed = [line for line in capsys.readouterr().err.splitlines() if "resuming from step" in line]
+    assert len(resumed) == 1 and int(resumed[0].split("resuming from step ")[1].split()[0]) < 16
+    records = deterministic(full)
+    assert [r["step"] for r in records] == list(range(1, 17)) and "distill_loss" in records[0]
+    assert_same_run(killed, full)
+    assert open_run(killed).config.model.d_model == 16 and (killed / "posttrain.yaml").is_file()
+    assert main([*args, "--out", str(full), "--temperature", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "temperature=1.0" in err and "2.0" in err and err.count("\n") == 1

@@ -4,16 +4,16 @@ The student learns the teacher's whole next-token distribution, softened by a te
 loss = T² · KL(softmax(teacher/T) ‖ softmax(student/T)) per token (T² keeps the gradient's
 scale independent of T), optionally mixed with the usual cross-entropy on the data's tokens
 (`hard_weight`). The comparison that shows it pays is the same student trained on hard labels
-alone, on the same token rows in the same order for the same steps: `train_student` runs both,
-through the library's optimizer and train step (`lmjax.train`), the teacher's logits riding in
-the batch so the step and the objective stay the library's own.
+alone, on the same token rows in the same order for the same steps. Both are a `Method` on the
+training engine (`lmjax.posttrain.engine`), so each is a resumable run directory: the frozen
+teacher runs inside the loss (its parameters captured, never differentiated), so its B×T×V
+logits exist for one microbatch at a time instead of for every row at once.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -25,9 +25,13 @@ from lmjax.config import ModelConfig, TrainConfig
 from lmjax.errors import ConfigError, DataError
 from lmjax.objectives.base import Batch
 from lmjax.objectives.causal_lm import CausalLM, token_cross_entropy
+from lmjax.posttrain.engine import Method, run_config, run_method
 from lmjax.posttrain.packing import epoch_batches
-from lmjax.train.optimizer import learning_rate_schedule, make_optimizer
-from lmjax.train.step import make_train_step
+from lmjax.runs.layout import PathLike
+from lmjax.train.reporting import read_metrics
+
+# inputs B×T -> teacher logits B×T×V, traced inside the student's loss
+Teacher = Callable[[jax.Array], jax.Array]
 
 
 def distillation_loss(student_logits: jax.Array, teacher_logits: jax.Array,
@@ -73,21 +77,18 @@ def student_config(teacher: ModelConfig, d_model: int = 32, n_layers: int = 2,
                                n_kv_heads=None, head_dim=None, d_ff=d_ff or 4 * d_model)
 
 
-def teacher_logits_fn(teacher: nn.Module, teacher_params: Any) -> Callable[[np.ndarray], jax.Array]:
-    """The frozen teacher's logits for a batch of inputs (jitted; never differentiated)."""
-    apply = jax.jit(lambda params, ids: teacher.apply({"params": params}, ids))
-    return lambda inputs_BT: apply(teacher_params, jnp.asarray(inputs_BT))
+def teacher_logits_fn(teacher: nn.Module, teacher_params: Any) -> Teacher:
+    """The frozen teacher's logits for a batch of inputs: no gradient reaches its parameters."""
+    frozen = jax.tree.map(jnp.asarray, teacher_params)
+    return lambda inputs_BT: jax.lax.stop_gradient(teacher.apply({"params": frozen}, inputs_BT))
 
 
-def batches(rows: np.ndarray, batch_size: int, steps: int, seed: int) -> Iterator[Batch]:
-    """`steps` batches of next-token examples from the rows (each T+1 tokens), in epochs of one
-    fixed shuffle per epoch, so two students given the same arguments see the same tokens."""
+def token_rows(rows: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
+    """Next-token examples (inputs, targets, weights) from token rows of T+1 tokens each."""
     rows = np.asarray(rows, np.int32)
     if rows.ndim != 2 or len(rows) < batch_size:
         raise DataError(f"distillation needs at least batch_size={batch_size} token rows, got shape {rows.shape}")
-    for picked in itertools.islice(epoch_batches({"ids": rows}, batch_size, seed), steps):
-        ids = picked["ids"]
-        yield {"inputs": ids[:, :-1], "targets": ids[:, 1:], "weights": np.ones(ids[:, 1:].shape, np.float32)}
+    return {"inputs": rows[:, :-1], "targets": rows[:, 1:], "weights": np.ones(rows[:, 1:].shape, np.float32)}
 
 
 def init_params(model: nn.Module, seed: int = 0) -> Any:
@@ -96,23 +97,37 @@ def init_params(model: nn.Module, seed: int = 0) -> Any:
     return nn.meta.unbox(jax.jit(model.init)(jax.random.key(seed), ids)["params"])
 
 
-def train_student(student: nn.Module, params: Any, rows: np.ndarray, train: TrainConfig,
-                  objective: CausalLM = CausalLM(),
-                  teacher: Callable[[np.ndarray], jax.Array] | None = None) -> tuple[Any, list[float]]:
-    """The student's parameters after `train.steps` steps from `params` on `rows`, and its loss
-    at every step. With a `Distillation` objective each batch carries `teacher(inputs)`."""
+def student_method(student: nn.Module, params: Any, rows: np.ndarray, train: TrainConfig,
+                   objective: CausalLM = CausalLM(), teacher: Teacher | None = None) -> Method:
+    """The student from `params` on `rows` for the engine: with a `Distillation` objective
+    against `teacher`'s logits ("distill"), with CausalLM on the hard labels alone ("lm");
+    batches are seeded epochs of the rows (the same for both), weight the target tokens."""
     if isinstance(objective, Distillation) == (teacher is None):
         raise ConfigError("a Distillation objective needs a teacher, and only it: pass both or neither")
-    optimizer, schedule = make_optimizer(train), learning_rate_schedule(train)
-    step = jax.jit(make_train_step(student, objective, optimizer, schedule))
-    state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": optimizer.init(params)}
-    losses = []
-    for batch in batches(rows, train.global_batch_size, train.steps, train.seed):
+    examples = token_rows(rows, train.global_batch_size)
+
+    def loss(trained, batch):
         if teacher is not None:
-            batch["teacher_logits"] = teacher(batch["inputs"])
-        state, metrics = step(state, batch)
-        losses.append(metrics["loss"])
-    return state["params"], [float(loss) for loss in losses]
+            batch = {**batch, "teacher_logits": teacher(batch["inputs"])}
+        outputs = student.apply({"params": trained}, **objective.model_inputs(batch), **objective.model_options)
+        total, weight, sums = objective.loss(outputs, batch)
+        tokens = jnp.maximum(weight, 1.0)  # the engine weighs the means back into sums
+        return total / tokens, weight, {name: value / tokens for name, value in sums.items()}
+
+    return Method(name=objective.loss_name.removesuffix("_loss"), trained=params, loss=loss,
+                  batches=epoch_batches(examples, train.global_batch_size, train.seed),
+                  batch_shape=examples["inputs"][:train.global_batch_size].shape)
+
+
+def train_student(student: nn.Module, params: Any, rows: np.ndarray, train: TrainConfig,
+                  run_dir: PathLike, objective: CausalLM = CausalLM(),
+                  teacher: Teacher | None = None) -> tuple[Any, list[dict]]:
+    """The student's parameters after `train.steps` steps from `params` on `rows`, trained as
+    a run in `run_dir` (resumed when it holds this run), and the run's records (metrics.jsonl:
+    those of earlier sessions too)."""
+    method = student_method(student, params, rows, train, objective, teacher)
+    trained, _ = run_method(method, run_config(student.config, train, run_dir))
+    return trained, read_metrics(run_dir)
 
 
 def check_student(teacher: ModelConfig, student: ModelConfig) -> None:
