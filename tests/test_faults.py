@@ -30,6 +30,8 @@ import yaml
 
 from lmjax import cli
 
+pytestmark = pytest.mark.e2e  # real `lmjax train` processes killed, limited or locked out: CI's second step
+
 STEPS = 16
 RUN = ["train.log_every=1", "checkpoint.every=4", "checkpoint.keep=10", "train.eval_every=1000",
        "train.peak_flops=1e12"]
@@ -140,7 +142,6 @@ def at_step_8(reference, tmp_path):
     return run_dir
 
 
-@pytest.mark.e2e
 @pytest.mark.parametrize("seed", [0])
 def test_kill_9_at_three_random_steps_then_resume(reference, tmp_path, seed):
     """Three SIGKILLs at steps drawn from the seed, at least 4 apart (so each lands in the
@@ -165,7 +166,6 @@ def test_kill_9_at_three_random_steps_then_resume(reference, tmp_path, seed):
     assert checkpoints(run_dir) == [4, 8, 12, 16]
 
 
-@pytest.mark.e2e
 def test_kill_9_inside_a_save_leaves_the_previous_checkpoint_latest(reference, at_step_8):
     env = {**os.environ, "KILL_IN_SAVE_OF": "12"}
     killed = subprocess.run([sys.executable, "-c", KILL_INSIDE_SAVE, *train_args(at_step_8)],

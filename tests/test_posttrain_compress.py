@@ -217,7 +217,7 @@ def distill_args(data_dir) -> list[str]:
             "--log-every", "1", "--checkpoint-every", "4"]
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_a_distill_run_killed_mid_run_resumes_to_the_uninterrupted_result(data_dir, tmp_path, capsys):
     args, full, killed = distill_args(data_dir), tmp_path / "full", tmp_path / "killed"
     assert main([*args, "--out", str(full)]) == 0

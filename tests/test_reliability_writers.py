@@ -72,6 +72,7 @@ def assert_unlocked(run_dir) -> None:
     assert not [p.name for p in run_dir.iterdir() if p.name.startswith(".lock")]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(("written", "allowed", "named"), [
     ("tfevents", 100, "tensorboard"),
     ("metrics.jsonl", 3, "metrics.jsonl"),
@@ -121,6 +122,7 @@ FULL_DISK = textwrap.dedent("""
 """)
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(shutil.which("unshare") is None, reason="needs util-linux unshare")
 def test_a_real_full_disk_stops_training_in_one_line_and_a_start_on_it_leaves_nothing(tmp_path):
     mount = tmp_path / "small_disk"
