@@ -9,7 +9,7 @@ model on every differing pair of an instruction's samples plus cross-prompt pair
 accuracy on instructions of training words and on words it never saw, with standard errors); DPO (full and LoRA) and PPO from the SFT model, each with
 the SFT model as frozen reference; then every model is sampled once per held-out prompt and
 judged: word-use rate, mean reward and KL to the SFT model. Writes results.json and the
-figures into --out, and with --docs also copies the figures into docs/posttraining/.
+figures into --out, and with --docs also copies the figures and results.json into docs/posttraining/.
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def main() -> None:
     if args.docs:
         target = pathlib.Path("docs/posttraining")
         target.mkdir(parents=True, exist_ok=True)
-        for figure in figures:
+        for figure in [*figures, out / "results.json"]:  # the raw numbers beside the figures
             shutil.copy(figure, target / figure.name)
     log(f"wrote {out}/results.json and {len(figures)} figures")
 
