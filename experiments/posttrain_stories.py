@@ -47,7 +47,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    from lmjax.posttrain import datasets, dpo, lora, ppo, reward, sft
+    from lmjax.posttrain import datasets, dpo, lora, ppo, sft
     from lmjax.config import TrainConfig
     from lmjax.posttrain.template import ChatTemplate
     from stories_task import build_sft_examples, evaluate_task
