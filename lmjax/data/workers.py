@@ -10,15 +10,14 @@ exits too.
 from __future__ import annotations
 
 import concurrent.futures
-import ctypes
 import multiprocessing
 import os
 import signal
-import sys
 import threading
 import time
 
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
+from lmjax.parent_death import signal_on_parent_death
+
 WATCH_SECONDS = 1.0
 
 
@@ -35,13 +34,8 @@ def run(function, jobs: list, workers: int):
 
 def die_with_parent(parent: int) -> None:
     """Pool initializer: end this worker when process `parent` ends."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
-            if os.getppid() != parent:  # it died before the request was in place
-                os._exit(1)
-            return
-    threading.Thread(target=_watch, args=(parent,), daemon=True, name="watch-parent").start()
+    if not signal_on_parent_death(parent, signal.SIGKILL):
+        threading.Thread(target=_watch, args=(parent,), daemon=True, name="watch-parent").start()
 
 
 def _watch(parent: int) -> None:

@@ -12,13 +12,12 @@ running Python code in a multithreaded runner can deadlock.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
-import sys
+
+from lmjax.parent_death import signal_on_parent_death
 
 RUNNER_PID = "LMJAX_SWEEP_RUNNER_PID"
-PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 def worker_env() -> dict[str, str]:
@@ -30,8 +29,5 @@ def die_with_runner() -> None:
     """In a worker: SIGTERM to itself when the runner that started it dies (Linux), or at
     once if it already has. No-op for a worker started by hand or on another system."""
     runner = os.environ.get(RUNNER_PID)
-    if not runner or not sys.platform.startswith("linux"):
-        return
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != int(runner):
-        os.kill(os.getpid(), signal.SIGTERM)
+    if runner:
+        signal_on_parent_death(int(runner), signal.SIGTERM)
