@@ -20,6 +20,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import time
 import warnings
 from typing import Any
@@ -221,6 +222,7 @@ class Checkpointer:
         except Exception as err:
             if not _is_damage(err):
                 raise
+            _quiet_abandoned_reads()
             raise _Damaged.of(err) from err
         return restored["state"], restored["data"]
 
@@ -251,6 +253,22 @@ class Checkpointer:
             (target / "REASON.txt").write_text(f"step {step}: {damage.reason}\n\n{damage.details}\n")
         self.manager.reload()
         return target
+
+
+def _quiet_abandoned_reads() -> None:
+    """Drops Python's multi-line 'Exception ignored' reports of the array reads a failed restore
+    abandons (the damage is in the one-line warning and REASON.txt already), nothing else."""
+    previous = sys.unraisablehook
+    if getattr(previous, "lmjax_quiet_reads", False):
+        return
+
+    def hook(unraisable) -> None:
+        code = getattr(unraisable.object, "cr_code", None)
+        if getattr(code, "co_name", "") != "_read_array_index_and_device_put":
+            previous(unraisable)
+
+    hook.lmjax_quiet_reads = True
+    sys.unraisablehook = hook
 
 
 class _Damaged(Exception):
