@@ -16,7 +16,7 @@ from lmjax.data.sources import resolve_sources
 from lmjax.errors import DataError
 from lmjax.objectives import tokenizer_training_options
 from lmjax.tokenizers import Tokenizer, load, train_tokenizer
-from lmjax.tokenizers.base import META_FILE
+from lmjax.tokenizers.base import is_saved
 from lmjax.tokenizers.bpe import END_OF_TEXT, PAD
 
 # SentencePiece's byte fallback spends 256 ids on raw bytes; below this vocabulary size
@@ -35,7 +35,7 @@ def build_tokenizer(data: DataConfig, vocab_size: int) -> Tokenizer:
         name, documents = _training_text(data)
         directory = tokenizer_dir(data, vocab_size, name)
         with file_lock(directory):
-            if not (directory / META_FILE).is_file():
+            if not is_saved(directory):
                 _train_into(directory, data, vocab_size, documents())
         tokenizer = load(directory)
         where = str(directory)

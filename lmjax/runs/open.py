@@ -204,12 +204,16 @@ def read_metrics(layout: RunLayout | None) -> list[dict[str, Any]]:
 
 
 def _read_tokenizer(path: epath.Path) -> Tokenizer:
-    """A saved tokenizer directory or a SentencePiece `.model` file."""
+    """A saved tokenizer directory, a model directory with a tokenizer.json, a tokenizer.json
+    file (with the tokenizer_config.json beside it) or a SentencePiece `.model` file."""
     if path.is_dir():
         return tokenizers.load(transfer.local_dir(path))
     if path.suffix == ".model" and path.exists():
         return SentencePieceTokenizer.from_file(os.fspath(path))
-    raise DataError(f"tokenizer {path} is neither a tokenizer directory nor a SentencePiece .model file")
+    if path.suffix == ".json" and path.exists():
+        return tokenizers.load(transfer.local_dir(path.parent) / path.name)
+    raise DataError(f"tokenizer {path} is neither a tokenizer directory, a tokenizer.json nor a SentencePiece "
+                    ".model file")
 
 
 def _check_vocab(tokenizer: Tokenizer, where: str, model_vocab: int, exact: bool) -> None:

@@ -1,7 +1,9 @@
-"""Tokenizers behind one interface: byte-level BPE, WordPiece and SentencePiece.
+"""Tokenizers behind one interface: byte-level BPE, WordPiece, SentencePiece, and any
+Hugging Face tokenizer.json (run by `tokenizers`).
 
 The data pipeline and the trainer need only two entry points: `train_tokenizer(kind, ...)`
-to build one from the config, and `load(dir)` to rebuild whatever a run directory saved.
+to build one from the config, and `load(path)` to rebuild whatever a run directory saved
+(or read a model directory's tokenizer.json).
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from pathlib import Path
 from lmjax.errors import DataError
 from lmjax.tokenizers.base import Tokenizer, read_meta
 from lmjax.tokenizers.bpe import BPETokenizer
+from lmjax.tokenizers.hf_tokenizer import HFTokenizer
 from lmjax.tokenizers.spm import SentencePieceTokenizer
 from lmjax.tokenizers.wordpiece import WordPieceTokenizer
 
 KINDS: dict[str, type[Tokenizer]] = {
     BPETokenizer.kind: BPETokenizer,
+    HFTokenizer.kind: HFTokenizer,
     SentencePieceTokenizer.kind: SentencePieceTokenizer,
     WordPieceTokenizer.kind: WordPieceTokenizer,
 }
@@ -24,6 +28,7 @@ KINDS: dict[str, type[Tokenizer]] = {
 __all__ = [
     "KINDS",
     "BPETokenizer",
+    "HFTokenizer",
     "SentencePieceTokenizer",
     "Tokenizer",
     "WordPieceTokenizer",
@@ -33,8 +38,11 @@ __all__ = [
 
 
 def load(directory: str | Path) -> Tokenizer:
-    """Rebuild any tokenizer saved with `Tokenizer.save`, whatever its kind."""
+    """Rebuild any tokenizer saved with `Tokenizer.save`, whatever its kind, or read a
+    directory's (or a file's) Hugging Face tokenizer.json with its tokenizer_config.json."""
     directory = Path(directory)
+    if directory.suffix == ".json" and directory.is_file():
+        return HFTokenizer.from_file(directory)
     meta = read_meta(directory)
     return _tokenizer_class(meta["kind"], f"{directory} holds").load(directory)
 

@@ -3,7 +3,10 @@
 Models and the data pipeline only ever see `Tokenizer`: text to ids, ids to text, the
 special-token ids they need (end of document, padding, masking, T5 sentinels) and a
 directory in a plain format (JSON, text, a SentencePiece `.model`) that a run directory
-keeps so it can always rebuild its tokenizer. Never pickle.
+keeps so it can always rebuild its tokenizer. Never pickle. The lmjax description of a
+saved tokenizer is `lmjax_tokenizer.json`, so that `tokenizer.json` can be Hugging Face's
+(written beside lmjax's own files where the kind allows, or the only file of an `hf` one);
+directories saved before keep their description in `tokenizer.json` and still load.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from typing import ClassVar, Literal
 
 from lmjax.errors import DataError
 
-META_FILE = "tokenizer.json"
+META_FILE = "lmjax_tokenizer.json"
+HF_FILE = "tokenizer.json"  # Hugging Face's format; lmjax's description before META_FILE
 FORMAT_VERSION = 1
 
 AllowedSpecial = Collection[str] | Literal["all"]
@@ -50,12 +54,12 @@ class Tokenizer(abc.ABC):
 
     @abc.abstractmethod
     def _save_files(self, directory: Path) -> dict:
-        """Write the vocabulary files; return the extra fields for tokenizer.json."""
+        """Write the vocabulary files; return the extra fields for the description file."""
 
     @classmethod
     @abc.abstractmethod
     def _load_files(cls, directory: Path, meta: dict) -> Tokenizer:
-        """Rebuild from the files `_save_files` wrote and the tokenizer.json fields."""
+        """Rebuild from the files `_save_files` wrote and the description's fields."""
 
     # -- shared behaviour ----------------------------------------------------------
 
@@ -167,22 +171,25 @@ def split_on_specials(text: str, specials: dict[str, int]) -> Iterator[tuple[str
 
 
 def read_meta(directory: Path) -> dict:
-    """tokenizer.json of a saved tokenizer, or a one-line error saying what is wrong."""
+    """The description of a saved tokenizer, or a one-line error saying what is wrong.
+
+    A directory with only Hugging Face's tokenizer.json is described as the `hf` kind."""
     if not directory.is_dir():
         raise DataError(f"tokenizer directory {directory} does not exist; train one with `lmjax tokenizer train`")
     meta_path = directory / META_FILE
     if not meta_path.is_file():
+        meta_path = directory / HF_FILE
+    if not meta_path.is_file():
         raise DataError(
-            f"{directory} is not an lmjax tokenizer directory (no {META_FILE}); "
-            "point at a directory written by Tokenizer.save or `lmjax tokenizer train`"
+            f"{directory} is not a tokenizer directory (no {META_FILE} nor {HF_FILE}); "
+            "point at a directory written by Tokenizer.save or `lmjax tokenizer train`, or one with a tokenizer.json"
         )
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"{meta_path} is not valid JSON ({err}); re-save the tokenizer") from None
+    meta = _read_json(meta_path)
+    if meta_path.name == HF_FILE and isinstance(meta, dict) and "kind" not in meta:
+        return {"kind": "hf", "format_version": FORMAT_VERSION, "tokenizer_file": HF_FILE}
     if not isinstance(meta, dict) or "kind" not in meta:
         raise DataError(
-            f"{meta_path} is not an lmjax tokenizer file (no 'kind' field; perhaps another library's); "
+            f"{meta_path} is not an lmjax tokenizer description (no 'kind' field); "
             "train one with `lmjax tokenizer train` or rebuild it with Tokenizer.save"
         )
     if meta.get("format_version") != FORMAT_VERSION:
@@ -191,6 +198,18 @@ def read_meta(directory: Path) -> dict:
             "re-save the tokenizer with this version"
         )
     return meta
+
+
+def is_saved(directory: Path) -> bool:
+    """Whether `directory` holds a saved tokenizer (either description file)."""
+    return (directory / META_FILE).is_file() or (directory / HF_FILE).is_file()
+
+
+def _read_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{path} is not valid JSON ({err}); re-save the tokenizer") from None
 
 
 def read_corpus_text(path: str | Path) -> str:

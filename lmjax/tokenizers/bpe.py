@@ -16,7 +16,7 @@ from pathlib import Path
 import regex
 
 from lmjax.errors import DataError
-from lmjax.tokenizers import gpt2_format
+from lmjax.tokenizers import gpt2_format, to_tokenizer_json
 from lmjax.tokenizers.base import Tokenizer, read_corpus_bytes, require_nonempty
 from lmjax.tokenizers.bpe_trainer import Merge, learn_merges, merge_pair
 
@@ -213,6 +213,7 @@ class BPETokenizer(Tokenizer):
             for left, right, _ in self.merges
         ]
         encoder_file, merges_file = gpt2_format.write_files(directory, encoder, merge_texts)
+        to_tokenizer_json.write_bpe(directory, self, GPT2_PATTERN)
         return {
             "encoder_file": encoder_file,
             "merges_file": merges_file,

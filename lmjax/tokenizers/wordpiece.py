@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lmjax.errors import DataError
+from lmjax.tokenizers import to_tokenizer_json
 from lmjax.tokenizers.base import Tokenizer, read_corpus_text, require_nonempty
 from lmjax.tokenizers.bert_pretokenizer import BertPreTokenizer
 from lmjax.tokenizers.wordpiece_trainer import PREFIX, base_alphabet, learn_vocabulary
@@ -183,6 +184,7 @@ class WordPieceTokenizer(Tokenizer):
 
     def _save_files(self, directory: Path) -> dict:
         (directory / VOCAB_FILE).write_text("\n".join(self.vocab) + "\n", encoding="utf-8")
+        to_tokenizer_json.write_wordpiece(directory, self)
         return {
             "vocab_file": VOCAB_FILE,
             "lowercase": self.pretokenizer.lowercase,

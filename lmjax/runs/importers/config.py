@@ -22,9 +22,17 @@ def import_config(
         data=config_lib.DataConfig(
             objective=config_lib.ARCH_OBJECTIVE[model_config.arch],
             seq_len=min(DEFAULT_SEQ_LEN, model_config.max_len),
-            tokenizer=tokenizer.kind if tokenizer else TOKENIZER_KIND[model_config.arch],
+            tokenizer=_trainable_kind(tokenizer, model_config.arch),
             tokenizer_dir=tokenizer_dir,
         ),
     )
     config_lib.validate(config)
     return config
+
+
+def _trainable_kind(tokenizer: Tokenizer | None, arch: str) -> str:
+    """data.tokenizer names a kind lmjax trains: the tokenizer's own, else the architecture's
+    usual one (a Hugging Face tokenizer.json is read, never trained, by lmjax)."""
+    if tokenizer is not None and tokenizer.kind in config_lib.TOKENIZERS:
+        return tokenizer.kind
+    return TOKENIZER_KIND[arch]
