@@ -41,7 +41,7 @@ def test_every_kind_has_the_interface(trained):
 
 def test_save_then_load_rebuilds_the_same_tokenizer(trained, tmp_path):
     trained.save(tmp_path)
-    meta = json.loads((tmp_path / "tokenizer.json").read_text())
+    meta = json.loads((tmp_path / "lmjax_tokenizer.json").read_text())
     assert meta["kind"] == trained.kind and meta["vocab_size"] == 500
     assert not any(path.suffix in {".pkl", ".pickle"} for path in tmp_path.iterdir())
     rebuilt = load(tmp_path)
@@ -51,10 +51,10 @@ def test_save_then_load_rebuilds_the_same_tokenizer(trained, tmp_path):
 
 
 def test_load_explains_what_is_wrong_in_one_line(tmp_path, data_dir):
-    hf = pytest.importorskip("tokenizers")
+    pytest.importorskip("tokenizers")
     hf_dir = tmp_path / "hf"
     hf_dir.mkdir()
-    hf.Tokenizer(hf.models.BPE()).save(str(hf_dir / "tokenizer.json"))
+    (hf_dir / "tokenizer.json").write_text(json.dumps({"model": {"type": "Morfessor"}}))
     unknown = tmp_path / "unknown"
     unknown.mkdir()
     (unknown / "tokenizer.json").write_text(json.dumps({"kind": "morfessor", "format_version": 1}))
@@ -62,7 +62,7 @@ def test_load_explains_what_is_wrong_in_one_line(tmp_path, data_dir):
     future.mkdir()
     (future / "tokenizer.json").write_text(json.dumps({"kind": "bpe", "format_version": 99}))
     cases = [
-        (hf_dir, "not an lmjax tokenizer file"),
+        (hf_dir, "cannot be read by the tokenizers library"),
         (unknown, "unknown tokenizer kind 'morfessor'"),
         (future, "format_version 99"),
         (data_dir / "gpt2_bpe", "not an lmjax tokenizer directory"),

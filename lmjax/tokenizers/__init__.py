@@ -18,15 +18,16 @@ from lmjax.tokenizers.hf_tokenizer import HFTokenizer
 from lmjax.tokenizers.spm import SentencePieceTokenizer
 from lmjax.tokenizers.wordpiece import WordPieceTokenizer
 
-KINDS: dict[str, type[Tokenizer]] = {
+KINDS: dict[str, type[Tokenizer]] = {  # the kinds lmjax trains
     BPETokenizer.kind: BPETokenizer,
-    HFTokenizer.kind: HFTokenizer,
     SentencePieceTokenizer.kind: SentencePieceTokenizer,
     WordPieceTokenizer.kind: WordPieceTokenizer,
 }
+LOADABLE_KINDS: dict[str, type[Tokenizer]] = {**KINDS, HFTokenizer.kind: HFTokenizer}  # read, never trained
 
 __all__ = [
     "KINDS",
+    "LOADABLE_KINDS",
     "BPETokenizer",
     "HFTokenizer",
     "SentencePieceTokenizer",
@@ -44,15 +45,15 @@ def load(directory: str | Path) -> Tokenizer:
     if directory.suffix == ".json" and directory.is_file():
         return HFTokenizer.from_file(directory)
     meta = read_meta(directory)
-    return _tokenizer_class(meta["kind"], f"{directory} holds").load(directory)
+    return _tokenizer_class(meta["kind"], f"{directory} holds", LOADABLE_KINDS).load(directory)
 
 
 def train_tokenizer(kind: str, files: Sequence[str | Path], vocab_size: int, **options) -> Tokenizer:
     """Train a tokenizer of `kind` ("bpe", "wordpiece" or "sentencepiece") on text files."""
-    return _tokenizer_class(kind, "kind").train(files, vocab_size=vocab_size, **options)
+    return _tokenizer_class(kind, "kind", KINDS).train(files, vocab_size=vocab_size, **options)
 
 
-def _tokenizer_class(kind: str, where: str) -> type[Tokenizer]:
-    if kind not in KINDS:
-        raise DataError(f"{where} an unknown tokenizer kind {kind!r}; known kinds: {', '.join(sorted(KINDS))}")
-    return KINDS[kind]
+def _tokenizer_class(kind: str, where: str, kinds: dict[str, type[Tokenizer]]) -> type[Tokenizer]:
+    if kind not in kinds:
+        raise DataError(f"{where} an unknown tokenizer kind {kind!r}; known kinds: {', '.join(sorted(kinds))}")
+    return kinds[kind]

@@ -181,7 +181,7 @@ def read_meta(directory: Path) -> dict:
         meta_path = directory / HF_FILE
     if not meta_path.is_file():
         raise DataError(
-            f"{directory} is not a tokenizer directory (no {META_FILE} nor {HF_FILE}); "
+            f"{directory} is not an lmjax tokenizer directory (no {META_FILE} nor {HF_FILE}); "
             "point at a directory written by Tokenizer.save or `lmjax tokenizer train`, or one with a tokenizer.json"
         )
     meta = _read_json(meta_path)
