@@ -23,6 +23,7 @@ TEXTS = [
     "Ünïcödé naïve café — 東京 🚀 emoji",
     "text <|endoftext|> more [SEP] [MASK] text",
     "don't stop. It's 3.14! Isn't it ?",
+    "To be, or not to be: that is the question",
 ]
 
 
@@ -88,7 +89,7 @@ def _saved_kinds(corpus, data_dir):
     return {
         "gpt2": BPETokenizer.from_gpt2_files(data_dir / "gpt2_bpe/encoder.json", data_dir / "gpt2_bpe/vocab.bpe"),
         "bpe": BPETokenizer.train([corpus], vocab_size=400, special_tokens=("<|endoftext|>", "<|pad|>")),
-        "bpe_own_pattern": BPETokenizer.train([corpus], vocab_size=300, pattern=r"\S+|\s+"),
+        "bpe_own_pattern": BPETokenizer.train([corpus], vocab_size=300, pattern=r"\S+\s*|\s+"),
         "wordpiece": WordPieceTokenizer.train([corpus], vocab_size=400),
         "wordpiece_uncased": WordPieceTokenizer.train([corpus], vocab_size=400, lowercase=True),
     }
