@@ -111,7 +111,7 @@ def generate(
     tokenizer = found.load_tokenizer(tokenizer_path)
     if tokenizer is None:
         raise DataError(f"{found.path} comes without a tokenizer: give --tokenizer (a tokenizer "
-                        "directory or a SentencePiece .model file)")
+                        "directory, a tokenizer.json or a SentencePiece .model file)")
     is_t5 = found.config.model.arch == "t5"
     ids = encoder_ids(tokenizer, prompt) if is_t5 else prompt_ids(tokenizer, prompt)
     if not is_t5 and len(ids) > found.config.model.max_len:

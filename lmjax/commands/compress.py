@@ -40,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from", dest="source", required=True, help="the model to compress")
-    parser.add_argument("--tokenizer", help="SentencePiece .model or tokenizer dir (a llama2.c .bin needs it)")
+    parser.add_argument("--tokenizer",
+                        help="SentencePiece .model, tokenizer.json or tokenizer dir (a llama2.c .bin needs it)")
     parser.add_argument("--held-out-rows", type=int, default=32, help="samples of the model scored")
     parser.add_argument("--row-tokens", type=int, default=129, help="tokens per sample (BOS included)")
     parser.add_argument("--seed", type=int, default=123, help="seed of the held-out samples")

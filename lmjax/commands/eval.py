@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data-dir", default=None, help="task files (default $LMJAX_DATA_DIR)")
     parser.add_argument("--limit", type=int, default=None, help="at most N documents per task")
     parser.add_argument("--tokenizer", default=None,
-                        help="SentencePiece .model or tokenizer directory, for checkpoints without one")
+                        help="SentencePiece .model, tokenizer.json or tokenizer directory, for checkpoints without one")
     parser.add_argument("--batch-size", type=int, default=8, help="rows per scoring batch")
     parser.add_argument("--output", default="eval.json", help="where to write every number")
     parser.add_argument("--write-prompts", action="store_true",

@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--checkpoint", required=True,
                         help="run/export directory, transformers directory or llama2.c .bin file")
-    parser.add_argument("--tokenizer", help="SentencePiece .model file or saved tokenizer directory")
+    parser.add_argument("--tokenizer", help="SentencePiece .model, tokenizer.json or saved tokenizer directory")
     parser.add_argument("--prompt", default="", help="text to continue (after BOS); empty: start from BOS")
     parser.add_argument("--max-new-tokens", type=int, default=256,
                         help="at most this many new tokens (>= 0; 0 prints the prompt back)")

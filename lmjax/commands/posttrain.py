@@ -36,7 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from", dest="source", required=True, help="the model to start from")
-    parser.add_argument("--tokenizer", help="SentencePiece .model or tokenizer dir (llama2.c .bin needs it)")
+    parser.add_argument("--tokenizer",
+                        help="SentencePiece .model, tokenizer.json or tokenizer dir (llama2.c .bin needs it)")
     parser.add_argument("--out", required=True, help="the run directory: new, or this same run to resume")
     parser.add_argument("--template", help="chat template yaml (system, user, assistant, end_token); "
                         "default: the --from model's saved one, else '{content}\\n' turns ending with BOS")

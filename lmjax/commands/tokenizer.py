@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.set_defaults(func=run_train)
 
     encode = actions.add_parser("encode", help="print the ids of text (files, or standard input)")
-    encode.add_argument("--tokenizer", required=True, type=Path, help="a directory written by `tokenizer train`")
+    encode.add_argument("--tokenizer", required=True, type=Path,
+                        help="a directory written by `tokenizer train`, or a tokenizer.json")
     encode.add_argument("--allow-special", action="store_true",
                         help="turn special-token strings in the text into their ids")
     encode.add_argument("files", nargs="*", type=Path, metavar="FILE", help="text files (default: standard input)")

@@ -68,7 +68,7 @@ class NeuralAdapter(ModelAdapter):
     def __init__(self, run: Any, batch_size: int):
         if run.tokenizer is None:
             raise DataError(f"{run.path} has no tokenizer: pass --tokenizer (a SentencePiece .model "
-                            "or a saved tokenizer directory)")
+                            "a tokenizer.json or a saved tokenizer directory)")
         self.run, self.tokenizer = run, run.tokenizer
         self.max_len = run.config.model.max_len
         self.batch_size = batch_size

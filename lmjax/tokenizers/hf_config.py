@@ -31,7 +31,8 @@ def read_config(path: Path) -> dict:
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"{path} is not valid JSON ({err}); fix or delete it (tokenizer.json alone also loads)") from None
+        raise DataError(f"{path} is not valid JSON ({err}); fix or delete it (tokenizer.json alone also loads)"
+                        ) from None
     if not isinstance(config, dict):
         raise DataError(f"{path} must hold a JSON object of tokenizer options, not {type(config).__name__}")
     return config
