@@ -221,3 +221,13 @@ def test_a_tokenizer_json_without_post_processor_frames_as_the_config_says(llama
     (tmp_path / "tokenizer_config.json").write_text(json.dumps(config | {"add_bos_token": False}))
     assert load(tmp_path).encode_with_special_tokens("Hello world") == plain
     assert load(tmp_path).bos_id is None
+
+
+def test_split_special_tokens_in_the_config_keeps_specials_as_text(llama_dir, tmp_path):
+    (tmp_path / "tokenizer.json").write_text((llama_dir / "tokenizer.json").read_text())
+    config = json.loads((llama_dir / "tokenizer_config.json").read_text()) | {"split_special_tokens": True}
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    ours, theirs = load(tmp_path), _transformers(tmp_path)
+    text = "a <s> b </s>"
+    assert 1 not in ours.encode(text, allowed_special="all")
+    assert ours.encode(text, allowed_special="all") == theirs.encode(text, add_special_tokens=False)

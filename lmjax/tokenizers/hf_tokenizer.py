@@ -21,7 +21,7 @@ from lmjax.tokenizers import hf_config
 from lmjax.tokenizers.base import AllowedSpecial, Tokenizer
 
 TOKENIZER_FILE = "tokenizer.json"
-PROBE = "a"  # any text that encodes to at least one token shows where the framing puts its tokens
+PROBES = ("a", "0", ".", "▁", "<0x61>")  # the first that encodes to a token shows where framing goes
 # transformers' `clean_up_tokenization`, applied by its decode when the config asks (never to BPE).
 CLEANUP = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
            (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"))
@@ -55,6 +55,7 @@ class HFTokenizer(Tokenizer):
             backend.no_padding()
             backend.no_truncation()
         self._ordinary.encode_special_tokens = True  # specials in text stay text
+        self.hf.encode_special_tokens = bool(self.config.get("split_special_tokens"))  # transformers' option
         self._special_tokens = {token.content: token_id for token_id, token
                                 in self.hf.get_added_tokens_decoder().items() if token.special}
         self._vocab_size = max(self.hf.get_vocab(with_added_tokens=True).values(), default=-1) + 1
@@ -162,10 +163,13 @@ class HFTokenizer(Tokenizer):
 
     def _framing_prefix(self) -> int | None:
         """The one token the post-processor puts before a text, if it puts exactly one."""
-        plain = self.hf.encode(PROBE, add_special_tokens=False).ids
-        framed = self.hf.encode(PROBE, add_special_tokens=True).ids
-        start = next((i for i in range(len(framed) - len(plain) + 1) if framed[i:i + len(plain)] == plain), 0)
-        return framed[0] if start == 1 else None
+        for probe in PROBES:
+            plain = self._ordinary.encode(probe, add_special_tokens=False).ids
+            if plain:
+                framed = self._ordinary.encode(probe, add_special_tokens=True).ids
+                starts = [i for i in range(len(framed) - len(plain) + 1) if framed[i:i + len(plain)] == plain]
+                return framed[0] if starts[:1] == [1] else None
+        return None
 
 
 def _first_line(err: Exception) -> str:
