@@ -6,6 +6,7 @@ tokenizer reads to the same ids; directories saved before the description moved 
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from lmjax import cli
@@ -54,6 +55,19 @@ def test_a_transformers5_gpt2_directory_opens_with_its_tokenizer(gpt2_saved, dat
         allowed = "all" if "special" in record["source"] else ()
         assert run.tokenizer.encode(record["text"], allowed_special=allowed) == record["ids"], record
         assert run.tokenizer.decode(record["ids"]) == record["text"]
+
+
+def test_its_logits_on_text_encoded_by_lmjax_equal_transformers(gpt2_saved):
+    run = open_run(gpt2_saved)
+    reference = transformers.AutoTokenizer.from_pretrained(str(gpt2_saved))
+    text = "Hello world, it's a tokenizer.json test<|endoftext|>"
+    ids = run.tokenizer.encode(text, allowed_special="all")
+    assert ids == reference.encode(text)
+    ours = np.asarray(run.model.apply({"params": run.params}, input_ids=np.array([ids], np.int32)))
+    model = transformers.GPT2LMHeadModel.from_pretrained(str(gpt2_saved)).eval()
+    with torch.no_grad():
+        theirs = model(torch.tensor([ids])).logits.numpy()
+    assert np.abs(ours - theirs).max() <= 1e-4
 
 
 def test_the_directory_or_its_tokenizer_json_serves_as_tokenizer(gpt2_saved, tmp_path, capsys):
