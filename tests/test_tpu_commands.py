@@ -173,7 +173,8 @@ def test_cli_options_after_the_name_and_command_options_after_dashes(capsys):
 @pytest.mark.parametrize("argv, message", [
     (["create", "s", "--type", "v5e-16", "--zone", ZONE],
      "unknown TPU accelerator type 'v5e-16': use one of v2-N, v3-N, v4-N, v5litepod-N, v5p-N, v6e-N"),
-    (["create", "s", "--type", "v5p-12", "--zone", ZONE], "a multiple of 8 cores"),
+    (["create", "s", "--type", "v5p-12", "--zone", ZONE],
+     "'v5p-12' is not a published v5p slice: use one of v5p-8, v5p-16, v5p-32"),
     (["create", "s", "--type", "v5p-64"], "no zone given: pass --zone ZONE"),
     (["create", "My_Slice", "--type", "v5p-64", "--zone", ZONE], "TPU name 'My_Slice' is not valid"),
     (["run", "s", "--zone", ZONE, "--output-dir", "gs://b", "--"], "lmjax tpu run needs a command after '--'"),

@@ -186,7 +186,7 @@ def _run(args: argparse.Namespace) -> int:
 
     install_record.check_same(install_record.parse_records(collected.stdout),
                               TpuSpec(target, accelerator_type).hosts, target.name)
-    return _execute(args, [run])
+    return Launcher().run_all([run])
 
 
 def _slice_type(target) -> str:
