@@ -151,7 +151,8 @@ def test_worker_lines_in_a_real_shell_converge_and_record_the_install(tmp_path, 
     record = json.loads((tmp_path / "lmjax-venv" / "lmjax-install.json").read_text())
     assert json.loads(printed) == record
     assert record["python"] == ".".join(map(str, sys.version_info[:3]))
-    assert (record["source"], record["requirement"], record["commit"]) == ("version", "lmjax==0.3.0", "")
+    assert (record["source"], record["requirement"], record["commit"], record["dirty"]) == (
+        "version", "lmjax==0.3.0", "", False)
     assert record["lmjax"] is None  # the install line did not run: nothing claims otherwise
     collected = run_worker_lines([install_record.collect_line("~/lmjax-venv")], tmp_path, 3)
     assert install_record.parse_records(collected) == {"worker-3": record}
