@@ -190,3 +190,64 @@ def test_venv_and_python_are_settable_for_a_local_drill(monkeypatch):
     monkeypatch.setenv("LMJAX_TPU_VENV", "/tmp/a b")
     with pytest.raises(ConfigError, match="LMJAX_TPU_VENV='/tmp/a b' must be a path"):
         install.remote_venv()
+
+
+FAKE_GCLOUD = '''#!{python}
+"""gcloud for one local worker whose home is $FAKE_HOME: ssh runs the line in bash there,
+scp copies into it; every call is logged."""
+import os, shutil, subprocess, sys
+args = sys.argv[1:]
+home = os.environ["FAKE_HOME"]
+with open(os.environ["FAKE_LOG"], "a") as log:
+    log.write(" ".join(args[:4]) + "\\n")
+if args[:2] == ["auth", "list"]:
+    print("me@example.com")
+elif any(a.startswith("--format=value(tpu.") for a in args):
+    print("v4-8")
+elif args[2:4] == ["tpu-vm", "scp"]:
+    shutil.copy(args[4], os.path.join(home, args[5].split(":", 1)[1]))
+elif args[2:4] == ["tpu-vm", "ssh"]:
+    line = args[args.index("--command") + 1]
+    env = {{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}}
+    env.update(HOME=home, TPU_WORKER_ID="0")
+    if "LMJAX_RUN_ID" in line:  # the run's lmjax (publish) is this checkout's
+        env["PYTHONPATH"] = os.environ["FAKE_RUN_PYTHONPATH"]
+    sys.exit(subprocess.run(["bash", "-c", line], env=env).returncode)
+'''
+
+
+@pytest.mark.slow
+def test_setup_twice_then_run_on_a_local_worker(tiny_checkout, tmp_path, monkeypatch):
+    """`lmjax tpu setup` (not a dry run) against a fake gcloud whose one worker is a local
+    home: the wheel is built, copied, installed into a fresh venv and recorded; setup run a
+    second time converges; `run` checks the record, activates the venv and copies the record
+    into the run directory."""
+    import site
+
+    home, bin_dir = tmp_path / "worker", tmp_path / "bin"
+    home.mkdir()
+    bin_dir.mkdir()
+    (bin_dir / "gcloud").write_text(FAKE_GCLOUD.format(python=sys.executable))
+    (bin_dir / "gcloud").chmod(0o755)
+    for name, value in {"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_HOME": str(home),
+                        "FAKE_LOG": str(tmp_path / "calls.log"),
+                        "FAKE_RUN_PYTHONPATH": f"{REPO}:{site.getsitepackages()[0]}",
+                        "LMJAX_TPU_PYTHON": sys.executable, "LMJAX_TPU_EXTRAS": ""}.items():
+        monkeypatch.setenv(name, value)
+    for _ in range(2):
+        assert main(["tpu", "setup", "s", "--zone", ZONE, "--source", str(tiny_checkout)]) == 0
+    wheel = home / "lmjax-wheels" / "lmjax-9.8.7-py3-none-any.whl"
+    record = json.loads((home / "lmjax-venv" / "lmjax-install.json").read_text())
+    assert record == {
+        "lmjax": "9.8.7", "source": "wheel", "requirement": f"~/lmjax-wheels/{wheel.name}",
+        "commit": git(tiny_checkout, "rev-parse", "HEAD"), "dirty": False,
+        "wheel_sha256": hashlib.sha256(wheel.read_bytes()).hexdigest(), "jax": None,
+        "jaxlib": None, "libtpu": None, "python": ".".join(map(str, sys.version_info[:3]))}
+    command = ["python", "-c", "import sys; open('ran', 'w').write(sys.prefix)"]
+    assert main(["tpu", "run", "s", "--zone", ZONE, "--output-dir", str(tmp_path / "out"),
+                 "--run-id", "r1", "--", *command]) == 0
+    assert (home / "lmjax" / "ran").read_text() == str(home / "lmjax-venv")
+    published = tmp_path / "out" / "r1" / "installs" / "worker-0.json"
+    assert json.loads(published.read_text()) == record
+    calls = (tmp_path / "calls.log").read_text().splitlines()
+    assert calls.count("compute tpus tpu-vm scp") == 2 and calls[-1] == "compute tpus tpu-vm ssh"

@@ -115,6 +115,10 @@ def _install(args: argparse.Namespace, target) -> tuple[list[list[str]], list[li
     build_dir = pathlib.Path(tempfile.gettempdir()) / f"lmjax-wheel-{os.getuid()}-{target.name}"
     package, build = install.plan(args.source, args.version, args.allow_dirty, build_dir,
                                   build=not args.dry_run)
+    if build and not args.dry_run:
+        state = "dirty" if package.dirty else "clean"
+        print(f"lmjax tpu: built {package.local_wheel} (commit {package.commit or 'none'}, "
+              f"{state} tree)", file=sys.stderr, flush=True)
     return ([build] if build else []), commands.setup_commands(target, package)
 
 
