@@ -62,10 +62,13 @@ def dry_setup(capsys, *options):
 
 def test_default_setup_builds_copies_installs_and_records_the_checkout(tiny_checkout, capsys):
     code, lines, _ = dry_setup(capsys, "--source", str(tiny_checkout))
-    assert code == 0 and len(lines) == 5
-    build, venv, scp, pip, record = (shlex.split(line) for line in lines)
-    assert build[1:5] == ["-m", "pip", "wheel", "--no-deps"] and build[-1] == str(tiny_checkout)
+    assert code == 0 and len(lines) == 6
+    archive, build, venv, scp, pip, record = (shlex.split(line) for line in lines)
     wheel_dir = build[build.index("--wheel-dir") + 1]
+    assert archive == ["git", "-C", str(tiny_checkout), "archive", "--format=tar.gz",
+                       "--prefix=lmjax-src/", "--output", f"{wheel_dir}/lmjax-src.tar.gz", "HEAD"]
+    assert build[1:5] == ["-m", "pip", "wheel", "--no-deps"]
+    assert build[-1] == f"{wheel_dir}/lmjax-src.tar.gz"
     assert scp == ["gcloud", "compute", "tpus", "tpu-vm", "scp",
                    f"{wheel_dir}/lmjax-9.8.7-py3-none-any.whl",
                    "my-slice:lmjax-wheels/lmjax-9.8.7-py3-none-any.whl", "--zone", ZONE,
@@ -116,11 +119,16 @@ def test_git_and_version_sources_install_with_pip_on_the_workers():
     assert len(lines) == 3 and not any("scp" in argv for argv in lines)
 
 
-def test_the_wheel_is_built_for_real_and_its_digest_recorded(tiny_checkout, tmp_path):
-    package, build = install.plan(str(tiny_checkout), None, False, tmp_path / "wheels", build=True)
+def test_the_wheel_is_built_for_real_from_the_commit_and_its_digest_recorded(tiny_checkout, tmp_path):
+    """The wheel holds the committed files only: not an ignored file lying in the package."""
+    (tiny_checkout / ".gitignore").write_text("/build/\n*.egg-info/\nlmjax/scratch.py\n")
+    git(tiny_checkout, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "ignore")
+    (tiny_checkout / "lmjax" / "scratch.py").write_text("LEFTOVER = 1\n")
+    package, _ = install.plan(str(tiny_checkout), None, False, tmp_path / "wheels", build=True)
     wheel = pathlib.Path(package.local_wheel)
-    assert wheel.name == "lmjax-9.8.7-py3-none-any.whl" and build[-1] == str(tiny_checkout)
-    assert "lmjax/__init__.py" in zipfile.ZipFile(wheel).namelist()
+    assert wheel.name == "lmjax-9.8.7-py3-none-any.whl"
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "lmjax/__init__.py" in names and "lmjax/scratch.py" not in names
     assert package.sha256 == hashlib.sha256(wheel.read_bytes()).hexdigest()
     assert package.commit == git(tiny_checkout, "rev-parse", "HEAD") and not package.dirty
     assert git(tiny_checkout, "status", "--porcelain") == ""  # the build dirtied nothing

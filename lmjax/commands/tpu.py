@@ -119,7 +119,7 @@ def _install(args: argparse.Namespace, target) -> tuple[list[list[str]], list[li
         state = "dirty" if package.dirty else "clean"
         print(f"lmjax tpu: built {package.local_wheel} (commit {package.commit or 'none'}, "
               f"{state} tree)", file=sys.stderr, flush=True)
-    return ([build] if build else []), commands.setup_commands(target, package)
+    return build, commands.setup_commands(target, package)
 
 
 def _run_line(args: argparse.Namespace, target, action: str, accelerator_type: str | None) -> list[str]:
