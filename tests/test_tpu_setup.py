@@ -259,3 +259,22 @@ def test_setup_twice_then_run_on_a_local_worker(tiny_checkout, tmp_path, monkeyp
     assert json.loads(published.read_text()) == record
     calls = (tmp_path / "calls.log").read_text().splitlines()
     assert calls.count("compute tpus tpu-vm scp") == 2 and calls[-1] == "compute tpus tpu-vm ssh"
+
+
+def test_a_wheel_that_will_not_build_stops_setup_before_any_worker_is_touched(
+        tiny_checkout, tmp_path, monkeypatch, capsys):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gcloud").write_text('#!/bin/bash\necho "$*" >> "$FAKE_LOG"\n'
+                                    '[ "$1" = auth ] && echo me@example.com\nexit 0\n')
+    (bin_dir / "gcloud").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_LOG", str(tmp_path / "calls.log"))
+    (tiny_checkout / "pyproject.toml").write_text("[project\nname = ")
+    git(tiny_checkout, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "break")
+    assert main(["tpu", "setup", "s", "--zone", ZONE, "--source", str(tiny_checkout)]) == 2
+    err = capsys.readouterr().err
+    assert f"the wheel of {tiny_checkout} did not build (pip wheel exited 2: " in err
+    assert err.count("\n") == 1
+    assert (tmp_path / "calls.log").read_text().splitlines() == [
+        "auth list --filter=status:ACTIVE --format=value(account)"]
