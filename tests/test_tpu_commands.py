@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import sys
 
 import pytest
 
@@ -157,6 +158,7 @@ def test_cli_dry_run_prints_one_command_per_line(capsys):
     assert lines == [shlex.join(argv) for argv in (
         commands.state_command(target), commands.delete_command(target),
         commands.create_command(slice_spec), *commands.setup_commands(target, version_package("0.3.0")),
+        [sys.executable, "-m", "lmjax.cloud.install_check", "my-slice", "--zone", ZONE],
         commands.run_command(target, run, "r1", "gs://b/runs"))]
 
 

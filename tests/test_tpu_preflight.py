@@ -150,6 +150,20 @@ def test_run_refuses_workers_whose_installs_differ(fake_gcloud, capsys):
     assert not any("LMJAX_RUN_ID" in call for call in calls(fake_gcloud))
 
 
+def test_setup_ends_by_checking_that_every_worker_has_the_same_install(fake_gcloud, capfd):
+    """The check is a command, so babysit, which sees only exit codes, re-runs a setup that
+    left the workers with different installs."""
+    setup = ["tpu", "setup", "s", "--zone", ZONE, "--version", "0.3.0"]
+    assert main(setup) == 0
+    assert "every worker of slice s has the same install" in capfd.readouterr().err
+    records = (fake_gcloud / "records.txt").read_text()
+    (fake_gcloud / "records.txt").write_text(records.replace('"jax": "0.10.1"}\n', '"jax": "0.11.0"}\n', 1))
+    assert main(setup) == 2
+    err = capfd.readouterr().err
+    assert "worker-0 has jax 0.11.0; worker-1 has jax 0.10.1" in err
+    assert "install_check s --zone us-east5-a` exited with 2" in err
+
+
 def test_run_refuses_a_local_output_dir_when_gcloud_says_the_slice_is_multi_host(fake_gcloud, capsys):
     argv = [a if a != "gs://b/runs" else "runs" for a in RUN]
     assert main(argv) == 2

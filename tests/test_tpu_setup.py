@@ -62,8 +62,9 @@ def dry_setup(capsys, *options):
 
 def test_default_setup_builds_copies_installs_and_records_the_checkout(tiny_checkout, capsys):
     code, lines, _ = dry_setup(capsys, "--source", str(tiny_checkout))
-    assert code == 0 and len(lines) == 6
-    archive, build, venv, scp, pip, record = (shlex.split(line) for line in lines)
+    assert code == 0 and len(lines) == 7
+    archive, build, venv, scp, pip, record, check = (shlex.split(line) for line in lines)
+    assert check == [sys.executable, "-m", "lmjax.cloud.install_check", "my-slice", "--zone", ZONE]
     wheel_dir = build[build.index("--wheel-dir") + 1]
     assert archive == ["git", "-C", str(tiny_checkout), "archive", "--format=tar.gz",
                        "--prefix=lmjax-src/", "--output", f"{wheel_dir}/lmjax-src.tar.gz", "HEAD"]
@@ -101,7 +102,7 @@ def test_bad_sources_are_one_line_errors(tiny_checkout, capsys, options, message
 def test_a_dirty_tree_is_built_with_allow_dirty_and_recorded_dirty(tiny_checkout, capsys):
     (tiny_checkout / "lmjax" / "__init__.py").write_text("VALUE = 2\n")
     code, lines, _ = dry_setup(capsys, "--source", str(tiny_checkout), "--allow-dirty")
-    assert code == 0 and shlex.split(shlex.split(lines[-1])[-1])[-2] == "1"
+    assert code == 0 and shlex.split(shlex.split(lines[-2])[-1])[-2] == "1"  # the record line
 
 
 def test_a_tree_outside_git_is_refused_without_allow_dirty(tiny_checkout, capsys):
