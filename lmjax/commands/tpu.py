@@ -164,11 +164,16 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _setup(args: argparse.Namespace) -> int:
+    from lmjax.cloud.launcher import Launcher, check_tools
+
     target = _target(args)
-    if not args.dry_run:
-        _check_gcloud()  # before the wheel's build, which takes a while
-    build, setup = _install(args, target)
-    return _execute(args, (build if args.dry_run else []) + setup)
+    if args.dry_run:
+        build, setup = _install(args, target)
+        return Launcher(dry_run=True).run_all([*build, *setup])
+    _check_gcloud()  # before the wheel's build, which takes a while
+    _, setup = _install(args, target)
+    check_tools(setup)
+    return Launcher().run_all(setup)
 
 
 def _run(args: argparse.Namespace) -> int:
