@@ -13,6 +13,7 @@ import pytest
 
 from lmjax.cli import main
 from lmjax.cloud import commands
+from lmjax.cloud.install import Package, version_package
 from lmjax.cloud.spec import TpuSpec, TpuTarget
 from lmjax.errors import ConfigError
 
@@ -88,23 +89,31 @@ def test_run_command_quotes_spaces_quotes_and_dollars():
                          "--worker=all", "--command"]
     assert line[-1] == (
         "cd ~/lmjax && . ~/lmjax-venv/bin/activate && export LMJAX_RUN_ID=r1 "
-        "LMJAX_RUN_DIR=gs://b/runs/r1 && lmjax train --config gpt3_small 'data.corpus=my file.txt' "
+        "LMJAX_RUN_DIR=gs://b/runs/r1 && python -m lmjax.cloud.install_record publish "
+        '"$LMJAX_RUN_DIR" ~/lmjax-venv/lmjax-install.json >/dev/null && '
+        "lmjax train --config gpt3_small 'data.corpus=my file.txt' "
         "'x=$HOME' 'it'\"'\"'s' run_dir=gs://b/runs/r1")
 
 
 def test_remote_line_through_a_real_shell(tmp_path):
     """The worker's shell receives every argument unchanged (no expansion of `$`, no
-    splitting at spaces) and sees the run id and directory in its environment."""
+    splitting at spaces) and sees the run id and directory in its environment; the worker's
+    install record is copied into the run directory first."""
     (tmp_path / "lmjax").mkdir()
     (tmp_path / "lmjax-venv" / "bin").mkdir(parents=True)
     (tmp_path / "lmjax-venv" / "bin" / "activate").write_text("")
+    (tmp_path / "lmjax-venv" / "lmjax-install.json").write_text('{"lmjax": "0.1.0"}')
     argv = ["bash", "-c", 'printf "%s|" "$LMJAX_RUN_ID" "$LMJAX_RUN_DIR" "$@"', "_",
             "a b", "it's", "$HOME", 'say "hi"', "semi;colon", "`tick`"]
-    line = commands.remote_run_line(argv, "run 1", "gs://b/o")
-    out = subprocess.run(["bash", "-c", line], env={**os.environ, "HOME": str(tmp_path)},
-                         capture_output=True, text=True, check=True).stdout
-    assert out.split("|")[:-1] == ["run 1", "gs://b/o/run 1", "a b", "it's", "$HOME",
+    output_dir = str(tmp_path / "out")
+    line = commands.remote_run_line(argv, "run 1", output_dir)
+    env = {**os.environ, "HOME": str(tmp_path), "TPU_WORKER_ID": "0"}
+    out = subprocess.run(["bash", "-c", line], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split("|")[:-1] == ["run 1", f"{output_dir}/run 1", "a b", "it's", "$HOME",
                                    'say "hi"', "semi;colon", "`tick`"]
+    assert (tmp_path / "out" / "run 1" / "installs" / "worker-0.json").read_text() == (
+        '{\n "lmjax": "0.1.0"\n}\n')
 
 
 def test_run_directory_is_pinned_unless_given():
@@ -122,15 +131,16 @@ def test_run_directory_is_pinned_unless_given():
 
 def test_setup_commands():
     target = TpuTarget("my-slice", ZONE)
-    (install,) = commands.setup_version_commands(target, "0.3.0")
-    assert install[-1].endswith("~/.local/bin/uv pip install --python ~/lmjax-venv/bin/python "
-                                "'lmjax[tpu]==0.3.0'")
-    archive, scp, ssh = commands.setup_source_commands(target, "/src", "/tmp/a.tar.gz")
-    assert archive[:3] == ["tar", "-czf", "/tmp/a.tar.gz"] and archive[-3:] == ["-C", "/src", "."]
-    assert shlex.join(scp) == ("gcloud compute tpus tpu-vm scp /tmp/a.tar.gz "
-                               "my-slice:lmjax-src.tar.gz --zone us-east5-a --worker=all")
-    assert "tar -xzf ~/lmjax-src.tar.gz -C ~/lmjax && cd ~/lmjax" in ssh[-1]
-    assert ssh[-1].endswith("-e '.[tpu]'")
+    venv, install, record = commands.setup_commands(target, version_package("0.3.0"))
+    assert install[-1].endswith("~/lmjax-venv/bin/python -m pip install --quiet "
+                                "--disable-pip-version-check 'lmjax[tpu]==0.3.0'")
+    assert "--python 3.12 ~/lmjax-venv" in venv[-1]
+    assert record[-1].startswith("~/lmjax-venv/bin/python -c ")
+    wheel = Package("wheel", "~/lmjax-wheels/lmjax-0.1.0-py3-none-any.whl", "/tmp/w/lmjax-0.1.0-py3-none-any.whl")
+    _, scp, _, _ = commands.setup_commands(target, wheel)
+    assert shlex.join(scp) == (
+        "gcloud compute tpus tpu-vm scp /tmp/w/lmjax-0.1.0-py3-none-any.whl "
+        "my-slice:lmjax-wheels/lmjax-0.1.0-py3-none-any.whl --zone us-east5-a --worker=all")
 
 
 def test_cli_dry_run_prints_one_command_per_line(capsys):
@@ -144,14 +154,16 @@ def test_cli_dry_run_prints_one_command_per_line(capsys):
     assert code == 0
     assert lines == [shlex.join(argv) for argv in (
         commands.state_command(target), commands.delete_command(target),
-        commands.create_command(slice_spec), *commands.setup_version_commands(target, "0.3.0"),
+        commands.create_command(slice_spec), *commands.setup_commands(target, version_package("0.3.0")),
         commands.run_command(target, run, "r1", "gs://b/runs"))]
 
 
 def test_cli_options_after_the_name_and_command_options_after_dashes(capsys):
     assert main(["tpu", "run", "my-slice", "--zone", ZONE, "--output-dir", "gs://b", "--run-id",
                  "r", "--dry-run", "--", "lmjax", "train", "--zone", "x"]) == 0
-    (line,) = capsys.readouterr().out.splitlines()
+    describe, collect, line = capsys.readouterr().out.splitlines()  # no --type: asked of gcloud
+    assert describe.endswith("'--format=value(tpu.nodeSpec[0].node.acceleratorType)'")
+    assert "lmjax-install.json" in collect
     assert shlex.split(line)[-1].endswith("lmjax train --zone x run_dir=gs://b/r")
     assert "--zone us-east5-a" in line
 

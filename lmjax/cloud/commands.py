@@ -15,16 +15,13 @@ import hashlib
 import shlex
 from collections.abc import Sequence
 
+from lmjax.cloud import install, install_record
+from lmjax.cloud.install import Package
 from lmjax.cloud.spec import TpuSpec, TpuTarget
 from lmjax.errors import ConfigError
 
 GCLOUD_TPUS = ("gcloud", "compute", "tpus")
-REMOTE_DIR = "~/lmjax"  # the working directory on every worker (the source tree with --source)
-REMOTE_VENV = "~/lmjax-venv"
-REMOTE_ARCHIVE = "lmjax-src.tar.gz"  # relative to the worker's home
-PYTHON = "3.11"
-UV = "~/.local/bin/uv"
-ARCHIVE_EXCLUDES = (".git", ".venv", "runs", "__pycache__", "*.egg-info")
+REMOTE_DIR = "~/lmjax"  # the working directory of commands on every worker
 # States of a queued resource (and its node) after which the slice is gone or will not recover.
 DEAD_STATES = frozenset({"SUSPENDING", "SUSPENDED", "FAILED", "PREEMPTED", "TERMINATED"})
 READY_STATES = frozenset({"ACTIVE", "READY"})
@@ -74,35 +71,25 @@ def scp_command(target: TpuTarget, local_path: str, remote_path: str, worker: st
             *_where(target), f"--worker={worker}"]
 
 
-def _environment_line() -> str:
-    """uv (from the image's pip) and a Python 3.11 venv: TPU VM images ship Python 3.10."""
-    return (f"python3 -m pip install --user --quiet uv && {UV} venv --allow-existing "
-            f"--python {PYTHON} {REMOTE_VENV} && mkdir -p {REMOTE_DIR}")
+def setup_commands(target: TpuTarget, package: Package) -> list[list[str]]:
+    """Every worker: the venv, the wheel copied there (a local wheel), lmjax installed, and the
+    record of what was installed; each step converges when run again (lmjax.cloud.install)."""
+    venv_line, install_line, record_line = install.worker_lines(package)
+    copy = ([scp_command(target, package.local_wheel, package.requirement.removeprefix("~/"))]
+            if package.kind == "wheel" else [])
+    return [ssh_command(target, venv_line), *copy, ssh_command(target, install_line),
+            ssh_command(target, record_line)]
 
 
-def setup_version_commands(target: TpuTarget, version: str) -> list[list[str]]:
-    """Installs `lmjax[tpu]==version` from the package index on every worker."""
-    if not version or any(c.isspace() for c in version):
-        raise ConfigError(f"--version {version!r} is not a version: give one such as 0.3.0")
-    requirement = shlex.quote(f"lmjax[tpu]=={version}")
-    line = (f"{_environment_line()} && {UV} pip install --python {REMOTE_VENV}/bin/python "
-            f"{requirement}")
-    return [ssh_command(target, line)]
+def collect_installs_command(target: TpuTarget) -> list[str]:
+    """Every worker prints its install record in one line (install_record.check_same reads them)."""
+    return ssh_command(target, install_record.collect_line(install.remote_venv()))
 
 
-def archive_command(source_dir: str, archive: str) -> list[str]:
-    """A local tarball of the source tree, without git data, virtualenvs or runs."""
-    excludes = [f"--exclude={pattern}" for pattern in ARCHIVE_EXCLUDES]
-    return ["tar", "-czf", archive, *excludes, "-C", source_dir, "."]
-
-
-def setup_source_commands(target: TpuTarget, source_dir: str, archive: str) -> list[list[str]]:
-    """Copies the local tree to every worker and installs it editable with the tpu extra."""
-    line = (f"{_environment_line()} && tar -xzf ~/{REMOTE_ARCHIVE} -C {REMOTE_DIR} && "
-            f"cd {REMOTE_DIR} && {UV} pip install --python {REMOTE_VENV}/bin/python -e '.[tpu]'")
-    return [archive_command(source_dir, archive),
-            scp_command(target, archive, REMOTE_ARCHIVE),
-            ssh_command(target, line)]
+def accelerator_type_command(target: TpuTarget) -> list[str]:
+    """Prints only the slice's accelerator type, for `run` without --type (its host count)."""
+    return [*GCLOUD_TPUS, "queued-resources", "describe", target.name, *_where(target),
+            "--format=value(tpu.nodeSpec[0].node.acceleratorType)"]
 
 
 def default_run_id(target: TpuTarget, argv: Sequence[str]) -> str:
@@ -130,14 +117,16 @@ def with_run_dir(argv: Sequence[str], run_dir: str) -> list[str]:
 
 def remote_run_line(argv: Sequence[str], run_id: str, output_dir: str) -> str:
     """The shell line each worker runs: the venv, the run's id and directory in the
-    environment (LMJAX_RUN_ID, LMJAX_RUN_DIR), then the command, every argument quoted."""
+    environment (LMJAX_RUN_ID, LMJAX_RUN_DIR), the worker's install record copied into
+    RUN_DIR/installs/, then the command, every argument quoted."""
     if not argv:
         raise ConfigError("no command after '--': e.g. lmjax tpu run NAME -- lmjax train --config gpt3_small")
     run_dir = run_dir_of(output_dir, run_id)
     command = shlex.join(with_run_dir(argv, run_dir))
-    return (f"cd {REMOTE_DIR} && . {REMOTE_VENV}/bin/activate && "
+    venv = install.remote_venv()
+    return (f"cd {REMOTE_DIR} && . {venv}/bin/activate && "
             f"export LMJAX_RUN_ID={shlex.quote(run_id)} LMJAX_RUN_DIR={shlex.quote(run_dir)} && "
-            f"{command}")
+            f"{install_record.publish_line(venv)} && {command}")
 
 
 def run_command(target: TpuTarget, argv: Sequence[str], run_id: str, output_dir: str) -> list[str]:

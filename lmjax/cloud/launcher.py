@@ -60,3 +60,15 @@ def check_tools(commands: Sequence[Sequence[str]]) -> None:
                     if program == "gcloud" else "")
             raise ConfigError(f"{program} is not installed or not on PATH{hint}; "
                               "--dry-run prints the commands without running them")
+
+
+LOGIN_COMMAND = ["gcloud", "auth", "list", "--filter=status:ACTIVE", "--format=value(account)"]
+
+
+def check_gcloud(runner: Runner | None = None) -> None:
+    """gcloud is installed and logged in, before anything is built or created."""
+    check_tools([LOGIN_COMMAND])
+    result = (runner or Launcher())(LOGIN_COMMAND, capture=True)
+    if result.returncode or not result.stdout.strip():
+        raise ConfigError("gcloud has no active account: run `gcloud auth login` (and "
+                          "`gcloud config set project PROJECT`), then try again")

@@ -95,6 +95,11 @@ class TpuSpec:
         return self.size if gen.counts == "chips" else max(1, self.size // 2)
 
     @property
+    def devices(self) -> int:
+        """JAX devices in the slice: one per core on v2/v3, one per chip from v4 on."""
+        return self.size if self.generation in ("v2", "v3") else self.chips
+
+    @property
     def runtime(self) -> str:
         return self.runtime_version or GENERATIONS[self.generation].runtime
 

@@ -53,6 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="stop if the queued slice is not ACTIVE after this long (6 h)")
     babysit.add_argument("--stale-after", type=float, default=1800.0, metavar="SECONDS",
                          help="restart all workers when a run's heartbeat is this old; 0: never")
+    babysit.add_argument("--poll", type=float, default=60.0, metavar="SECONDS",
+                         help="between checks of a provisioning slice and of a running command")
     for action, func in ((create, _create), (setup, _setup), (run, _run), (status, _status),
                          (delete, _delete), (babysit, _babysit)):
         action.set_defaults(func=func)
@@ -80,9 +82,12 @@ def _slice_options(parser: argparse.ArgumentParser, type_required: bool) -> None
 def _install_options(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--version", default=None,
-                        help="pip install 'lmjax[tpu]==VERSION' (default: this lmjax's version)")
-    source.add_argument("--source", nargs="?", const=".", default=None, metavar="DIR",
-                        help="copy this source tree (default: .) to every worker and pip install -e it")
+                        help="pip install the published 'lmjax[tpu]==VERSION' instead of a wheel")
+    source.add_argument("--source", nargs="?", const=".", default=None, metavar="DIR|git+URL@REF",
+                        help="a checkout to build the wheel from (default: the one this lmjax "
+                        "runs from; bare --source: .), or git+URL@REF for pip to fetch")
+    parser.add_argument("--allow-dirty", action="store_true",
+                        help="build the wheel from a tree with uncommitted changes")
 
 
 def _run_options(parser: argparse.ArgumentParser, with_type: bool) -> None:
@@ -108,36 +113,21 @@ def _spec(args: argparse.Namespace):
     return TpuSpec(_target(args), args.accelerator_type, args.provisioning, args.runtime)
 
 
-def _install(args: argparse.Namespace, target) -> list[list[str]]:
-    from lmjax.cloud import commands
+def _install(args: argparse.Namespace, target) -> tuple[list[list[str]], list[list[str]]]:
+    """(local steps, worker steps) of the setup: the wheel's build, then scp and ssh lines.
+    Checks the checkout (and builds the wheel unless --dry-run) before anything is created."""
+    from lmjax.cloud import commands, install
 
-    if args.source is not None:
-        source = pathlib.Path(args.source).resolve()
-        if not (source / "pyproject.toml").is_file():
-            from lmjax.errors import ConfigError
-
-            raise ConfigError(f"--source {source} holds no pyproject.toml: give the lmjax source tree")
-        archive = os.path.join(tempfile.gettempdir(), f"lmjax-src-{target.name}.tar.gz")
-        return commands.setup_source_commands(target, str(source), archive)
-    return commands.setup_version_commands(target, args.version or _local_version())
+    build_dir = pathlib.Path(tempfile.gettempdir()) / f"lmjax-wheel-{os.getuid()}-{target.name}"
+    package, build = install.plan(args.source, args.version, args.allow_dirty, build_dir,
+                                  build=not args.dry_run)
+    return ([build] if build else []), commands.setup_commands(target, package)
 
 
-def _local_version() -> str:
-    """The installed lmjax's version: the workers get what runs here."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    from lmjax.errors import ConfigError
-
-    try:
-        return version("lmjax")
-    except PackageNotFoundError:
-        raise ConfigError("lmjax is not installed here, so its version is unknown: pass "
-                          "--version X or --source") from None
-
-
-def _run_line(args: argparse.Namespace, target, action: str) -> list[str]:
-    """The ssh command running the user's command, after every check of the arguments."""
-    from lmjax.cloud import commands
+def _run_line(args: argparse.Namespace, target, action: str, accelerator_type: str | None) -> list[str]:
+    """The ssh command running the user's command, after every check of the arguments: the
+    output directory against the slice's hosts, a `lmjax train` config against its chips."""
+    from lmjax.cloud import commands, preflight
     from lmjax.cloud.spec import TpuSpec
     from lmjax.errors import ConfigError
 
@@ -146,8 +136,10 @@ def _run_line(args: argparse.Namespace, target, action: str) -> list[str]:
         raise ConfigError(f"lmjax tpu {action} needs a command after '--', e.g. "
                           f"lmjax tpu {action} NAME -- lmjax sweep run experiments/gpt3_family.yaml")
     output_dir = args.output_dir or os.environ.get("LMJAX_OUTPUT_DIR", "")
-    hosts = TpuSpec(target, args.accelerator_type).hosts if args.accelerator_type else None
-    commands.check_output_dir(output_dir, hosts)
+    spec = TpuSpec(target, accelerator_type) if accelerator_type else None
+    commands.check_output_dir(output_dir, spec.hosts if spec else None)
+    if spec is not None:
+        preflight.check_command(argv, spec)
     run_id = args.run_id or commands.default_run_id(target, argv)
     return commands.run_command(target, argv, run_id, output_dir)
 
@@ -156,8 +148,15 @@ def _execute(args: argparse.Namespace, planned: list[list[str]]) -> int:
     from lmjax.cloud.launcher import Launcher, check_tools
 
     if not args.dry_run:
+        _check_gcloud()
         check_tools(planned)
     return Launcher(args.dry_run).run_all(planned)
+
+
+def _check_gcloud() -> None:
+    from lmjax.cloud.launcher import check_gcloud
+
+    check_gcloud()
 
 
 def _create(args: argparse.Namespace) -> int:
@@ -167,12 +166,47 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _setup(args: argparse.Namespace) -> int:
-    return _execute(args, _install(args, _target(args)))
+    target = _target(args)
+    if not args.dry_run:
+        _check_gcloud()  # before the wheel's build, which takes a while
+    build, setup = _install(args, target)
+    return _execute(args, (build if args.dry_run else []) + setup)
 
 
 def _run(args: argparse.Namespace) -> int:
+    """Checks the slice's type (asked of gcloud when --type is absent), the command against
+    it, and that every worker has the same install, before the command starts anywhere."""
+    from lmjax.cloud import commands, install_record
+    from lmjax.cloud.launcher import Launcher
+
     target = _target(args)
-    return _execute(args, [_run_line(args, target, "run")])
+    if args.dry_run:
+        ask = [] if args.accelerator_type else [commands.accelerator_type_command(target)]
+        run = _run_line(args, target, "run", args.accelerator_type)
+        return Launcher(dry_run=True).run_all([*ask, commands.collect_installs_command(target), run])
+    _check_gcloud()
+    accelerator_type = args.accelerator_type or _slice_type(target)
+    run = _run_line(args, target, "run", accelerator_type)
+    collected = Launcher()(commands.collect_installs_command(target), capture=True)
+    from lmjax.cloud.spec import TpuSpec
+
+    install_record.check_same(install_record.parse_records(collected.stdout),
+                              TpuSpec(target, accelerator_type).hosts, target.name)
+    return _execute(args, [run])
+
+
+def _slice_type(target) -> str:
+    """The existing slice's accelerator type, from gcloud (one line if there is no slice)."""
+    from lmjax.cloud import commands
+    from lmjax.cloud.launcher import Launcher
+    from lmjax.errors import ConfigError
+
+    described = Launcher()(commands.accelerator_type_command(target), capture=True)
+    if described.returncode or not described.stdout.strip():
+        raise ConfigError(f"no slice {target.name} in zone {target.zone} to run on (`gcloud ... "
+                          f"queued-resources describe` exited {described.returncode}): create "
+                          f"it with `lmjax tpu create {target.name} --type T`")
+    return described.stdout.strip()
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -202,19 +236,22 @@ def _babysit(args: argparse.Namespace) -> int:
     from lmjax.errors import ConfigError
 
     spec = _spec(args)
-    run = _run_line(args, spec.target, "babysit")
-    setup = _install(args, spec.target)
+    run = _run_line(args, spec.target, "babysit", spec.accelerator_type)
     if args.max_attempts < 1:
         raise ConfigError(f"--max-attempts {args.max_attempts} must be at least 1")
+    if not args.dry_run:
+        _check_gcloud()
+    build, setup = _install(args, spec.target)
     plan = [commands.state_command(spec.target), commands.delete_command(spec.target),
             commands.create_command(spec), *setup, run]
     if args.dry_run:
-        return Launcher(dry_run=True).run_all(plan)
+        return Launcher(dry_run=True).run_all([*build, *plan])
     check_tools(plan)
     run_id = args.run_id or commands.default_run_id(spec.target, args.remote_command)
     run_dir = commands.run_dir_of(args.output_dir or os.environ.get("LMJAX_OUTPUT_DIR", ""), run_id)
     policy = BabysitPolicy(max_attempts=args.max_attempts, backoff_seconds=args.backoff,
-                           max_wait_seconds=args.max_wait, stale_after_seconds=args.stale_after)
+                           max_wait_seconds=args.max_wait, stale_after_seconds=args.stale_after,
+                           poll_seconds=args.poll)
     outcome = babysit(spec, setup, run, Launcher(), policy,
                       heartbeats=read_heartbeats(run_dir) if args.stale_after > 0 else no_heartbeats,
                       stop=stop_command(spec.target, run_id),
