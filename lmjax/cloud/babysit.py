@@ -166,7 +166,6 @@ def _attempt(session: _Session, setup: Sequence[Sequence[str]], run: Sequence[st
     if code:
         state = session.state()
         if state not in commands.READY_STATES:
-            session.set_up = False
             raise _Failed(f"slice lost: the command exited with {code} and the slice is "
                           f"{state or 'gone'}")
         raise _Failed(f"command failed: it exited with {code}")
