@@ -17,6 +17,7 @@ import json
 import os
 import pathlib
 import sys
+import tempfile
 
 import jax
 import pytest
@@ -51,6 +52,7 @@ def pod(bucket, tmp_path, monkeypatch):  # noqa: F811 (the fixture)
     monkeypatch.setenv("LMJAX_OUTPUT_DIR", f"{bucket}/runs")
     for name in ("CLOUDSDK_CORE_PROJECT", "LMJAX_TPU_VENV"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the wheel's build dir: ours alone
     return state
 
 
