@@ -8,7 +8,6 @@ in the config, maps those names to mesh axes. Nothing else in lmjax knows the me
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -18,6 +17,7 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
+from lmjax import multihost
 from lmjax.config import MeshConfig, mesh_axis_sizes
 from lmjax.errors import ConfigError
 
@@ -30,11 +30,19 @@ Rules = tuple[tuple[str, Any], ...]
 def initialize_distributed(mesh_config: MeshConfig) -> None:
     """Joins a multi-host job before JAX touches a device.
 
-    On a TPU VM pod slice JAX discovers its peers itself; elsewhere (GPU clusters, several CPU
-    processes) the config names the coordinator, the process count and this process's id.
+    On a multi-host TPU slice JAX discovers its peers itself (`lmjax.multihost` decides that
+    there are peers exactly as JAX's cluster detection does), and the job must then span every
+    host of the slice; elsewhere (GPU clusters, several CPU processes) the config names the
+    coordinator, the process count and this process's id.
     """
-    if jax.distributed.is_initialized():
-        return
+    tpu_slice = None if mesh_config.num_processes > 1 else multihost.detect_tpu_slice()
+    if not jax.distributed.is_initialized():
+        _join(mesh_config, tpu_slice)
+    if tpu_slice is not None and tpu_slice.multi_host:
+        multihost.check_processes(tpu_slice, jax.process_count())
+
+
+def _join(mesh_config: MeshConfig, tpu_slice: multihost.TpuSlice | None) -> None:
     if mesh_config.num_processes > 1:
         if not mesh_config.coordinator_address:
             raise ConfigError(
@@ -50,13 +58,8 @@ def initialize_distributed(mesh_config: MeshConfig) -> None:
             num_processes=mesh_config.num_processes,
             process_id=mesh_config.process_id,
         )
-    elif _on_tpu_pod():
+    elif tpu_slice is not None and tpu_slice.multi_host:
         jax.distributed.initialize()
-
-
-def _on_tpu_pod() -> bool:
-    hosts = os.environ.get("TPU_WORKER_HOSTNAMES", "")
-    return "," in hosts
 
 
 def mesh_shape(mesh_config: MeshConfig, device_count: int) -> tuple[int, int, int]:

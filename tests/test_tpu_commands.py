@@ -1,7 +1,7 @@
 """`lmjax tpu`: the gcloud command lines built from a slice spec, compared with the lines one
 would type by hand (Google's queued-resources and tpu-vm ssh/scp syntax), the remote line run
-through a real shell, babysit's recreate-and-rerun loop against a fake cloud and clock, and the
-one-line errors. No cloud and no gcloud are needed."""
+through a real shell, and the one-line errors (babysit's loop: tests/test_tpu_babysit.py). No
+cloud and no gcloud are needed."""
 
 from __future__ import annotations
 
@@ -14,9 +14,7 @@ import pytest
 
 from lmjax.cli import main
 from lmjax.cloud import commands
-from lmjax.cloud.babysit import BabysitPolicy, babysit
 from lmjax.cloud.install import Package, version_package
-from lmjax.cloud.launcher import Result
 from lmjax.cloud.spec import TpuSpec, TpuTarget
 from lmjax.errors import ConfigError
 
@@ -198,122 +196,6 @@ def test_missing_gcloud_is_reported_before_anything_runs(monkeypatch, capsys):
     monkeypatch.setenv("PATH", "")
     assert main(["tpu", "create", "s", "--type", "v5p-64", "--zone", ZONE]) == 2
     assert "gcloud is not installed" in capsys.readouterr().err
-
-
-class FakeCloud:
-    """A queued resource that provisions after `provision_polls` state checks and a command
-    whose runs follow `outcomes`: "ok" (exit 0), "fail" (exit 1, slice healthy) or "preempt"
-    (the slice is SUSPENDED under the command, which exits 255 as ssh does)."""
-
-    def __init__(self, state="", outcomes=(), provision_polls=2, create_codes=()):
-        self.state, self.outcomes = state, list(outcomes)
-        self.provision_polls, self.create_codes = provision_polls, list(create_codes)
-        self.calls: list[str] = []
-        self.runs: list[list[str]] = []
-        self.polls = 0
-
-    def __call__(self, argv, capture=False):
-        kind = self._kind(argv)
-        self.calls.append(kind)
-        if kind == "state":
-            self.polls += 1
-            if self.state == "WAITING_FOR_RESOURCES" and self.polls > self.provision_polls:
-                self.state = "ACTIVE"
-            return Result(0, self.state + "\n") if self.state else Result(1)
-        if kind == "create":
-            code = self.create_codes.pop(0) if self.create_codes else 0
-            if code == 0:
-                self.state, self.polls = "WAITING_FOR_RESOURCES", 0
-            return Result(code)
-        if kind == "delete":
-            self.state = ""
-        if kind == "run":
-            self.runs.append(list(argv))
-            outcome = self.outcomes.pop(0)
-            if outcome == "preempt":
-                self.state = "SUSPENDED"
-            return Result({"ok": 0, "fail": 1, "preempt": 255}[outcome])
-        return Result(0)
-
-    @staticmethod
-    def _kind(argv):
-        if "queued-resources" in argv:
-            verb = argv[argv.index("queued-resources") + 1]
-            return "state" if verb == "describe" else verb
-        return "run" if "LMJAX_RUN_ID" in argv[-1] else "setup"
-
-
-class FakeClock:
-    def __init__(self):
-        self.now, self.sleeps = 0.0, []
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    def __call__(self):
-        return self.now
-
-
-RUN = commands.run_command(TpuTarget("my-slice", ZONE), ["lmjax", "train"], "r", "gs://b")
-# The install step alone: the loop runs every setup step alike.
-SETUP = commands.setup_commands(TpuTarget("my-slice", ZONE), version_package("0.3.0"))[1:2]
-
-
-def run_babysit(cloud, **policy):
-    clock = FakeClock()
-    outcome = babysit(spec(provisioning="spot"), SETUP, RUN, cloud,
-                      BabysitPolicy(**{"poll_seconds": 10, **policy}),
-                      sleep=clock.sleep, clock=clock, log=lambda line: None)
-    return outcome, clock
-
-
-def test_babysit_creates_a_missing_slice_sets_it_up_and_runs():
-    cloud = FakeCloud(outcomes=["ok"])
-    outcome, clock = run_babysit(cloud)
-    assert cloud.calls == ["state", "create", "state", "state", "state", "setup", "run"]
-    assert (outcome.succeeded, outcome.attempts, outcome.recreations) == (True, 1, 1)
-    assert clock.sleeps == [10, 10]
-
-
-def test_babysit_recreates_a_preempted_slice_and_reruns_the_same_command():
-    cloud = FakeCloud(state="ACTIVE", outcomes=["preempt", "ok"], provision_polls=0)
-    outcome, clock = run_babysit(cloud)
-    assert cloud.calls == ["state", "run", "state", "delete", "create", "state", "setup", "run"]
-    assert (outcome.succeeded, outcome.attempts, outcome.recreations) == (True, 2, 1)
-    assert cloud.runs == [RUN, RUN]  # same run id and directory: the rerun resumes
-    assert clock.sleeps == [60.0]
-
-
-@pytest.mark.parametrize("dead", ["FAILED", "SUSPENDED", "PREEMPTED"])
-def test_babysit_replaces_a_dead_slice_before_running(dead):
-    cloud = FakeCloud(state=dead, outcomes=["ok"], provision_polls=0)
-    outcome, _ = run_babysit(cloud)
-    assert cloud.calls == ["state", "delete", "create", "state", "setup", "run"]
-    assert outcome.succeeded
-
-
-def test_babysit_gives_up_after_max_attempts_with_capped_backoff():
-    cloud = FakeCloud(state="ACTIVE", outcomes=["fail"] * 5)
-    outcome, clock = run_babysit(cloud, max_attempts=5, backoff_seconds=60, max_backoff_seconds=200)
-    assert (outcome.succeeded, outcome.attempts, outcome.recreations) == (False, 5, 0)
-    assert cloud.calls.count("run") == 5 and "create" not in cloud.calls
-    assert clock.sleeps == [60, 120, 200, 200]
-    assert outcome.events[-1] == "gave up after 5 attempts"
-
-
-def test_babysit_bounds_the_wait_for_a_queued_slice():
-    cloud = FakeCloud(outcomes=["ok"], provision_polls=10**9)
-    outcome, clock = run_babysit(cloud, max_attempts=2, max_wait_seconds=100)
-    assert not outcome.succeeded and "run" not in cloud.calls
-    assert outcome.events.count("slice still WAITING_FOR_RESOURCES after 100 s") == 2
-
-
-def test_babysit_retries_a_failed_create():
-    cloud = FakeCloud(outcomes=["ok"], provision_polls=0, create_codes=[1, 0])
-    outcome, _ = run_babysit(cloud)
-    assert cloud.calls == ["state", "create", "state", "create", "state", "setup", "run"]
-    assert (outcome.succeeded, outcome.attempts) == (True, 2)
 
 
 def test_spec_rejects_bad_provisioning():

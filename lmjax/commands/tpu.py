@@ -49,6 +49,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     babysit.add_argument("--max-attempts", type=int, default=10)
     babysit.add_argument("--backoff", type=float, default=60.0, metavar="SECONDS",
                          help="wait before the 2nd attempt, doubled each time (max 30 min)")
+    babysit.add_argument("--max-wait", type=float, default=6 * 3600.0, metavar="SECONDS",
+                         help="stop if the queued slice is not ACTIVE after this long (6 h)")
+    babysit.add_argument("--stale-after", type=float, default=1800.0, metavar="SECONDS",
+                         help="restart all workers when a run's heartbeat is this old; 0: never")
+    babysit.add_argument("--poll", type=float, default=60.0, metavar="SECONDS",
+                         help="between checks of a provisioning slice and of a running command")
     for action, func in ((create, _create), (setup, _setup), (run, _run), (status, _status),
                          (delete, _delete), (babysit, _babysit)):
         action.set_defaults(func=func)
@@ -230,7 +236,8 @@ def _delete(args: argparse.Namespace) -> int:
 
 def _babysit(args: argparse.Namespace) -> int:
     from lmjax.cloud import commands
-    from lmjax.cloud.babysit import BabysitPolicy, babysit
+    from lmjax.cloud.babysit import (BabysitPolicy, babysit, no_heartbeats, read_heartbeats,
+                                     stop_command)
     from lmjax.cloud.launcher import Launcher, check_tools
     from lmjax.errors import ConfigError
 
@@ -246,7 +253,13 @@ def _babysit(args: argparse.Namespace) -> int:
     if args.dry_run:
         return Launcher(dry_run=True).run_all([*build, *plan])
     check_tools(plan)
-    policy = BabysitPolicy(max_attempts=args.max_attempts, backoff_seconds=args.backoff)
+    run_id = args.run_id or commands.default_run_id(spec.target, args.remote_command)
+    run_dir = commands.run_dir_of(args.output_dir or os.environ.get("LMJAX_OUTPUT_DIR", ""), run_id)
+    policy = BabysitPolicy(max_attempts=args.max_attempts, backoff_seconds=args.backoff,
+                           max_wait_seconds=args.max_wait, stale_after_seconds=args.stale_after,
+                           poll_seconds=args.poll)
     outcome = babysit(spec, setup, run, Launcher(), policy,
+                      heartbeats=read_heartbeats(run_dir) if args.stale_after > 0 else no_heartbeats,
+                      stop=stop_command(spec.target, run_id),
                       log=lambda line: print(line, file=sys.stderr, flush=True))
     return 0 if outcome.succeeded else 1

@@ -19,6 +19,7 @@ names itself. Paths are `etils.epath.Path`, so a run directory may live on a buc
   tokenizer/           the run's tokenizer
   loss_curve.png       train and validation loss against step
   .lock                the writer's host, pid and start time while a trainer runs
+  heartbeats/process-<i>.json  each process's last step and wall time (babysit's liveness)
 ```
 
 An n-gram model directory (`lmjax ngram train --out DIR`) holds `model.json` and no
@@ -90,6 +91,13 @@ class RunLayout:
     @property
     def lock(self) -> epath.Path:
         return self.root / ".lock"
+
+    @property
+    def heartbeats(self) -> epath.Path:
+        return self.root / "heartbeats"
+
+    def heartbeat(self, process_index: int) -> epath.Path:
+        return self.heartbeats / f"process-{process_index}.json"
 
     @property
     def ngram_model(self) -> epath.Path:

@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
+import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -131,6 +134,33 @@ class TensorBoard(Callback):
             self.writer = None
 
 
+class Heartbeat(Callback):
+    """heartbeats/process-<i>.json: this process's last sign of progress (step, wall time,
+    host, pid), rewritten at the start and at every log. Every process writes its own, so
+    `lmjax tpu babysit` sees a slice whose workers stopped progressing (one died, the others
+    wait for it in a collective) and restarts them all."""
+
+    def __init__(self):
+        self.path: epath.Path | None = None
+
+    def on_start(self, run: RunInfo) -> None:
+        import jax
+
+        self.path = run.layout.heartbeat(jax.process_index())
+        with reporting.writing(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.beat(run.start_step)
+
+    def on_log(self, step: int, record: dict[str, Any]) -> None:
+        self.beat(step)
+
+    def beat(self, step: int) -> None:
+        record = {"step": step, "time": time.time(), "host": socket.gethostname(),
+                  "pid": os.getpid()}
+        with reporting.writing(self.path):
+            self.path.write_text(json.dumps(record) + "\n")
+
+
 class ProgressBar(Callback):
     """A tqdm bar with loss, eval loss and tokens/s; messages are printed above it (stderr)."""
 
@@ -211,9 +241,9 @@ class Preemption(StopRequest):
 
 def default_callbacks(primary: bool = True, progress: bool = True) -> list[Callback]:
     """What `lmjax train` reports to: the run directory's files (process 0 only), the console
-    bar and the SIGTERM handler."""
+    bar, every process's heartbeat and the SIGTERM handler."""
     callbacks: list[Callback] = [MetricsFile(), TensorBoard(), LossPlot()] if primary else []
     if progress and primary:
         callbacks.append(ProgressBar())
-    callbacks.append(Preemption())
+    callbacks += [Heartbeat(), Preemption()]
     return callbacks
