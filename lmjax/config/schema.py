@@ -164,6 +164,9 @@ class TrainConfig:
     lr: float = 1e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 10
+    schedule: str = "cosine"  # cosine | wsd (warmup-stable-decay, Hägele et al. 2024)
+    decay_fraction: float = 0.2  # wsd: the share of train.steps spent decaying (the cooldown)
+    decay_shape: str = "1-sqrt"  # wsd: linear | 1-sqrt (the paper's best)
     weight_decay: float = 0.1
     b1: float = 0.9
     b2: float = 0.95

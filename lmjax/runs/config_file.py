@@ -21,7 +21,8 @@ RESUMABLE = (
 # Optimizer settings `lmjax train --restart-from STEP` may change: they change how the model
 # is trained from a checkpoint on, never the model's shape or the data.
 RESTARTABLE = ("lr", "warmup_steps", "min_lr_ratio", "weight_decay", "b1", "b2", "eps",
-               "grad_clip", "skip_nonfinite_batches", "steps")
+               "grad_clip", "skip_nonfinite_batches", "steps", "schedule", "decay_fraction",
+               "decay_shape")
 
 
 def _flatten(values: dict, prefix: str = "") -> dict[str, object]:
