@@ -42,7 +42,8 @@ def read_sweep(sweep_dir: str | epath.PathLike) -> tuple[list[dict], list[dict]]
     if not results.exists():
         raise DataError(f"{root} has no {RESULTS_FILE}: give the directory `lmjax sweep run` wrote")
     rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
-    done = [row for row in rows if row.get("status") == "succeeded" and _complete(row)]
+    done = [row for row in rows if row.get("status") == "succeeded" and _complete(row)
+            and row.get("listed", True)]  # not the points a later edit of the sweep file dropped
     if len(done) < 3:
         raise DataError(f"{root} has {len(done)} succeeded points with losses; a fit needs at least 3")
     return done, [curve for curve in (_curve(root, row) for row in done) if curve]

@@ -114,16 +114,27 @@ def collect(spec: SweepSpec, points: list[Point]) -> list[dict[str, Any]]:
     for point in points:
         row = results_lib.point_row(point_dir(spec, point))
         known = {"name": point.name, "hash": point.hash, "values": point.values,
-                 "overrides": point.overrides, "variables": point.variables}
+                 "overrides": point.overrides, "variables": point.variables, "listed": True}
         rows.append({**row, **{k: v for k, v in known.items() if row.get(k) is None}})
     return rows
 
 
 def regenerate(spec: SweepSpec, points: list[Point]) -> list[dict[str, Any]]:
-    """Rebuilds results.jsonl, summary.md and summary.csv from every point's files."""
+    """Rebuilds results.jsonl, summary.md and summary.csv from every point's files; results.jsonl
+    also keeps the rows of point directories the sweep file no longer lists (an edit changed
+    or removed them), marked `"listed": false`: their results are not thrown away."""
     rows = collect(spec, points)
-    results_lib.write_results(sweep_dir(spec), rows)
+    results_lib.write_results(sweep_dir(spec), rows, unlisted_rows(spec, points))
     return rows
+
+
+def unlisted_rows(spec: SweepSpec, points: list[Point]) -> list[dict[str, Any]]:
+    """Rows of the point directories under the sweep directory that `points` do not name."""
+    root, listed = sweep_dir(spec), {point.dir_name for point in points}
+    if not root.is_dir():
+        return []
+    found = sorted(d for d in root.iterdir() if d.name not in listed and (d / status_lib.POINT_FILE).exists())
+    return [{**results_lib.point_row(d), "listed": False} for d in found]
 
 
 def run_sweep(spec: SweepSpec, points: list[Point], executor, options: RunOptions) -> dict[str, int]:
@@ -137,7 +148,7 @@ def run_sweep(spec: SweepSpec, points: list[Point], executor, options: RunOption
     executor.run(dirs, options, on_done=lambda: regenerate(spec, everything))
     regenerate(spec, everything)
     rows = collect(spec, points)
-    return {state: sum(row["status"] == state for row in rows) for state in status_lib.STATES}
+    return results_lib.state_counts(rows)
 
 
 def open_dirs(dirs: list[epath.Path], options: RunOptions) -> list[epath.Path]:

@@ -37,7 +37,7 @@ import yaml
 from lmjax import config as config_lib
 from lmjax.config import Config
 from lmjax.errors import ConfigError
-from lmjax.sweep import expressions, identity
+from lmjax.sweep import derived_order, expressions, identity, strict_yaml
 from lmjax.sweep.dotted_keys import flatten
 
 TOP_LEVEL = ("name", "description", "base", "output_dir", "overrides", "grid", "zip", "derived",
@@ -110,7 +110,9 @@ def _read(file: pathlib.Path) -> dict[str, Any]:
     if not file.is_file():
         raise ConfigError(f"sweep file {file} does not exist: give a path such as experiments/NAME.yaml")
     try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+        raw = strict_yaml.load(file.read_text(encoding="utf-8"))
+    except strict_yaml.DuplicateKeyError as err:
+        raise ConfigError(f"sweep {file}: {err}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise ConfigError(f"sweep {file} is not valid YAML: {str(err).splitlines()[0]}") from None
     if not isinstance(raw, dict):
@@ -238,7 +240,8 @@ def _point(spec: SweepSpec, base: Config, values: dict[str, Any]) -> Point:
     where = f"sweep {spec.path}: point {readable}"
     given = {**spec.overrides, **values}
     names = _known_values(base, given)
-    for key, expression in spec.derived.items():
+    for key in derived_order.evaluation_order(spec.derived, f"sweep {spec.path}"):
+        expression = spec.derived[key]
         try:
             value = expressions.evaluate(expression, names)
         except ConfigError as err:

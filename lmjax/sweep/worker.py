@@ -39,7 +39,7 @@ def run_point(point_dir: str, *, stale_after: float = 600.0, retry: bool = True,
     if claim is None:
         return "skipped"
     previous = status_lib.read_status(point_dir)
-    running = status_lib.running_record(claim, previous.get("attempts", 0) + 1)
+    running = status_lib.running_record(claim, previous.get("attempts", 0) + 1, stale_after)
     if claim.record is not None:
         status_lib.write_status(point_dir, running)
     record = _train(config, claim, running, heartbeat_every or max(stale_after / 10, 1.0))
