@@ -197,6 +197,7 @@ class MeshConfig:
 class CheckpointConfig:
     every: int = 50
     keep: int = 3
+    keep_steps: list[int] = dataclasses.field(default_factory=list)  # also saved, never deleted (cooldown branches start there)
     init_from: str = ""  # a run dir or `lmjax convert` export whose parameters start training
 
 

@@ -13,7 +13,7 @@ from lmjax.runs.layout import PathLike, RunLayout
 RESUMABLE = (
     "name", "run_dir", "train.steps", "train.log_every", "train.eval_every", "train.eval_batches",
     "train.eval_tasks", "train.eval_limit", "train.eval_truncate",
-    "train.peak_flops", "checkpoint.every", "checkpoint.keep", "data.data_dir", "data.cache_dir",
+    "train.peak_flops", "checkpoint.every", "checkpoint.keep", "checkpoint.keep_steps", "data.data_dir", "data.cache_dir",
     "data.download", "data.worker_count", "mesh.data", "mesh.fsdp", "mesh.tensor",
     "mesh.coordinator_address", "mesh.num_processes", "mesh.process_id",
 )

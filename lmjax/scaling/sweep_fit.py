@@ -7,7 +7,8 @@ along training), then fits:
 - L(C) = a·C^(−b) on the compute frontier of the training curves, C in PF-days (GPT-3's
   L = 2.57·C^(−0.048) is the reference shape);
 - Kaplan's L(N) = (N_c/N)^α_N on non-embedding N, using each model size's best final loss;
-- Chinchilla's approaches 1 (envelope of training curves), 2 (IsoFLOP parabolas) and 3
+- Chinchilla's approaches 1 (envelope of the final losses at each run's horizons, from its
+  cooldown branches; of the training curves when the sweep has none), 2 (IsoFLOP parabolas) and 3
   (parametric L(N, D)), with N the total parameters and C = 6·N·D, and the compute-optimal
   exponents a (N* ∝ C^a) and b (D* ∝ C^b) each implies.
 
@@ -69,6 +70,27 @@ def _curve(root: epath.Path, row: dict) -> dict | None:
             "name": row.get("name")}
 
 
+def horizon_curves(rows: list[dict]) -> list[dict]:
+    """Approach 1 from real horizons: for each run with cooldown branches, the final (C, L) of
+    its branches and itself, shortest first (Hoffmann et al. trained each size to several
+    horizons). Empty when the sweep has no branches: then the evaluation curves stand in,
+    whose intermediate points are not those of runs stopped there (each decays over its own
+    steps). A parent with fewer than 3 horizons gives no curve."""
+    families: dict[str, list[dict]] = {}
+    for row in rows:
+        family = (row.get("branch") or {}).get("parent") or row.get("dir")
+        families.setdefault(family, []).append(row)
+    curves = []
+    for members in families.values():
+        if len(members) < 3 or not any(row.get("branch") for row in members):
+            continue
+        members = sorted(members, key=lambda row: row["tokens"])
+        n = float(members[0]["parameters"])
+        curves.append({"N": n, "C": np.array([6.0 * n * row["tokens"] for row in members]),
+                       "L": np.array([row["eval_loss"] for row in members]), "name": members[-1].get("name")})
+    return curves
+
+
 def _attempt(fit, *args, **kwargs) -> dict[str, Any]:
     try:
         return fit(*args, **kwargs)
@@ -87,7 +109,8 @@ def fit_sweep(rows: list[dict], curves: list[dict], n_bootstrap: int = 200) -> d
         "n_points": len(rows),
         "loss_vs_compute": _attempt(_loss_vs_compute, curves, compute, loss, n_bootstrap),
         "kaplan_L_of_N": _attempt(_kaplan, n_non_embedding, loss, n_bootstrap),
-        "chinchilla_1_envelope": _attempt(fit_envelope, curves, n_bootstrap=n_bootstrap),
+        "chinchilla_1_envelope": _attempt(fit_envelope, horizon_curves(rows) or curves,
+                                          n_bootstrap=n_bootstrap),
         "chinchilla_2_isoflop": _attempt(fit_isoflop, compute, n_total, loss, n_bootstrap=n_bootstrap),
         "chinchilla_3_parametric": _attempt(_parametric, n_total, tokens, loss, compute,
                                             max(n_bootstrap // 4, 10)),

@@ -55,6 +55,7 @@ def point_row(point_dir: str | os.PathLike) -> dict[str, Any]:
         "train_flops": result.get("train_flops", plan.get("train_flops")),
         "error": status.get("error"),
         "eval_metrics": result.get("eval_metrics"),
+        "branch": point.get("branch"),  # a cooldown branch's parent and step (lmjax.sweep.branches)
     }
     for key in ("train_loss", "eval_loss", "eval_bits_per_byte", "tokens_per_sec", "mfu",
                 "wall_time", "steps"):

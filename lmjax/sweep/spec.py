@@ -37,11 +37,11 @@ import yaml
 from lmjax import config as config_lib
 from lmjax.config import Config
 from lmjax.errors import ConfigError
-from lmjax.sweep import derived_order, expressions, identity, strict_yaml
+from lmjax.sweep import branches, derived_order, expressions, identity, strict_yaml
 from lmjax.sweep.dotted_keys import flatten
 
 TOP_LEVEL = ("name", "description", "base", "output_dir", "overrides", "grid", "zip", "derived",
-             "eval_tasks", "resources", "target")
+             "eval_tasks", "resources", "target", "branches")
 RESERVED = ("name", "run_dir")  # set by the sweep for every point
 
 
@@ -61,6 +61,7 @@ class SweepSpec:
     resources: dict[str, Any]
     target: dict[str, Any] | None
     description: str = ""
+    branches: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # lmjax.sweep.branches
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +75,7 @@ class Point:
     variables: dict[str, Any]  # sweep variables, given and derived
     config: Config
     eval_tasks: list[Any]
+    branch: dict[str, Any] | None = None  # a cooldown branch: {"parent": dir_name, "step": S}
 
     @property
     def dir_name(self) -> str:
@@ -101,6 +103,7 @@ def load_spec(path: str | os.PathLike, output_dir: str | None = None) -> SweepSp
         resources=dict(raw.get("resources") or {}),
         target=dict(raw["target"]) if raw.get("target") else None,
         description=str(raw.get("description") or ""),
+        branches=branches.parse(file, raw["branches"]) if raw.get("branches") else [],
     )
     _check_keys(spec)
     return spec
@@ -209,8 +212,23 @@ def points(spec: SweepSpec) -> list[Point]:
     axes = [[{key: value} for value in values] for key, values in spec.grid.items()]
     axes += [[dict(zip(group, row)) for row in zip(*group.values())] for group in spec.zips]
     found = [_point(spec, base, _merge_dicts(combo)) for combo in itertools.product(*axes)]
+    if spec.branches:
+        found = branches.expand(spec, found, lambda parent, step, steps: _branch(spec, parent, step, steps))
     _check_unique(spec, found)
     return found
+
+
+def _branch(spec: SweepSpec, parent: Point, step: int, steps: int) -> Point:
+    """The cooldown branch of `parent` from its step `step` to `steps` (lmjax.sweep.branches)."""
+    values = {**parent.values, branches.BRANCH_KEY: step}
+    readable, branch = identity.readable_name(values), {"parent": parent.dir_name, "step": step}
+    config = dataclasses.replace(parent.config, train=dataclasses.replace(parent.config.train, steps=steps),
+                                 checkpoint=dataclasses.replace(parent.config.checkpoint, keep_steps=[]))
+    digest = identity.config_hash(config, branch)
+    run_dir = os.path.join(os.path.abspath(spec.output_dir), f"{readable}-{digest}")
+    config = dataclasses.replace(config, name=f"{spec.name}-{readable}", run_dir=run_dir)
+    return Point(readable, digest, values, {**parent.overrides, "train.steps": steps},
+                 parent.variables, config, parent.eval_tasks, branch)
 
 
 def _merge_dicts(dicts) -> dict[str, Any]:

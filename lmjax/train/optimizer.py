@@ -3,6 +3,8 @@ global-norm clipping (the GPT-3 recipe, and Hägele et al. 2024's WSD)."""
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -25,10 +27,10 @@ def learning_rate_schedule(train: TrainConfig) -> optax.Schedule:
 
 
 def wsd_decay_start(steps: int, decay_fraction: float) -> int:
-    """The last stable step + 1: the decay takes the final round(decay_fraction·steps) steps.
-    Until then the rate does not depend on `steps`, which is why a cooldown branch can start
-    from a longer run's checkpoint at this step (lmjax.sweep.branches)."""
-    return steps - round(decay_fraction * steps)
+    """The last stable step + 1: the decay takes the final decay_fraction·steps steps, rounded
+    half up. Until then the rate does not depend on `steps`, which is why a cooldown branch
+    can start from a longer run's checkpoint at this step (lmjax.sweep.branches)."""
+    return steps - math.floor(decay_fraction * steps + 0.5)
 
 
 def wsd_schedule(train: TrainConfig) -> optax.Schedule:
