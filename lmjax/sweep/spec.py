@@ -37,11 +37,11 @@ import yaml
 from lmjax import config as config_lib
 from lmjax.config import Config
 from lmjax.errors import ConfigError
-from lmjax.sweep import branches, derived_order, expressions, identity, strict_yaml
+from lmjax.sweep import branches, derived_order, expressions, identity, isoflop, strict_yaml
 from lmjax.sweep.dotted_keys import flatten
 
 TOP_LEVEL = ("name", "description", "base", "output_dir", "overrides", "grid", "zip", "derived",
-             "eval_tasks", "resources", "target", "branches")
+             "eval_tasks", "resources", "target", "branches", "isoflop")
 RESERVED = ("name", "run_dir")  # set by the sweep for every point
 
 
@@ -62,6 +62,7 @@ class SweepSpec:
     target: dict[str, Any] | None
     description: str = ""
     branches: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # lmjax.sweep.branches
+    isoflop: dict[str, Any] | None = None  # lmjax.sweep.isoflop
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +105,7 @@ def load_spec(path: str | os.PathLike, output_dir: str | None = None) -> SweepSp
         target=dict(raw["target"]) if raw.get("target") else None,
         description=str(raw.get("description") or ""),
         branches=branches.parse(file, raw["branches"]) if raw.get("branches") else [],
+        isoflop=isoflop.parse(file, raw["isoflop"], yaml_number) if raw.get("isoflop") else None,
     )
     _check_keys(spec)
     return spec
@@ -178,6 +180,8 @@ def _check_keys(spec: SweepSpec) -> None:
     seen: dict[str, str] = {}
     sections = [("overrides", spec.overrides), ("grid", spec.grid),
                 *(("zip", group) for group in spec.zips), ("derived", spec.derived)]
+    if spec.isoflop:
+        sections.insert(1, ("isoflop", [isoflop.BUDGET, "train.steps", *spec.isoflop["sizes"]]))
     for section, keys in sections:
         for key in keys:
             if key in RESERVED:
@@ -211,10 +215,15 @@ def points(spec: SweepSpec) -> list[Point]:
     base = base_config(spec)
     axes = [[{key: value} for value in values] for key, values in spec.grid.items()]
     axes += [[dict(zip(group, row)) for row in zip(*group.values())] for group in spec.zips]
+    if spec.isoflop:
+        axes.append(isoflop.combos(spec.isoflop, lambda size: isoflop.total_parameters(
+            _known_values(base, {**spec.overrides, **size}))))
     found = [_point(spec, base, _merge_dicts(combo)) for combo in itertools.product(*axes)]
     if spec.branches:
         found = branches.expand(spec, found, lambda parent, step, steps: _branch(spec, parent, step, steps))
     _check_unique(spec, found)
+    if spec.isoflop and spec.isoflop["data_tokens"]:
+        isoflop.check_epochs(spec.path, spec.isoflop, found, spec.isoflop["data_tokens"])
     return found
 
 
@@ -258,6 +267,9 @@ def _point(spec: SweepSpec, base: Config, values: dict[str, Any]) -> Point:
     where = f"sweep {spec.path}: point {readable}"
     given = {**spec.overrides, **values}
     names = _known_values(base, given)
+    if spec.isoflop:
+        given["train.steps"] = names["train.steps"] = isoflop.point_steps(
+            where, spec.isoflop, names, values[isoflop.BUDGET])
     for key in derived_order.evaluation_order(spec.derived, f"sweep {spec.path}"):
         expression = spec.derived[key]
         try:
