@@ -93,3 +93,10 @@ def test_a_branch_trains_bitwise_as_a_fresh_run_with_its_schedule(tmp_path, monk
     assert done["tokens_seen"] == 20 * 8 * 32
     rows = [json.loads(line) for line in (tmp_path / "sweep" / "results.jsonl").read_text().splitlines()]
     assert [row["branch"] for row in rows] == [None, None, {"parent": found[0].dir_name, "step": 16}]
+
+
+def test_at_may_give_shares_of_the_parents_stable_phase(tmp_path):
+    # the parent's decay starts at 40 − 8 = 32; half of that is step 16, a quarter step 8
+    spec = sweep_file(tmp_path, SWEEP.replace("at: [16]", "at: [0.5, 0.25]"))
+    branches = [p for p in points(spec) if p.branch]
+    assert [(p.branch["step"], p.config.train.steps) for p in branches] == [(8, 10), (16, 20)]

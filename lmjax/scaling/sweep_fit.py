@@ -71,18 +71,20 @@ def _curve(root: epath.Path, row: dict) -> dict | None:
 
 
 def horizon_curves(rows: list[dict]) -> list[dict]:
-    """Approach 1 from real horizons: for each run with cooldown branches, the final (C, L) of
-    its branches and itself, shortest first (Hoffmann et al. trained each size to several
-    horizons). Empty when the sweep has no branches: then the evaluation curves stand in,
-    whose intermediate points are not those of runs stopped there (each decays over its own
-    steps). A parent with fewer than 3 horizons gives no curve."""
-    families: dict[str, list[dict]] = {}
+    """Approach 1 from real horizons: for each model size, the final (C, L) of every run of
+    that size (cooldown branches, and the same size at other budgets), shortest first:
+    each ends its own decay there (Hoffmann et al. trained each size to several horizons).
+    Empty when the sweep has no branches: then the evaluation curves stand in, whose
+    intermediate points are not those of runs stopped there. A size with fewer than 3
+    horizons gives no curve."""
+    if not any(row.get("branch") for row in rows):
+        return []
+    sizes: dict[float, list[dict]] = {}
     for row in rows:
-        family = (row.get("branch") or {}).get("parent") or row.get("dir")
-        families.setdefault(family, []).append(row)
+        sizes.setdefault(float(row["parameters"]), []).append(row)
     curves = []
-    for members in families.values():
-        if len(members) < 3 or not any(row.get("branch") for row in members):
+    for members in sizes.values():
+        if len({row["tokens"] for row in members}) < 3:
             continue
         members = sorted(members, key=lambda row: row["tokens"])
         n = float(members[0]["parameters"])

@@ -4,7 +4,8 @@
 overrides: {train.schedule: wsd, train.decay_fraction: 0.2}
 branches:                 # a mapping, or a list of them
   - from: "d_model=64*"   # the parent points: a glob over their names (or name-hash)
-    at: [400, 800]        # the parent's steps where a branch starts its own decay
+    at: [400, 800]        # the parent's steps where a branch starts its own decay, or
+                          # shares of its stable phase (0.25: a quarter of its decay start)
 ```
 
 Under WSD the rate before the decay does not depend on `train.steps`
@@ -46,10 +47,25 @@ def parse(file, value) -> list[dict[str, Any]]:
             raise ConfigError(f"sweep {file}: each branches entry needs exactly 'from' (a point name or "
                               "glob) and 'at' (the parent's steps where branches start decaying)")
         steps = entry["at"] if isinstance(entry["at"], list) else [entry["at"]]
-        if not steps or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in steps):
-            raise ConfigError(f"sweep {file}: branches from {entry['from']!r}: at must list steps of 1 or more")
+        if not steps or not all(_step_or_share(s) for s in steps):
+            raise ConfigError(f"sweep {file}: branches from {entry['from']!r}: at must list steps of 1 or "
+                              "more, or shares of the stable phase between 0 and 1")
         parsed.append({"from": str(entry["from"]), "at": sorted(set(steps))})
     return parsed
+
+
+def _step_or_share(value) -> bool:
+    if isinstance(value, bool):
+        return False
+    return (isinstance(value, int) and value >= 1) or (isinstance(value, float) and 0 < value < 1)
+
+
+def _step(at, parent) -> int:
+    """A step as given, or a share of the parent's stable phase as a step (rounded half up)."""
+    if isinstance(at, int):
+        return at
+    train = parent.config.train
+    return int(at * wsd_decay_start(train.steps, train.decay_fraction) + 0.5)
 
 
 def horizon(step: int, decay_fraction: float) -> int | None:
@@ -66,7 +82,7 @@ def horizon(step: int, decay_fraction: float) -> int | None:
 def expand(spec, points: list, make_branch) -> list:
     """The points with each parent's `checkpoint.keep_steps` set, then the branches (after all
     parents); `make_branch(parent, step, steps)` builds one branch Point."""
-    wanted: dict[str, set[int]] = {}
+    wanted: dict[str, set] = {}
     for entry in spec.branches:
         matched = [p for p in points if fnmatch.fnmatchcase(p.name, entry["from"])
                    or fnmatch.fnmatchcase(p.dir_name, entry["from"])]
@@ -77,7 +93,7 @@ def expand(spec, points: list, make_branch) -> list:
             wanted.setdefault(parent.dir_name, set()).update(entry["at"])
     parents, branches = [], []
     for point in points:
-        steps = sorted(wanted.get(point.dir_name, ()))
+        steps = sorted({_step(at, point) for at in wanted.get(point.dir_name, ())})
         if steps:
             point = _keeping(point, steps)
             branches += [make_branch(point, step, _checked_horizon(spec, point, step)) for step in steps]
