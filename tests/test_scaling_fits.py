@@ -131,6 +131,6 @@ def test_bad_inputs_are_one_line_errors(x, y, message):
     assert "\n" not in str(err.value)
 
 
-def test_chinchilla_needs_three_runs():
-    with pytest.raises(DataError, match="at least 3"):
+def test_chinchilla_needs_as_many_runs_as_its_five_parameters():
+    with pytest.raises(DataError, match="at least 5"):
         fit_chinchilla([1e8, 1e9], [1e10, 1e11], [3.0, 2.5])

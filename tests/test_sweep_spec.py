@@ -297,7 +297,7 @@ def test_tables_get_a_column_per_harness_metric(tmp_path):
 # field leaves the hash only by being added both to identity.EXCLUDED and to this list.
 NOT_RESULTS = {
     "name", "run_dir", "train.log_every", "train.eval_every", "train.peak_flops",
-    "checkpoint.every", "checkpoint.keep", "data.data_dir", "data.cache_dir", "data.download",
+    "checkpoint.every", "checkpoint.keep", "checkpoint.keep_steps", "data.data_dir", "data.cache_dir", "data.download",
     "data.worker_count", "mesh.data", "mesh.fsdp", "mesh.tensor", "mesh.axis_rules",
     "mesh.coordinator_address", "mesh.num_processes", "mesh.process_id",
 }

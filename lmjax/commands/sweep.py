@@ -70,6 +70,9 @@ def run_command(args: argparse.Namespace) -> int:
         print("lmjax sweep: mesh and batch layout not checked (device count unknown here); "
               "each point checks them when it starts", file=sys.stderr)
     check_points(chosen, *(devices or (None, None)))
+    from lmjax.sweep.isoflop import checked_epochs
+
+    checked_epochs(spec, chosen)  # an isoflop block: no point above max_epochs
     options = RunOptions(retry=not args.no_retry, stale_after=args.stale_after)
     counts = run_sweep(spec, chosen, executor, options)
     print(f"sweep {spec.name}: " + ", ".join(f"{n} {state}" for state, n in counts.items())

@@ -164,6 +164,9 @@ class TrainConfig:
     lr: float = 1e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 10
+    schedule: str = "cosine"  # cosine | wsd (warmup-stable-decay, Hägele et al. 2024)
+    decay_fraction: float = 0.2  # wsd: the share of train.steps spent decaying (the cooldown)
+    decay_shape: str = "1-sqrt"  # wsd: linear | 1-sqrt (the paper's best)
     weight_decay: float = 0.1
     b1: float = 0.9
     b2: float = 0.95
@@ -194,6 +197,7 @@ class MeshConfig:
 class CheckpointConfig:
     every: int = 50
     keep: int = 3
+    keep_steps: list[int] = dataclasses.field(default_factory=list)  # also saved, never deleted (cooldown branches start there)
     init_from: str = ""  # a run dir or `lmjax convert` export whose parameters start training
 
 

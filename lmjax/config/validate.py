@@ -196,9 +196,26 @@ def _validate_train(train: TrainConfig) -> None:
         raise ConfigError(
             f"train.warmup_steps={train.warmup_steps} must lie in [0, train.steps={train.steps}]"
         )
+    _validate_schedule(train)
     _validate_adam(train)
     for field in ("skip_nonfinite_batches", "eval_limit"):
         _at_least_zero(f"train.{field}", getattr(train, field))
+
+
+def _validate_schedule(train: TrainConfig) -> None:
+    """WSD's warm-up must end before its decay starts, or the rate never reaches train.lr."""
+    if train.schedule not in ("cosine", "wsd"):
+        raise ConfigError(f"train.schedule={train.schedule!r}: choose cosine or wsd")
+    if train.decay_shape not in ("linear", "1-sqrt"):
+        raise ConfigError(f"train.decay_shape={train.decay_shape!r}: choose linear or 1-sqrt")
+    if not 0 < train.decay_fraction <= 1:
+        raise ConfigError(f"train.decay_fraction={train.decay_fraction} must lie in (0, 1], "
+                          "e.g. 0.2 (Hägele et al. 2024)")
+    decay = math.floor(train.decay_fraction * train.steps + 0.5)  # optimizer.wsd_decay_start's
+    if train.schedule == "wsd" and train.steps - decay < train.warmup_steps:
+        raise ConfigError(f"train.warmup_steps={train.warmup_steps} runs into the decay, which takes "
+                          f"the last {decay} of train.steps={train.steps}: lower one of "
+                          "train.warmup_steps or train.decay_fraction")
 
 
 def _validate_adam(train: TrainConfig) -> None:
@@ -215,6 +232,9 @@ def _validate_adam(train: TrainConfig) -> None:
 def _validate_checkpoint(checkpoint: CheckpointConfig) -> None:
     if checkpoint.every < 1:
         raise ConfigError(f"checkpoint.every={checkpoint.every} must be at least 1 (steps between saves)")
+    bad = [step for step in checkpoint.keep_steps if not isinstance(step, int) or step < 1]
+    if bad:
+        raise ConfigError(f"checkpoint.keep_steps has {bad[0]!r}: give steps of 1 or more")
     if checkpoint.keep < 1:
         raise ConfigError(
             f"checkpoint.keep={checkpoint.keep} must be at least 1: a run needs a checkpoint to resume from"

@@ -13,7 +13,7 @@ from lmjax.runs.layout import PathLike, RunLayout
 RESUMABLE = (
     "name", "run_dir", "train.steps", "train.log_every", "train.eval_every", "train.eval_batches",
     "train.eval_tasks", "train.eval_limit", "train.eval_truncate",
-    "train.peak_flops", "checkpoint.every", "checkpoint.keep", "data.data_dir", "data.cache_dir",
+    "train.peak_flops", "checkpoint.every", "checkpoint.keep", "checkpoint.keep_steps", "data.data_dir", "data.cache_dir",
     "data.download", "data.worker_count", "mesh.data", "mesh.fsdp", "mesh.tensor",
     "mesh.coordinator_address", "mesh.num_processes", "mesh.process_id",
 )
@@ -21,7 +21,8 @@ RESUMABLE = (
 # Optimizer settings `lmjax train --restart-from STEP` may change: they change how the model
 # is trained from a checkpoint on, never the model's shape or the data.
 RESTARTABLE = ("lr", "warmup_steps", "min_lr_ratio", "weight_decay", "b1", "b2", "eps",
-               "grad_clip", "skip_nonfinite_batches", "steps")
+               "grad_clip", "skip_nonfinite_batches", "steps", "schedule", "decay_fraction",
+               "decay_shape")
 
 
 def _flatten(values: dict, prefix: str = "") -> dict[str, object]:

@@ -33,6 +33,7 @@ CHINCHILLA_GRID = {
     "a": np.arange(0.0, 25.01, 5.0),
     "b": np.arange(0.0, 25.01, 5.0),
 }
+CHINCHILLA_PARAMETERS = 5
 GRID_STARTS = 8  # L-BFGS runs from the best grid points (every grid point is evaluated)
 # The summed Huber loss is tiny (residuals near δ = 1e-3), so scipy's default tolerances,
 # absolute below a loss of 1, stop L-BFGS far from the optimum (Besiroglu et al. 2024 traced
@@ -42,8 +43,10 @@ LBFGS_OPTIONS = {"ftol": 1e-15, "gtol": 1e-13, "maxiter": 20_000, "maxcor": 20}
 Array = Sequence[float] | np.ndarray
 
 
-def checked(name: str, values: Array, minimum_points: int = 3) -> np.ndarray:
-    """Values as a 1-D float array: finite, positive and at least `minimum_points` of them."""
+def checked(name: str, values: Array, minimum_points: int = 3, varying: bool = False) -> np.ndarray:
+    """Values as a 1-D float array: finite, positive and at least `minimum_points` of them;
+    with `varying`, not all equal (a law in x cannot be fitted where x never changes, and a
+    constant y makes the exponent 0 and Kaplan's N_c = a^(1/b) overflow)."""
     array = np.asarray(values, dtype=np.float64).reshape(-1)
     if array.size < minimum_points:
         raise DataError(f"{name} has {array.size} points; a fit needs at least {minimum_points}")
@@ -52,6 +55,9 @@ def checked(name: str, values: Array, minimum_points: int = 3) -> np.ndarray:
         raise DataError(
             f"{name}[{bad[0]}] = {array[bad[0]]} is not a finite positive number; drop that run"
         )
+    if varying and np.ptp(array) == 0:
+        raise DataError(f"{name} is {array[0]:g} at all {array.size} points: a fit needs points "
+                        "that differ in it")
     return array
 
 
@@ -75,7 +81,7 @@ def _power_law_coefficients(log_x: np.ndarray, log_y: np.ndarray) -> tuple[float
 def fit_power_law(x: Array, y: Array, *, n_bootstrap: int = 1000, level: float = 0.95,
                   seed: int = 0) -> dict:
     """y = a·x^(−b): returns {"a", "b", "a_interval", "b_interval", "n_points"}."""
-    x, y = checked("x", x), checked("y", y)
+    x, y = checked("x", x, varying=True), checked("y", y, varying=True)
     _same_length(x=x, y=y)
     log_x, log_y = np.log(x), np.log(y)
     a, b = _power_law_coefficients(log_x, log_y)
@@ -158,7 +164,9 @@ def fit_chinchilla(n_params: Array, n_tokens: Array, loss: Array, *, n_bootstrap
                    level: float = 0.95, seed: int = 0) -> dict:
     """L(N, D) = E + A/N^α + B/D^β: returns {"E", "A", "B", "alpha", "beta", "<name>_interval"
     for each, "n_points", "huber_loss"}. Bootstrap refits start from the full-data optimum."""
-    n, d, l = checked("N", n_params), checked("D", n_tokens), checked("L", loss)
+    # five parameters (E, A, B, α, β): fewer runs than that fit any law exactly
+    n, d, l = (checked(name, values, minimum_points=CHINCHILLA_PARAMETERS, varying=True)
+               for name, values in (("N", n_params), ("D", n_tokens), ("L", loss)))
     _same_length(N=n, D=d, L=l)
     log_n, log_d, log_l = np.log(n), np.log(d), np.log(l)
     grid, grid_loss = _grid_losses(log_n, log_d, log_l)
@@ -184,6 +192,10 @@ def optimal_exponents(alpha: float, beta: float) -> tuple[float, float]:
 def compute_optimal(compute: Array | float, fit: dict) -> dict:
     """N*(C) = G·(C/6)^a, D*(C) = G⁻¹·(C/6)^b for a `fit_chinchilla` result; C in FLOP."""
     c = np.asarray(compute, dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(c.reshape(-1)) | (c.reshape(-1) <= 0))
+    if bad.size:
+        raise DataError(f"compute C = {c.reshape(-1)[bad[0]]} is not a finite positive number of "
+                        "FLOP: give training compute such as 1e21")
     alpha, beta = fit["alpha"], fit["beta"]
     a, b = optimal_exponents(alpha, beta)
     g = (alpha * fit["A"] / (beta * fit["B"])) ** (1.0 / (alpha + beta))

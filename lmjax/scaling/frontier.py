@@ -92,8 +92,8 @@ def budget_groups(compute: np.ndarray, relative_tolerance: float = 0.5) -> list[
 def isoflop_minimum(n_params: np.ndarray, loss: np.ndarray) -> dict:
     """The parabola L = p0 + p1·x + p2·x² in x = log N through one budget's runs, and its
     minimum; a budget whose parabola opens downwards has no minimum (an error)."""
-    if len(n_params) < 3:
-        raise DataError(f"an IsoFLOP budget needs at least 3 model sizes, got {len(n_params)}")
+    if len(np.unique(n_params)) < 3:
+        raise DataError(f"an IsoFLOP budget needs at least 3 model sizes, got {len(np.unique(n_params))}")
     p2, p1, p0 = np.polyfit(np.log(n_params), loss, 2)
     if p2 <= 0:
         raise DataError("an IsoFLOP budget's losses do not curve upwards around a minimum: "
@@ -104,12 +104,14 @@ def isoflop_minimum(n_params: np.ndarray, loss: np.ndarray) -> dict:
 
 
 def fit_isoflop(compute: Array, n_params: Array, loss: Array, **bootstrap) -> dict:
-    """Approach 2: each budget's parabola minimum, then N*(C) ∝ C^a and D*(C) ∝ C^b."""
+    """Approach 2: each budget's parabola minimum, then N*(C) ∝ C^a and D*(C) ∝ C^b. Each
+    budget lists the runs its parabola was fitted to (indices, N and L), which the plot draws."""
     c, n, l = checked("C", compute), checked("N", n_params), checked("L", loss)
     budgets = []
     for group in budget_groups(c):
         minimum = isoflop_minimum(n[group], l[group])
-        budgets.append({"C": float(np.mean(c[group])), **minimum})
+        budgets.append({"C": float(np.mean(c[group])), **minimum, "runs": group.tolist(),
+                        "N": n[group].tolist(), "L": l[group].tolist()})
     if len(budgets) < 3:
         raise DataError(f"approach 2 needs at least 3 compute budgets, got {len(budgets)}")
     budget_c = np.array([b["C"] for b in budgets])

@@ -60,16 +60,15 @@ def loss_vs_compute(root: epath.Path, curves: list[dict], fit: dict) -> epath.Pa
 def isoflop(root: epath.Path, rows: list[dict], fit: dict) -> epath.Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    compute = np.array([6.0 * row["parameters"] * row["tokens"] for row in rows])
     sizes = np.array([row["parameters"] for row in rows], dtype=float)
     losses = np.array([row["eval_loss"] for row in rows], dtype=float)
     budgets = fit.get("budgets", [])
     colors = plt.cm.plasma(np.linspace(0, 0.85, max(len(budgets), 1)))
     for color, budget in zip(colors, budgets):
-        members = np.abs(compute / budget["C"] - 1) < 0.05
-        ax.plot(sizes[members], losses[members], "o", color=color, label=f"C = {budget['C']:.2e}")
+        fitted_n = np.asarray(budget["N"])  # exactly the runs this parabola was fitted to
+        ax.plot(fitted_n, budget["L"], "o", color=color, label=f"C = {budget['C']:.2e}")
         p0, p1, p2 = budget["parabola"]
-        grid = np.geomspace(sizes[members].min(), sizes[members].max(), 50)
+        grid = np.geomspace(fitted_n.min(), fitted_n.max(), 50)
         ax.plot(grid, p0 + p1 * np.log(grid) + p2 * np.log(grid) ** 2, "-", color=color, lw=1)
         ax.plot(budget["N_opt"], budget["L_opt"], "*", color=color, ms=12, mec="k")
     if not budgets:

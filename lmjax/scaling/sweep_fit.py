@@ -7,7 +7,8 @@ along training), then fits:
 - L(C) = a·C^(−b) on the compute frontier of the training curves, C in PF-days (GPT-3's
   L = 2.57·C^(−0.048) is the reference shape);
 - Kaplan's L(N) = (N_c/N)^α_N on non-embedding N, using each model size's best final loss;
-- Chinchilla's approaches 1 (envelope of training curves), 2 (IsoFLOP parabolas) and 3
+- Chinchilla's approaches 1 (envelope of the final losses at each run's horizons, from its
+  cooldown branches; of the training curves when the sweep has none), 2 (IsoFLOP parabolas) and 3
   (parametric L(N, D)), with N the total parameters and C = 6·N·D, and the compute-optimal
   exponents a (N* ∝ C^a) and b (D* ∝ C^b) each implies.
 
@@ -42,7 +43,8 @@ def read_sweep(sweep_dir: str | epath.PathLike) -> tuple[list[dict], list[dict]]
     if not results.exists():
         raise DataError(f"{root} has no {RESULTS_FILE}: give the directory `lmjax sweep run` wrote")
     rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
-    done = [row for row in rows if row.get("status") == "succeeded" and _complete(row)]
+    done = [row for row in rows if row.get("status") == "succeeded" and _complete(row)
+            and row.get("listed", True)]  # not the points a later edit of the sweep file dropped
     if len(done) < 3:
         raise DataError(f"{root} has {len(done)} succeeded points with losses; a fit needs at least 3")
     return done, [curve for curve in (_curve(root, row) for row in done) if curve]
@@ -68,6 +70,29 @@ def _curve(root: epath.Path, row: dict) -> dict | None:
             "name": row.get("name")}
 
 
+def horizon_curves(rows: list[dict]) -> list[dict]:
+    """Approach 1 from real horizons: for each model size, the final (C, L) of every run of
+    that size (cooldown branches, and the same size at other budgets), shortest first:
+    each ends its own decay there (Hoffmann et al. trained each size to several horizons).
+    Empty when the sweep has no branches: then the evaluation curves stand in, whose
+    intermediate points are not those of runs stopped there. A size with fewer than 3
+    horizons gives no curve."""
+    if not any(row.get("branch") for row in rows):
+        return []
+    sizes: dict[float, list[dict]] = {}
+    for row in rows:
+        sizes.setdefault(float(row["parameters"]), []).append(row)
+    curves = []
+    for members in sizes.values():
+        if len({row["tokens"] for row in members}) < 3:
+            continue
+        members = sorted(members, key=lambda row: row["tokens"])
+        n = float(members[0]["parameters"])
+        curves.append({"N": n, "C": np.array([6.0 * n * row["tokens"] for row in members]),
+                       "L": np.array([row["eval_loss"] for row in members]), "name": members[-1].get("name")})
+    return curves
+
+
 def _attempt(fit, *args, **kwargs) -> dict[str, Any]:
     try:
         return fit(*args, **kwargs)
@@ -86,7 +111,8 @@ def fit_sweep(rows: list[dict], curves: list[dict], n_bootstrap: int = 200) -> d
         "n_points": len(rows),
         "loss_vs_compute": _attempt(_loss_vs_compute, curves, compute, loss, n_bootstrap),
         "kaplan_L_of_N": _attempt(_kaplan, n_non_embedding, loss, n_bootstrap),
-        "chinchilla_1_envelope": _attempt(fit_envelope, curves, n_bootstrap=n_bootstrap),
+        "chinchilla_1_envelope": _attempt(fit_envelope, horizon_curves(rows) or curves,
+                                          n_bootstrap=n_bootstrap),
         "chinchilla_2_isoflop": _attempt(fit_isoflop, compute, n_total, loss, n_bootstrap=n_bootstrap),
         "chinchilla_3_parametric": _attempt(_parametric, n_total, tokens, loss, compute,
                                             max(n_bootstrap // 4, 10)),

@@ -9,6 +9,7 @@ time: on this machine from a measured FLOP rate (a few compiled steps of the che
 from __future__ import annotations
 
 from lmjax.sweep import plan as plan_lib
+from lmjax.sweep.isoflop import checked_epochs
 from lmjax.sweep import results as results_lib
 from lmjax.sweep import status as status_lib
 from lmjax.sweep.runner import check_points, point_dir
@@ -26,17 +27,25 @@ def dry_run(spec: SweepSpec, points: list[Point], calibrate: bool = True) -> str
         check_points(points, jax.device_count(), jax.process_count())
     plans = [plan_lib.estimate(point.config) for point in points]
     states = [status_lib.read_status(point_dir(spec, point))["state"] for point in points]
+    epochs = checked_epochs(spec, points)  # an isoflop block: refuses points above max_epochs
     if target:
         return _target_table(spec, points, plans, states)
     rate = _rate(points, plans) if calibrate else None
-    header = ["name", "hash", "N", "N_nonemb", "D", "C", "est_time", "status"]
-    cells = [[p.name, p.hash, *_counts(plan), _duration(plan["train_flops"] / rate) if rate else "",
-              state] for p, plan, state in zip(points, plans, states)]
+    header = ["name", "hash", "N", "N_nonemb", "D", "C", "steps", "est_time", "status"]
+    cells = [[p.name, p.hash, *_counts(plan), str(p.config.train.steps),
+              _duration(plan["train_flops"] / rate) if rate else "", state]
+             for p, plan, state in zip(points, plans, states)]
+    if epochs:
+        header.insert(-2, "epochs")
+        for row, value in zip(cells, epochs):
+            row.insert(-2, f"{value:.2f}")
     total = sum(plan["train_flops"] for plan in plans)
     footer = (f"\nmeasured {rate:.3g} model FLOP/s on this machine (compiled steps of "
               f"{points[_cheapest(plans)].name}); all points: {_duration(total / rate)} of training, "
               "compilation and evaluation not included") if rate else ""
-    return (f"sweep {spec.name}: {len(points)} points valid for {jax.device_count()} devices\n"
+    data = (f"; up to {max(epochs):.2f} epochs of the data (isoflop.max_epochs "
+            f"{spec.isoflop['max_epochs']:g})") if epochs else ""
+    return (f"sweep {spec.name}: {len(points)} points valid for {jax.device_count()} devices{data}\n"
             + results_lib.plain_table(header, cells) + footer)
 
 

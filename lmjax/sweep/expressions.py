@@ -174,3 +174,24 @@ class _Evaluator(ast.NodeVisitor):
         if node.keywords or any(isinstance(arg, ast.Starred) for arg in node.args):
             raise ExpressionError(f"{name}() takes plain positional arguments only")
         return FUNCTIONS[name](*(self.visit(arg) for arg in node.args))
+
+
+def referenced_names(expression: str) -> set[str]:
+    """The names and dotted keys `expression` reads (empty if it does not parse: `evaluate`
+    reports that)."""
+    try:
+        tree = ast.parse(str(expression).strip(), mode="eval")
+    except (SyntaxError, MemoryError, RecursionError, ValueError):
+        return set()
+    found, stack = set(), [tree.body]
+    while stack:
+        node = stack.pop()
+        dotted = _dotted(node) if isinstance(node, (ast.Name, ast.Attribute)) else None
+        if dotted:
+            found.add(dotted)
+            continue
+        if isinstance(node, ast.Call):
+            stack.extend(node.args)  # the called function's name is not a value
+            continue
+        stack.extend(ast.iter_child_nodes(node))
+    return found

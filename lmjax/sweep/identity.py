@@ -28,7 +28,7 @@ HASH_LENGTH = 8
 EXCLUDED = (
     "name", "run_dir",
     "train.log_every", "train.eval_every", "train.peak_flops",
-    "checkpoint.every", "checkpoint.keep",
+    "checkpoint.every", "checkpoint.keep", "checkpoint.keep_steps",
     "data.data_dir", "data.cache_dir", "data.download", "data.worker_count",
     "mesh.data", "mesh.fsdp", "mesh.tensor", "mesh.axis_rules",
     "mesh.coordinator_address", "mesh.num_processes", "mesh.process_id",
@@ -48,9 +48,11 @@ def _defaults() -> dict[str, Any]:
     return flatten(config_lib.to_dict(Config()))
 
 
-def config_hash(config: Config) -> str:
-    """The first 8 hex digits of SHA-256 over the identity fields as canonical JSON."""
-    text = json.dumps(identity_fields(config), sort_keys=True, separators=(",", ":"), default=str)
+def config_hash(config: Config, branch: dict[str, Any] | None = None) -> str:
+    """The first 8 hex digits of SHA-256 over the identity fields as canonical JSON; a
+    cooldown branch's also over its parent (name and hash) and step."""
+    fields = identity_fields(config) if branch is None else {**identity_fields(config), "branch": branch}
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:HASH_LENGTH]
 
 

@@ -45,7 +45,7 @@ def point_row(point_dir: str | os.PathLike) -> dict[str, Any]:
         "name": point.get("name"), "hash": point.get("hash"), "dir": directory.name,
         "values": point.get("values"), "overrides": point.get("overrides"),
         "variables": point.get("variables"), "eval_tasks": point.get("eval_tasks"),
-        "status": status["state"], "attempts": status.get("attempts", 0),
+        "status": status_lib.shown_state(directory, status), "attempts": status.get("attempts", 0),
         "parameters": result.get("parameters", plan.get("parameters")),
         "embedding_parameters": result.get("embedding_parameters", plan.get("embedding_parameters")),
         "non_embedding_parameters": result.get("non_embedding_parameters",
@@ -55,6 +55,7 @@ def point_row(point_dir: str | os.PathLike) -> dict[str, Any]:
         "train_flops": result.get("train_flops", plan.get("train_flops")),
         "error": status.get("error"),
         "eval_metrics": result.get("eval_metrics"),
+        "branch": point.get("branch"),  # a cooldown branch's parent and step (lmjax.sweep.branches)
     }
     for key in ("train_loss", "eval_loss", "eval_bits_per_byte", "tokens_per_sec", "mfu",
                 "wall_time", "steps"):
@@ -62,12 +63,15 @@ def point_row(point_dir: str | os.PathLike) -> dict[str, Any]:
     return {**row, **(row["eval_metrics"] or {})}
 
 
-def write_results(sweep_dir: str | os.PathLike, rows: list[dict[str, Any]]) -> None:
-    """results.jsonl, summary.md and summary.csv under the sweep directory, each replaced whole."""
+def write_results(sweep_dir: str | os.PathLike, rows: list[dict[str, Any]],
+                  unlisted: list[dict[str, Any]] = ()) -> None:
+    """results.jsonl (the sweep's rows, then the `unlisted` ones of points the sweep file no
+    longer names), summary.md and summary.csv (the sweep's rows) under the sweep directory,
+    each replaced whole."""
     root = as_path(sweep_dir)
     root.mkdir(parents=True, exist_ok=True)
     texts = {
-        "results.jsonl": "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows),
+        "results.jsonl": "".join(json.dumps(row, sort_keys=True) + "\n" for row in [*rows, *unlisted]),
         "summary.md": markdown(rows),
         "summary.csv": csv_text(rows),
     }
@@ -86,10 +90,18 @@ def _replace(path, text: str) -> None:
 
 
 def progress(rows: list[dict[str, Any]]) -> str:
-    """'3 points: 1 succeeded, 1 running, 1 pending, 0 failed, 0 interrupted'."""
+    """'3 points: 1 succeeded, 1 running, 1 pending, 0 failed, 0 interrupted', then the stale
+    points (running, but their worker is gone) when there are any."""
+    counts = state_counts(rows)
+    order = ("succeeded", "running", "pending", "failed", "interrupted", "stale")
+    return f"{len(rows)} points: " + ", ".join(f"{counts[s]} {s}" for s in order if s in counts)
+
+
+def state_counts(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Rows per state: every state of status.STATES, and `stale` when a row is."""
     counts = {state: sum(row["status"] == state for row in rows) for state in status_lib.STATES}
-    order = ("succeeded", "running", "pending", "failed", "interrupted")
-    return f"{len(rows)} points: " + ", ".join(f"{counts[s]} {s}" for s in order)
+    stale = sum(row["status"] == "stale" for row in rows)
+    return {**counts, "stale": stale} if stale else counts
 
 
 def format_value(key: str, value: Any) -> str:

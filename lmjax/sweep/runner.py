@@ -19,6 +19,7 @@ from etils import epath
 from lmjax.config import to_dict, validate
 from lmjax.errors import ConfigError
 from lmjax.runs.layout import as_path
+from lmjax.sweep import branches
 from lmjax.sweep import plan as plan_lib
 from lmjax.sweep import results as results_lib
 from lmjax.sweep import status as status_lib
@@ -91,12 +92,16 @@ def point_dir(spec: SweepSpec, point: Point) -> epath.Path:
 
 
 def prepare(spec: SweepSpec, points: list[Point]) -> list[epath.Path]:
-    """Writes each point's `point.json` (once: same hash, same point) and returns the dirs."""
+    """Writes each point's `point.json` and returns the dirs. Same hash, same point: a record
+    is rewritten only where fields outside the identity changed (a parent's
+    `checkpoint.keep_steps` after branches were added) and the point has not succeeded."""
     dirs = []
     for point in points:
         directory = point_dir(spec, point)
-        if not (directory / status_lib.POINT_FILE).exists():
-            status_lib.write_json(directory / status_lib.POINT_FILE, point_record(point))
+        path, record = directory / status_lib.POINT_FILE, point_record(point)
+        if not path.exists() or (status_lib.read_json(path) != record
+                                 and status_lib.read_status(directory)["state"] != "succeeded"):
+            status_lib.write_json(path, record)
         dirs.append(directory)
     return dirs
 
@@ -105,7 +110,7 @@ def point_record(point: Point) -> dict[str, Any]:
     return {"name": point.name, "hash": point.hash, "values": point.values,
             "overrides": point.overrides, "variables": point.variables,
             "eval_tasks": point.eval_tasks, "config": to_dict(point.config),
-            "plan": plan_lib.estimate(point.config)}
+            "plan": plan_lib.estimate(point.config), "branch": point.branch}
 
 
 def collect(spec: SweepSpec, points: list[Point]) -> list[dict[str, Any]]:
@@ -114,16 +119,27 @@ def collect(spec: SweepSpec, points: list[Point]) -> list[dict[str, Any]]:
     for point in points:
         row = results_lib.point_row(point_dir(spec, point))
         known = {"name": point.name, "hash": point.hash, "values": point.values,
-                 "overrides": point.overrides, "variables": point.variables}
+                 "overrides": point.overrides, "variables": point.variables, "listed": True}
         rows.append({**row, **{k: v for k, v in known.items() if row.get(k) is None}})
     return rows
 
 
 def regenerate(spec: SweepSpec, points: list[Point]) -> list[dict[str, Any]]:
-    """Rebuilds results.jsonl, summary.md and summary.csv from every point's files."""
+    """Rebuilds results.jsonl, summary.md and summary.csv from every point's files; results.jsonl
+    also keeps the rows of point directories the sweep file no longer lists (an edit changed
+    or removed them), marked `"listed": false`: their results are not thrown away."""
     rows = collect(spec, points)
-    results_lib.write_results(sweep_dir(spec), rows)
+    results_lib.write_results(sweep_dir(spec), rows, unlisted_rows(spec, points))
     return rows
+
+
+def unlisted_rows(spec: SweepSpec, points: list[Point]) -> list[dict[str, Any]]:
+    """Rows of the point directories under the sweep directory that `points` do not name."""
+    root, listed = sweep_dir(spec), {point.dir_name for point in points}
+    if not root.is_dir():
+        return []
+    found = sorted(d for d in root.iterdir() if d.name not in listed and (d / status_lib.POINT_FILE).exists())
+    return [{**results_lib.point_row(d), "listed": False} for d in found]
 
 
 def run_sweep(spec: SweepSpec, points: list[Point], executor, options: RunOptions) -> dict[str, int]:
@@ -137,7 +153,13 @@ def run_sweep(spec: SweepSpec, points: list[Point], executor, options: RunOption
     executor.run(dirs, options, on_done=lambda: regenerate(spec, everything))
     regenerate(spec, everything)
     rows = collect(spec, points)
-    return {state: sum(row["status"] == state for row in rows) for state in status_lib.STATES}
+    return results_lib.state_counts(rows)
+
+
+def next_ready(queue: list[epath.Path], unfinished: list[epath.Path]) -> epath.Path | None:
+    """The first dir of `queue` that need not wait (a cooldown branch waits for its parent's
+    checkpoint while the parent is `unfinished` here or running elsewhere)."""
+    return next((d for d in queue if not branches.waiting(d, unfinished)), None)
 
 
 def open_dirs(dirs: list[epath.Path], options: RunOptions) -> list[epath.Path]:

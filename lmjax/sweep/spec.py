@@ -37,11 +37,11 @@ import yaml
 from lmjax import config as config_lib
 from lmjax.config import Config
 from lmjax.errors import ConfigError
-from lmjax.sweep import expressions, identity
+from lmjax.sweep import branches, derived_order, expressions, identity, isoflop, strict_yaml
 from lmjax.sweep.dotted_keys import flatten
 
 TOP_LEVEL = ("name", "description", "base", "output_dir", "overrides", "grid", "zip", "derived",
-             "eval_tasks", "resources", "target")
+             "eval_tasks", "resources", "target", "branches", "isoflop")
 RESERVED = ("name", "run_dir")  # set by the sweep for every point
 
 
@@ -61,6 +61,8 @@ class SweepSpec:
     resources: dict[str, Any]
     target: dict[str, Any] | None
     description: str = ""
+    branches: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # lmjax.sweep.branches
+    isoflop: dict[str, Any] | None = None  # lmjax.sweep.isoflop
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +76,7 @@ class Point:
     variables: dict[str, Any]  # sweep variables, given and derived
     config: Config
     eval_tasks: list[Any]
+    branch: dict[str, Any] | None = None  # a cooldown branch: {"parent": dir_name, "step": S}
 
     @property
     def dir_name(self) -> str:
@@ -101,6 +104,8 @@ def load_spec(path: str | os.PathLike, output_dir: str | None = None) -> SweepSp
         resources=dict(raw.get("resources") or {}),
         target=dict(raw["target"]) if raw.get("target") else None,
         description=str(raw.get("description") or ""),
+        branches=branches.parse(file, raw["branches"]) if raw.get("branches") else [],
+        isoflop=isoflop.parse(file, raw["isoflop"], yaml_number) if raw.get("isoflop") else None,
     )
     _check_keys(spec)
     return spec
@@ -110,7 +115,9 @@ def _read(file: pathlib.Path) -> dict[str, Any]:
     if not file.is_file():
         raise ConfigError(f"sweep file {file} does not exist: give a path such as experiments/NAME.yaml")
     try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+        raw = strict_yaml.load(file.read_text(encoding="utf-8"))
+    except strict_yaml.DuplicateKeyError as err:
+        raise ConfigError(f"sweep {file}: {err}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise ConfigError(f"sweep {file} is not valid YAML: {str(err).splitlines()[0]}") from None
     if not isinstance(raw, dict):
@@ -173,6 +180,8 @@ def _check_keys(spec: SweepSpec) -> None:
     seen: dict[str, str] = {}
     sections = [("overrides", spec.overrides), ("grid", spec.grid),
                 *(("zip", group) for group in spec.zips), ("derived", spec.derived)]
+    if spec.isoflop:
+        sections.insert(1, ("isoflop", [isoflop.BUDGET, "train.steps", *spec.isoflop["sizes"]]))
     for section, keys in sections:
         for key in keys:
             if key in RESERVED:
@@ -206,9 +215,29 @@ def points(spec: SweepSpec) -> list[Point]:
     base = base_config(spec)
     axes = [[{key: value} for value in values] for key, values in spec.grid.items()]
     axes += [[dict(zip(group, row)) for row in zip(*group.values())] for group in spec.zips]
+    if spec.isoflop:
+        axes.append(isoflop.combos(spec.isoflop, lambda size: isoflop.total_parameters(
+            _known_values(base, {**spec.overrides, **size}))))
     found = [_point(spec, base, _merge_dicts(combo)) for combo in itertools.product(*axes)]
+    if spec.branches:
+        found = branches.expand(spec, found, lambda parent, step, steps: _branch(spec, parent, step, steps))
     _check_unique(spec, found)
+    if spec.isoflop and spec.isoflop["data_tokens"]:
+        isoflop.check_epochs(spec.path, spec.isoflop, found, spec.isoflop["data_tokens"])
     return found
+
+
+def _branch(spec: SweepSpec, parent: Point, step: int, steps: int) -> Point:
+    """The cooldown branch of `parent` from its step `step` to `steps` (lmjax.sweep.branches)."""
+    values = {**parent.values, branches.BRANCH_KEY: step}
+    readable, branch = identity.readable_name(values), {"parent": parent.dir_name, "step": step}
+    config = dataclasses.replace(parent.config, train=dataclasses.replace(parent.config.train, steps=steps),
+                                 checkpoint=dataclasses.replace(parent.config.checkpoint, keep_steps=[]))
+    digest = identity.config_hash(config, branch)
+    run_dir = os.path.join(os.path.abspath(spec.output_dir), f"{readable}-{digest}")
+    config = dataclasses.replace(config, name=f"{spec.name}-{readable}", run_dir=run_dir)
+    return Point(readable, digest, values, {**parent.overrides, "train.steps": steps},
+                 parent.variables, config, parent.eval_tasks, branch)
 
 
 def _merge_dicts(dicts) -> dict[str, Any]:
@@ -238,7 +267,11 @@ def _point(spec: SweepSpec, base: Config, values: dict[str, Any]) -> Point:
     where = f"sweep {spec.path}: point {readable}"
     given = {**spec.overrides, **values}
     names = _known_values(base, given)
-    for key, expression in spec.derived.items():
+    if spec.isoflop:
+        given["train.steps"] = names["train.steps"] = isoflop.point_steps(
+            where, spec.isoflop, names, values[isoflop.BUDGET])
+    for key in derived_order.evaluation_order(spec.derived, f"sweep {spec.path}"):
+        expression = spec.derived[key]
         try:
             value = expressions.evaluate(expression, names)
         except ConfigError as err:

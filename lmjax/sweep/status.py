@@ -4,7 +4,7 @@ Each point's run directory holds, beside the run's own files:
 
 ```
 point.json         what the point is: name, hash, values, overrides, resolved config, plan
-status.json        pending | running (host, pid, heartbeat) | succeeded (result) |
+status.json        pending | running (host, pid, heartbeat, stale_after) | succeeded (result) |
                    failed (one-line error) | interrupted (stopped with a checkpoint)
 claims/<n>         the n-th claim: host, pid, process start, token; its mtime is the heartbeat
 worker.log         the point's output when an executor ran it in a subprocess
@@ -44,6 +44,7 @@ POINT_FILE = "point.json"
 STATUS_FILE = "status.json"
 CLAIMS_DIR = "claims"
 LOG_FILE = "worker.log"
+DEFAULT_STALE_AFTER = 600.0  # seconds: `lmjax sweep run --stale-after`'s default
 
 
 def now() -> str:
@@ -93,6 +94,17 @@ def latest_claim(point_dir: str | os.PathLike) -> tuple[int, dict[str, Any] | No
     except FileNotFoundError:
         beat = None
     return max(numbers), read_json(path), beat
+
+
+def shown_state(point_dir: str | os.PathLike, status: dict[str, Any]) -> str:
+    """The state to show: `running` only while its holder lives and beats; a running point
+    whose worker died or whose heartbeat is older than its limit (the `stale_after` the worker
+    recorded, or DEFAULT_STALE_AFTER) is `stale`: the next `lmjax sweep run` takes it over."""
+    if status["state"] != "running":
+        return status["state"]
+    _, holder, beat = latest_claim(point_dir)
+    limit = float(status.get("stale_after") or DEFAULT_STALE_AFTER)
+    return "stale" if is_stale(holder, beat, limit) else "running"
 
 
 def availability(point_dir: str | os.PathLike, *, stale_after: float, retry: bool = True) -> str:
@@ -196,6 +208,7 @@ class Heartbeat:
             write_status(self.claim.point_dir, {**self.status, "heartbeat": now()})
 
 
-def running_record(claim: Claim, attempts: int) -> dict[str, Any]:
+def running_record(claim: Claim, attempts: int, stale_after: float = DEFAULT_STALE_AFTER) -> dict[str, Any]:
     return {"state": "running", "claim": claim.number, "host": socket.gethostname(),
-            "pid": os.getpid(), "started": now(), "heartbeat": now(), "attempts": attempts}
+            "pid": os.getpid(), "started": now(), "heartbeat": now(), "attempts": attempts,
+            "stale_after": stale_after}

@@ -39,13 +39,31 @@ def run_point(point_dir: str, *, stale_after: float = 600.0, retry: bool = True,
     if claim is None:
         return "skipped"
     previous = status_lib.read_status(point_dir)
-    running = status_lib.running_record(claim, previous.get("attempts", 0) + 1)
+    running = status_lib.running_record(claim, previous.get("attempts", 0) + 1, stale_after)
     if claim.record is not None:
         status_lib.write_status(point_dir, running)
+        failed = _start_branch(point_dir, point)
+        if failed:
+            status_lib.write_status(point_dir, {**running, **failed, "finished": status_lib.now()})
+            return "failed"
     record = _train(config, claim, running, heartbeat_every or max(stale_after / 10, 1.0))
     if claim.record is not None and claim.held():  # a worker that took the point over owns its status
         status_lib.write_status(point_dir, {**running, **record, "finished": status_lib.now()})
     return record["state"]
+
+
+def _start_branch(point_dir: str, point: dict[str, Any]) -> dict[str, Any] | None:
+    """A cooldown branch starts from its parent's checkpoint (lmjax.sweep.branches); the
+    failed record if that checkpoint is missing."""
+    if not point.get("branch"):
+        return None
+    from lmjax.sweep.branches import start_from_parent
+
+    try:
+        start_from_parent(point_dir, point)
+    except LmjaxError as err:
+        return {"state": "failed", "error": str(err).splitlines()[0]}
+    return None
 
 
 def claim_on_primary(point_dir: str, config, *, stale_after: float, retry: bool):

@@ -64,10 +64,10 @@ class Checkpointer:
     go to the sibling `RunLayout.quarantine`, which orbax never lists as a step.
     """
 
-    def __init__(self, directory: PathLike, keep: int):
+    def __init__(self, directory: PathLike, keep: int, pinned: tuple[int, ...] = ()):
         self.directory = as_path(directory)
         self.quarantine = RunLayout.at(self.directory.parent).quarantine
-        self.keep = keep
+        self.keep, self.pinned = keep, frozenset(pinned)  # pinned: checkpoint.keep_steps
         self._errors = OrbaxErrorCapture()
         options = ocp.CheckpointManagerOptions(max_to_keep=None, create=True,
                                                cleanup_tmp_directories=True)
@@ -191,8 +191,8 @@ class Checkpointer:
         self._keep_last()
 
     def _keep_last(self) -> None:
-        """The keep-last-K rule: the only place a checkpoint is ever deleted."""
-        for step in self.all_steps()[: -self.keep]:
+        """The keep-last-K rule, pinned steps exempt: the only place a checkpoint is deleted."""
+        for step in [s for s in self.all_steps() if s not in self.pinned][: -self.keep]:
             self.manager.delete(step)
 
     def _save_error(self, step: int, n_bytes: int, error: BaseException | None) -> CheckpointError:

@@ -119,7 +119,8 @@ class _Loop:
                     step += 1
                     pending.append((step, step_metrics))
                     at_end = step == config.train.steps
-                    save_now = at_end or step % config.checkpoint.every == 0
+                    save_now = (at_end or step % config.checkpoint.every == 0
+                                or step in config.checkpoint.keep_steps)
                     stop_now = self._stop_agreed()
                     eval_now = step % config.train.eval_every == 0 or at_end
                     if step % config.train.log_every == 0 or eval_now or save_now or stop_now:

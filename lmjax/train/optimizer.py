@@ -1,15 +1,22 @@
-"""AdamW with linear warm-up, cosine decay and global-norm clipping (the GPT-3 recipe)."""
+"""AdamW with linear warm-up, cosine or warmup-stable-decay (WSD) learning rates and
+global-norm clipping (the GPT-3 recipe, and Hägele et al. 2024's WSD)."""
 
 from __future__ import annotations
 
+import math
+
 import jax
+import jax.numpy as jnp
 import optax
 
 from lmjax.config import TrainConfig
 
 
 def learning_rate_schedule(train: TrainConfig) -> optax.Schedule:
-    """0 → lr over `warmup_steps`, then cosine down to lr·min_lr_ratio at `steps`."""
+    """`train.schedule`: cosine (0 → lr over `warmup_steps`, then cosine down to
+    lr·min_lr_ratio at `steps`) or wsd (`wsd_schedule`)."""
+    if train.schedule == "wsd":
+        return wsd_schedule(train)
     return optax.warmup_cosine_decay_schedule(
         init_value=0.0,
         peak_value=train.lr,
@@ -17,6 +24,34 @@ def learning_rate_schedule(train: TrainConfig) -> optax.Schedule:
         decay_steps=max(train.steps, train.warmup_steps + 1),
         end_value=train.lr * train.min_lr_ratio,
     )
+
+
+def wsd_decay_start(steps: int, decay_fraction: float) -> int:
+    """The last stable step + 1: the decay takes the final decay_fraction·steps steps, rounded
+    half up. Until then the rate does not depend on `steps`, which is why a cooldown branch
+    can start from a longer run's checkpoint at this step (lmjax.sweep.branches)."""
+    return steps - math.floor(decay_fraction * steps + 0.5)
+
+
+def wsd_schedule(train: TrainConfig) -> optax.Schedule:
+    """Warmup-stable-decay (Hägele et al. 2024, section 3): 0 → lr linearly over
+    `warmup_steps`, lr until `wsd_decay_start`, then down to lr·min_lr_ratio at `steps` along
+    `decay_shape`: linear, 1 − x, or 1-sqrt, 1 − √x, with x the share of the decay done (the
+    paper decays to 0: min_lr_ratio=0)."""
+    peak, floor = train.lr, train.lr * train.min_lr_ratio
+    start = wsd_decay_start(train.steps, train.decay_fraction)
+    length = max(train.steps - start, 1)
+    warmup = max(train.warmup_steps, 1)
+
+    def schedule(count):
+        step = jnp.asarray(count, jnp.float32)
+        done = jnp.clip((step - start) / length, 0.0, 1.0)
+        shape = 1.0 - (jnp.sqrt(done) if train.decay_shape == "1-sqrt" else done)
+        decayed = floor + (peak - floor) * shape
+        warming = peak * step / warmup
+        return jnp.where(step < train.warmup_steps, warming, jnp.where(step < start, peak, decayed))
+
+    return schedule
 
 
 def decay_mask(params):

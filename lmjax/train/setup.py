@@ -117,7 +117,8 @@ class TrainSetup:
 
     def open_checkpointer(self) -> Checkpointer:
         """Creates checkpoints/ : call only once the run directory may be written."""
-        return Checkpointer(self.layout.checkpoints, self.config.checkpoint.keep)
+        return Checkpointer(self.layout.checkpoints, self.config.checkpoint.keep,
+                            tuple(self.config.checkpoint.keep_steps))
 
     @property
     def loss_name(self) -> str:

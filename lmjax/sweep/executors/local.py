@@ -21,7 +21,7 @@ from etils import epath
 
 from lmjax.sweep import lifetime
 from lmjax.sweep import status as status_lib
-from lmjax.sweep.runner import RunOptions, open_dirs, worker_args
+from lmjax.sweep.runner import RunOptions, next_ready, open_dirs, worker_args
 
 
 class LocalExecutor:
@@ -34,8 +34,11 @@ class LocalExecutor:
         running: dict[subprocess.Popen, epath.Path] = {}
         try:
             while queue or running:
-                while queue and len(running) < self.workers:
-                    directory = queue.pop(0)
+                while len(running) < self.workers:
+                    directory = next_ready(queue, [*queue, *running.values()])
+                    if directory is None:
+                        break
+                    queue.remove(directory)
                     if open_dirs([directory], options):
                         running[self._start(directory, options)] = directory
                 finished = [p for p in running if p.poll() is not None]

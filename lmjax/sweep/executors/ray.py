@@ -19,7 +19,7 @@ from typing import Any
 from etils import epath
 
 from lmjax.errors import ConfigError
-from lmjax.sweep.runner import RunOptions, open_dirs
+from lmjax.sweep.runner import RunOptions, next_ready, open_dirs
 
 
 def _run_task(directory: str, stale_after: float, retry: bool, heartbeat: float | None) -> str:
@@ -51,15 +51,24 @@ class RayExecutor:
             env = {k: v for k, v in os.environ.items() if k.startswith("LMJAX_") or k == "XLA_FLAGS"}
             ray.init(address=self.address, runtime_env={"env_vars": env}, log_to_driver=False)
         task = ray.remote(**task_options(self.resources))(_run_task)
-        pending = [task.remote(str(d), options.stale_after, options.retry, options.heartbeat)
-                   for d in open_dirs(dirs, options)]
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
+        queue, pending = open_dirs(dirs, options), {}
+        while True:
+            # cooldown branches are submitted once their parent's checkpoint exists
+            while (directory := next_ready(queue, [*queue, *pending.values()])) is not None:
+                queue.remove(directory)
+                pending[task.remote(str(directory), options.stale_after, options.retry,
+                                    options.heartbeat)] = directory
+            if not pending:
+                break
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            pending.pop(ready[0])
             try:
                 ray.get(ready[0])
             except ray.exceptions.RayError as err:  # the worker process died: the point stays claimed until stale
                 print(f"lmjax sweep: a Ray task failed: {str(err).splitlines()[0]}")
             on_done()
+        for directory in queue:
+            print(f"lmjax sweep: {directory.name} waits for its parent, which runs elsewhere; run again later")
 
 
 def _import_ray():
