@@ -60,12 +60,18 @@ def params(weights: Weights, cfg: ModelConfig, hf: dict) -> dict:
     return tree
 
 
+def _output_bias(weights: Weights) -> str:
+    """The decoder's own bias, which the forward pass adds; tied to lm_head.bias (and then
+    not saved) unless transformers 5 built the model with untied word embeddings."""
+    return "lm_head.decoder.bias" if weights.has("lm_head.decoder.bias") else "lm_head.bias"
+
+
 def _mlm_head(weights: Weights, cfg: ModelConfig) -> dict:
     d, v = cfg.d_model, cfg.vocab_size
     head = {
         "transform": bert._dense(weights, "lm_head.dense", d, d),
         "transform_norm": bert._layernorm(weights, "lm_head.layer_norm", d),
-        "bias": weights.get("lm_head.bias", (v,)),
+        "bias": weights.get(_output_bias(weights), (v,)),
     }
     if not cfg.tie_embeddings:
         head["decoder"] = {"kernel": weights.linear("lm_head.decoder.weight", (d,), (v,))}
