@@ -36,8 +36,7 @@ def model_config(hf: dict, weights: Weights) -> ModelConfig:
         n_heads=heads, n_kv_heads=hf.get("num_key_value_heads") or heads,
         head_dim=hf.get("head_dim") or d_model // heads, d_ff=hf["intermediate_size"],
         max_len=context_length(hf), norm="rmsnorm", norm_eps=hf.get("rms_norm_eps", 1e-6),
-        position="rope", mlp="swiglu", use_bias=_all_biases(hf),
-        qkv_bias=hf["model_type"] == "qwen2",
+        position="rope", mlp="swiglu", **_biases(hf, weights),
         tie_embeddings=not weights.has("lm_head.weight")
         or weights.same("lm_head.weight", "embed_tokens.weight"),
         **rope_options(hf),
@@ -73,12 +72,24 @@ def context_length(hf: dict) -> int:
     return min(length, window) if used and window else length
 
 
-def _all_biases(hf: dict) -> bool:
+def _biases(hf: dict, weights: Weights) -> dict[str, bool]:
+    """model.use_bias (Llama's attention_bias and mlp_bias) or model.qkv_bias (Qwen2; also a
+    Llama with attention_bias whose o_proj biases are all zero, as lmjax exports Qwen2)."""
+    if hf["model_type"] == "qwen2":
+        return {"use_bias": False, "qkv_bias": True}
     attention, mlp = bool(hf.get("attention_bias")), bool(hf.get("mlp_bias"))
-    if attention != mlp:
-        raise CheckpointError(f"{hf['model_type']} attention_bias={attention} with mlp_bias={mlp} is "
-                              "not supported: lmjax has biases everywhere (use_bias) or on q/k/v only")
-    return attention
+    if attention == mlp:
+        return {"use_bias": attention, "qkv_bias": False}
+    if attention and _zero_out_biases(hf, weights):
+        return {"use_bias": False, "qkv_bias": True}
+    raise CheckpointError(f"{hf['model_type']} attention_bias={attention} with mlp_bias={mlp} is not "
+                          "supported: lmjax has biases everywhere (use_bias), on q/k/v only, or none")
+
+
+def _zero_out_biases(hf: dict, weights: Weights) -> bool:
+    names = [f"layers.{layer}.self_attn.o_proj.bias" for layer in range(hf["num_hidden_layers"])]
+    return all(weights.has(name) and not np.any(weights.get(name, (hf["hidden_size"],)))
+               for name in names)
 
 
 def params(weights: Weights, cfg: ModelConfig, hf: dict) -> dict:
