@@ -37,10 +37,17 @@ def model_config(hf: dict, weights: Weights) -> ModelConfig:
         head_dim=hf.get("head_dim") or d_model // heads, d_ff=hf["intermediate_size"],
         max_len=context_length(hf), norm="rmsnorm", norm_eps=hf.get("rms_norm_eps", 1e-6),
         position="rope", mlp="swiglu", **_biases(hf, weights),
-        tie_embeddings=not weights.has("lm_head.weight")
-        or weights.same("lm_head.weight", "embed_tokens.weight"),
+        tie_embeddings=_tied(hf, weights),
         **rope_options(hf),
     )
+
+
+def _tied(hf: dict, weights: Weights) -> bool:
+    """No lm_head.weight, or one the config ties and that equals the embedding (compared only
+    then: reading both tables of a large vocabulary costs)."""
+    if not weights.has("lm_head.weight"):
+        return True
+    return bool(hf.get("tie_word_embeddings")) and weights.same("lm_head.weight", "embed_tokens.weight")
 
 
 def rope_options(hf: dict) -> dict:

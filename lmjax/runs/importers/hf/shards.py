@@ -6,7 +6,7 @@ when asked, so a large checkpoint is read one tensor at a time (onto a mesh, `De
 instead of all at once. Sharded checkpoints (`model-0000k-of-0000n.safetensors` with
 `model.safetensors.index.json`) are checked against their index before anything is read:
 every shard the index names must exist, and every tensor must lie in exactly the shard the
-index names. bfloat16 is read through ml_dtypes (numpy has no such dtype) and widened to float32.
+index names. bfloat16 is read as JAX's numpy dtype for it (numpy has none) and widened to float32.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import json
 import pathlib
 import struct
 
-import ml_dtypes
+import jax.numpy as jnp
 import numpy as np
 
 from lmjax.errors import CheckpointError
@@ -24,7 +24,7 @@ from lmjax.errors import CheckpointError
 SAFETENSORS = ("model.safetensors", "model.safetensors.index.json")
 TORCH_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 DTYPES = {"F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"),
-          "BF16": np.dtype(ml_dtypes.bfloat16), "I64": np.dtype("<i8"), "I32": np.dtype("<i4"),
+          "BF16": np.dtype(jnp.bfloat16), "I64": np.dtype("<i8"), "I32": np.dtype("<i4"),
           "I16": np.dtype("<i2"), "I8": np.dtype("i1"), "U8": np.dtype("u1"), "BOOL": np.dtype("?")}
 HEADER_LENGTH_BYTES = 8
 MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
