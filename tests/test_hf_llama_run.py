@@ -111,3 +111,18 @@ def test_lmjax_eval_runs_a_local_task_on_an_imported_llama(stories_llama, data_d
     record = results["tasks"]["lambada"]
     assert results["model"]["source"] == "hf" and record["examples"]["effective"] == 4
     assert 0 <= record["metrics"]["acc"] <= 1 and 1 < record["metrics"]["perplexity"] < float("inf")
+
+
+def test_convert_hf_exports_a_sharded_qwen2_that_opens_with_the_same_logits(qwen_dir, tmp_path):
+    from lmjax.runs.importers.hf.export import export
+
+    directory, hf = qwen_dir
+    config = export(directory, tmp_path / "export")
+    assert config.model.qkv_bias and config.model.n_kv_heads == 2
+    run = open_run(tmp_path / "export")
+    assert run.source == "export"
+    ids = np.random.default_rng(1).integers(0, VOCAB, (1, 7))
+    with torch.no_grad():
+        theirs = hf(input_ids=torch.tensor(ids)).logits.numpy()
+    ours = np.asarray(jax.jit(run.model.apply)({"params": run.params}, input_ids=ids))
+    assert np.max(np.abs(ours - theirs)) <= 1e-4
