@@ -29,6 +29,7 @@ OBJECTIVES = ("causal_lm", "masked_lm", "span_corruption")
 OBJECTIVE_ARCH = {"causal_lm": "gpt", "masked_lm": "bert", "span_corruption": "t5"}
 ARCH_POSITIONS = {"gpt": ("learned", "rope"), "bert": ("learned",), "t5": ("relative",)}
 ARCH_OBJECTIVE = {arch: objective for objective, arch in OBJECTIVE_ARCH.items()}
+ROPE_SCALINGS = ("none", "linear", "llama3")  # transformers' rope_type values lmjax computes
 TOKENIZERS = ("sentencepiece", "bpe", "wordpiece")
 UTF8_POLICIES = ("replace", "error")
 SOURCE_FORMATS = ("parquet", "jsonl", "jsonl.gz", "jsonl.zst", "text", "array_record")
@@ -61,8 +62,16 @@ class ModelConfig:
     norm_eps: float = 1e-5
     position: str = "learned"
     rope_theta: float = 10000.0
+    # RoPE frequency scaling, as transformers' rope_type: linear divides every frequency by
+    # the factor; llama3 divides only the low ones (Llama 3.1), smoothly between the bands.
+    rope_scaling: str = "none"
+    rope_scaling_factor: float = 1.0
+    rope_low_freq_factor: float = 1.0  # llama3
+    rope_high_freq_factor: float = 4.0  # llama3
+    rope_original_max_len: int = 8192  # llama3: the context length before scaling
     mlp: str = "gelu"
     use_bias: bool = True
+    qkv_bias: bool = False  # biases on the query/key/value projections only (Qwen2), with use_bias=false
     tie_embeddings: bool = True
     dtype: str = "auto"  # compute dtype; parameters stay float32 (lmjax.models.platform)
     remat: str = "none"
@@ -73,6 +82,7 @@ class ModelConfig:
     head_dim: int | None = None  # None means d_model // n_heads; T5 sets it (d_kv) independently
     n_decoder_layers: int | None = None  # T5's decoder depth; None means n_layers
     type_vocab_size: int = 2  # BERT's segment (token-type) embeddings
+    positions_skip_padding: bool = False  # BERT: positions count real tokens only (RoBERTa)
     nsp: bool = False  # BERT's next-sentence-prediction head on [CLS] (off, as in RoBERTa)
     relpos_buckets: int = 32  # T5's relative position buckets
     relpos_max_distance: int = 128  # T5: distances beyond this share the last bucket

@@ -10,7 +10,8 @@ import math
 
 from lmjax.config.schema import (ARCH_OBJECTIVE, ARCH_POSITIONS, ARCHS, ATTENTION_IMPLS,
                                  DTYPES, KERNEL_PLATFORM, MLPS, NORMS, OBJECTIVE_ARCH, OBJECTIVES,
-                                 POSITIONS, REMAT, SOURCE_FORMATS, TOKENIZERS, UTF8_POLICIES,
+                                 POSITIONS, REMAT, ROPE_SCALINGS, SOURCE_FORMATS, TOKENIZERS,
+                                 UTF8_POLICIES,
                                  CheckpointConfig, Config, DataConfig, MeshConfig, ModelConfig,
                                  TrainConfig, source_configs)
 from lmjax.errors import ConfigError
@@ -81,9 +82,23 @@ def validate_model(model: ModelConfig) -> None:
         )
     if model.position == "rope" and model.d_head % 2:
         raise ConfigError(f"RoPE needs an even head size; d_model/n_heads is {model.d_head}")
+    _validate_rope_scaling(model)
     _validate_attention_impl(model)
     _validate_loss_chunks(model)
     _validate_arch(model)
+
+
+def _validate_rope_scaling(model: ModelConfig) -> None:
+    _choice("model.rope_scaling", model.rope_scaling, ROPE_SCALINGS)
+    for field in ("rope_scaling_factor", "rope_low_freq_factor", "rope_high_freq_factor",
+                  "rope_original_max_len"):
+        _positive(f"model.{field}", getattr(model, field))
+    if model.rope_scaling == "llama3" and model.rope_high_freq_factor <= model.rope_low_freq_factor:
+        raise ConfigError(f"model.rope_high_freq_factor={model.rope_high_freq_factor} must exceed "
+                          f"model.rope_low_freq_factor={model.rope_low_freq_factor}")
+    if model.qkv_bias and model.use_bias:
+        raise ConfigError("model.qkv_bias=true adds the query/key/value biases to a model without "
+                          "biases: it needs model.use_bias=false (use_bias already has them)")
 
 
 def _validate_attention_impl(model: ModelConfig) -> None:

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from lmjax.models.attention_kernels import kernel_attend, log_fallback, unsupported
-from lmjax.models.layers import Dense, constrain, normal, rope
+from lmjax.models.layers import Dense, RopeScaling, constrain, normal, rope
 from lmjax.models.platform import attention_kernel
 
 NEG_INF = -1e9
@@ -212,6 +212,8 @@ class MultiHeadAttention(nn.Module):
     init_std: float = 0.02
     out_init_std: float = 0.02
     rope_theta: float | None = None
+    rope_scaling: RopeScaling | None = None
+    qkv_bias: bool | None = None  # None: as use_bias; True with use_bias=False: Qwen2's layout
     scale: float | None = None
     causal_blocks: int = 1
     attention_impl: str = "xla"  # auto | xla | cudnn | splash (lmjax.models.attention_kernels)
@@ -225,8 +227,12 @@ class MultiHeadAttention(nn.Module):
                          use_bias=self.use_bias, dtype=self.dtype,
                          kernel_init=normal(self.out_init_std))
 
+    @property
+    def _qkv_bias(self) -> bool:
+        return self.use_bias if self.qkv_bias is None else self.qkv_bias
+
     def _dense(self, features: tuple[int, int], heads_axis: str) -> Dense:
-        return Dense(features, ("embed", heads_axis, "kv"), use_bias=self.use_bias,
+        return Dense(features, ("embed", heads_axis, "kv"), use_bias=self._qkv_bias,
                      dtype=self.dtype, kernel_init=normal(self.init_std))
 
     def key_value(self, context_BSD: jax.Array) -> CrossKV:
@@ -253,7 +259,7 @@ class MultiHeadAttention(nn.Module):
         kernels, biases = zip(*(proj.weights(x_BTD.shape[-1:]) for proj in projections))
         w_DCGK = jnp.stack(kernels, axis=1).astype(self.dtype)
         y_BTCGK = jnp.einsum("btd,dcgk->btcgk", x_BTD, w_DCGK)
-        if self.use_bias:
+        if self._qkv_bias:
             y_BTCGK = y_BTCGK + jnp.stack(biases).astype(self.dtype)
         return [y_BTCGK[:, :, index] for index in range(len(projections))]
 
@@ -279,8 +285,8 @@ class MultiHeadAttention(nn.Module):
             kv = kv if kv is not None else self.key_value(context_BSD)
         k_BSGK, v_BSGK = kv
         if self.rope_theta is not None:
-            q_BTHK = rope(q_BTHK, positions_BT, self.rope_theta)
-            k_BSGK = rope(k_BSGK, positions_BT, self.rope_theta)
+            q_BTHK = rope(q_BTHK, positions_BT, self.rope_theta, self.rope_scaling)
+            k_BSGK = rope(k_BSGK, positions_BT, self.rope_theta, self.rope_scaling)
         kernel = self._kernel(q_BTHK, k_BSGK, masked=mask is not None,
                               biased=bias_HTS is not None, cached=cache is not None)
         if kernel != "xla":

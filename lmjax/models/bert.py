@@ -20,6 +20,15 @@ from lmjax.models.layers import ACTIVATIONS, Dense, Embed, Mlp, constrain, norm_
 from lmjax.models.scan import apply_layers
 
 
+def default_positions(ids_BT: jax.Array, attention_mask: jax.Array | None,
+                      skip_padding: bool) -> jax.Array:
+    """0..T-1 (BERT); with `skip_padding` (RoBERTa) each real token's position counts the real
+    tokens before it, so a left-padded row scores as it would alone."""
+    if not skip_padding or attention_mask is None:
+        return jnp.broadcast_to(jnp.arange(ids_BT.shape[1]), ids_BT.shape)
+    return jnp.maximum(jnp.cumsum(jnp.asarray(attention_mask, jnp.int32), axis=1) - 1, 0)
+
+
 class EncoderBlock(nn.Module):
     """norm(x + attn(x)), then norm(x + mlp(x)): BERT's post-LayerNorm order."""
 
@@ -93,14 +102,14 @@ class BERT(nn.Module):
         """MLM logits B×T×V (float32); with `config.nsp`, also next-sentence logits B×2.
 
         `attention_mask` (1 = real token) hides padding; `token_type_ids` default to
-        segment 0 and `positions` to 0..T-1. Given `masked_positions` B×P, the MLM head runs
+        segment 0 and `positions` to 0..T-1 (`default_positions`). Given `masked_positions` B×P, the MLM head runs
         at those positions only and the logits are B×P×V (training needs no others).
         """
         cfg = self.config
         dtype = compute_dtype(cfg)
         ids_BT = constrain(jnp.asarray(input_ids), ("batch", "length"))
         positions_BT = (
-            jnp.broadcast_to(jnp.arange(ids_BT.shape[1]), ids_BT.shape)
+            default_positions(ids_BT, attention_mask, cfg.positions_skip_padding)
             if positions is None else jnp.asarray(positions)
         )
         types_BT = jnp.zeros_like(ids_BT) if token_type_ids is None else jnp.asarray(token_type_ids)

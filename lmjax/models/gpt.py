@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from lmjax.config import ModelConfig
 from lmjax.models.attention import LayerCache, MultiHeadAttention, key_padding_mask
-from lmjax.models.layers import Embed, Mlp, constrain, norm_layer
+from lmjax.models.layers import Embed, Mlp, RopeScaling, constrain, norm_layer
 from lmjax.models.platform import compute_dtype_name
 from lmjax.models.scan import apply_layers, cache_index, stacked_cache
 from lmjax.models.unembed import Unembed, Unembedded
@@ -34,6 +34,14 @@ def init_cache(config: ModelConfig, batch: int, length: int) -> tuple[LayerCache
         for _ in range(config.n_layers)
     )
     return stacked_cache(caches) if config.scan_layers else caches
+
+
+def rope_scaling(config: ModelConfig) -> RopeScaling | None:
+    """`model.rope_scaling` and its parameters, or None for plain RoPE."""
+    if config.rope_scaling == "none":
+        return None
+    return RopeScaling(config.rope_scaling, config.rope_scaling_factor, config.rope_low_freq_factor,
+                       config.rope_high_freq_factor, config.rope_original_max_len)
 
 
 def token_positions(
@@ -95,6 +103,8 @@ class DecoderBlock(nn.Module):
             dtype=dtype,
             out_init_std=residual_std,
             rope_theta=cfg.rope_theta if cfg.position == "rope" else None,
+            rope_scaling=rope_scaling(cfg),
+            qkv_bias=cfg.use_bias or cfg.qkv_bias,
             causal_blocks=cfg.attention_blocks,
             attention_impl=cfg.attention_impl,
             name="attn",

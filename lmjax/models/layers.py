@@ -11,6 +11,7 @@ K head size, F feed-forward size, V vocabulary.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -121,11 +122,42 @@ def norm_layer(kind: str = "layernorm", eps: float = 1e-5, use_bias: bool = True
                         bias_init=bias_init, name=name)
 
 
-def rope(x_BTHK: jax.Array, positions_BT: jax.Array, theta: float) -> jax.Array:
+@dataclasses.dataclass(frozen=True)
+class RopeScaling:
+    """transformers' `rope_type` linear or llama3 with its parameters (`model.rope_scaling`)."""
+
+    kind: str = "none"
+    factor: float = 1.0
+    low_freq_factor: float = 1.0
+    high_freq_factor: float = 4.0
+    original_max_len: int = 8192
+
+    def inverse_frequencies(self, inv_freq_K2: jax.Array) -> jax.Array:
+        """Linear stretches every wavelength by `factor`; llama3 stretches the long
+        wavelengths (beyond original_max_len / low_freq_factor) by it, keeps the short ones
+        (below original_max_len / high_freq_factor) and blends the band between."""
+        if self.kind == "linear":
+            return inv_freq_K2 / self.factor
+        if self.kind != "llama3":
+            return inv_freq_K2
+        wavelength_K2 = 2 * math.pi / inv_freq_K2
+        smooth_K2 = (self.original_max_len / wavelength_K2 - self.low_freq_factor) / (
+            self.high_freq_factor - self.low_freq_factor)
+        blended_K2 = (1 - smooth_K2) * inv_freq_K2 / self.factor + smooth_K2 * inv_freq_K2
+        long_K2 = wavelength_K2 > self.original_max_len / self.low_freq_factor
+        short_K2 = wavelength_K2 < self.original_max_len / self.high_freq_factor
+        return jnp.where(long_K2, inv_freq_K2 / self.factor, jnp.where(short_K2, inv_freq_K2, blended_K2))
+
+
+def rope(x_BTHK: jax.Array, positions_BT: jax.Array, theta: float,
+         scaling: RopeScaling | None = None) -> jax.Array:
     """Rotary position embedding on interleaved pairs (x0,x1), (x2,x3), ... as in Meta's Llama
-    and llama2.c, so their checkpoints load without permuting weights."""
+    and llama2.c, so their checkpoints load without permuting weights (transformers' halves
+    layout is permuted into pairs on import)."""
     head_dim = x_BTHK.shape[-1]
     inv_freq_K2 = 1.0 / theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim)
+    if scaling is not None:
+        inv_freq_K2 = scaling.inverse_frequencies(inv_freq_K2)
     angle_BTK2 = positions_BT[..., None].astype(jnp.float32) * inv_freq_K2
     cos_BT1K2 = jnp.cos(angle_BTK2)[:, :, None, :]
     sin_BT1K2 = jnp.sin(angle_BTK2)[:, :, None, :]
@@ -135,7 +167,6 @@ def rope(x_BTHK: jax.Array, positions_BT: jax.Array, theta: float) -> jax.Array:
         [even * cos_BT1K2 - odd * sin_BT1K2, even * sin_BT1K2 + odd * cos_BT1K2], axis=-1
     )
     return rotated.reshape(x_BTHK.shape).astype(x_BTHK.dtype)
-
 
 
 ACTIVATIONS = {

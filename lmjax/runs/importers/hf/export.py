@@ -20,6 +20,7 @@ from lmjax.errors import CheckpointError
 from lmjax.runs import transfer
 from lmjax.runs.config_file import save_config
 from lmjax.runs.importers.config import import_config
+from lmjax.runs.importers.hf.weights import materialize
 from lmjax.runs.layout import PathLike, RunLayout, as_path
 from lmjax.runs.lock import check_writable_dir
 from lmjax.runs.open import locate
@@ -47,7 +48,7 @@ def export(path: PathLike, out_dir: PathLike) -> config_lib.Config:
     tokenizer = found.bundled_tokenizer
     config = import_config(found.config.model, layout.root.name, tokenizer,
                            tokenizer_dir=os.fspath(layout.tokenizer) if tokenizer else "")
-    save_params(layout.root, found.imported_params)
+    save_params(layout.root, materialize(found.imported_params))
     if tokenizer:
         _save_tokenizer(tokenizer, layout.tokenizer)
     save_config(layout.root, config)

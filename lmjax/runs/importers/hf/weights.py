@@ -1,24 +1,27 @@
 """Reading a Hugging Face `save_pretrained` directory: its config.json and its tensors.
 
-Tensors come from safetensors (read without torch) or from a PyTorch state dict loaded with
-`weights_only=True`, never plain pickle, which could run arbitrary code. Every tensor is
+Tensors come from safetensors (located by `shards`, read without torch, one at a time) or
+from a PyTorch state dict loaded with `weights_only=True`, never plain pickle, which could run
+arbitrary code. Every tensor is
 fetched with the shape its config implies, so weights that belong to another config fail
 with a one-line error naming the tensor instead of a reshape error deep in the mapping.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import pathlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
+import jax
 import numpy as np
 
 from lmjax.errors import CheckpointError
+from lmjax.runs.importers.hf.shards import SAFETENSORS, TensorRef, safetensors_tensors, weight_files
 
-SAFETENSORS = ("model.safetensors", "model.safetensors.index.json")
-TORCH_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 # Names that older BERT checkpoints still use for LayerNorm parameters.
 LEGACY_SUFFIXES = {".gamma": ".weight", ".beta": ".bias"}
 
@@ -35,10 +38,29 @@ def read_config(directory: pathlib.Path) -> dict:
         raise CheckpointError(f"{path} is not valid JSON ({err})") from None
 
 
-class Weights:
-    """A checkpoint's tensors by name, as float32 numpy arrays, fetched with checked shapes."""
+@dataclasses.dataclass(frozen=True)
+class Deferred:
+    """A parameter read (and transformed) only when numpy asks for it: `open_run` places
+    imported parameters leaf by leaf (`np.asarray` then `device_put` onto the mesh), so a
+    checkpoint is never held on the host whole."""
 
-    def __init__(self, tensors: dict[str, np.ndarray], where: pathlib.Path):
+    shape: tuple[int, ...]
+    read: Callable[[], np.ndarray]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        value = self.read()
+        return value if dtype is None else value.astype(dtype, copy=False)
+
+
+def materialize(tree: Any) -> Any:
+    """The same tree with every Deferred leaf read into a numpy array."""
+    return jax.tree.map(np.asarray, tree)
+
+
+class Weights:
+    """A checkpoint's tensors by name, read as float32 numpy arrays with checked shapes."""
+
+    def __init__(self, tensors: dict[str, TensorRef | np.ndarray], where: pathlib.Path):
         self.tensors = tensors
         self.where = where
 
@@ -46,16 +68,31 @@ class Weights:
         return name in self.tensors
 
     def get(self, name: str, shape: Sequence[int]) -> np.ndarray:
+        return self._read(self._checked(name, shape))
+
+    def deferred(self, name: str, shape: Sequence[int], result_shape: Sequence[int],
+                 transform: Callable[[np.ndarray], np.ndarray] = lambda value: value) -> Deferred:
+        """The tensor `name` (checked to have `shape` now), read and transformed into
+        `result_shape` only when placed."""
+        found = self._checked(name, shape)
+        return Deferred(tuple(result_shape),
+                        lambda: np.ascontiguousarray(transform(self._read(found))))
+
+    def _checked(self, name: str, shape: Sequence[int]) -> TensorRef | np.ndarray:
         if name not in self.tensors:
             raise CheckpointError(f"{self.where} has no weight {name!r}: is it a checkpoint of the model "
                                   "type its config.json names?")
-        value = self.tensors[name]
-        if value.shape != tuple(shape):
+        found = self.tensors[name]
+        if found.shape != tuple(shape):
             raise CheckpointError(
-                f"weight {name!r} in {self.where} has shape {value.shape} but config.json implies "
+                f"weight {name!r} in {self.where} has shape {found.shape} but config.json implies "
                 f"{tuple(shape)}: the weights do not match their config"
             )
-        return value
+        return found
+
+    @staticmethod
+    def _read(found: TensorRef | np.ndarray) -> np.ndarray:
+        return found.read() if isinstance(found, TensorRef) else found
 
     def linear(self, name: str, in_shape: Sequence[int], out_shape: Sequence[int]) -> np.ndarray:
         """A torch Linear weight (out, in) as a kernel (*in_shape, *out_shape)."""
@@ -68,15 +105,23 @@ class Weights:
 
     def same(self, name_a: str, name_b: str) -> bool:
         """Whether two tensors (say an output layer and the embedding) hold equal values."""
-        a, b = self.tensors.get(name_a), self.tensors.get(name_b)
-        return a is not None and b is not None and a.shape == b.shape and bool(np.array_equal(a, b))
+        if not (self.has(name_a) and self.has(name_b)):
+            return False
+        a, b = (self._read(self.tensors[name]) for name in (name_a, name_b))
+        return a.shape == b.shape and bool(np.array_equal(a, b))
 
 
 def read_weights(directory: pathlib.Path, strip_prefix: str = "") -> Weights:
-    """All tensors of the checkpoint, with `strip_prefix` removed where names carry it."""
-    tensors: dict[str, np.ndarray] = {}
-    for path in _weight_files(directory):
-        tensors.update(_read_safetensors(path) if path.suffix == ".safetensors" else _read_torch(path))
+    """All tensors of the checkpoint (safetensors: located, read on demand), with
+    `strip_prefix` removed where names carry it."""
+    files = weight_files(directory)
+    tensors: dict[str, TensorRef | np.ndarray] = {}
+    if files[0].suffix == ".safetensors":
+        single = files == [directory / SAFETENSORS[0]]
+        tensors.update(safetensors_tensors(files, None if single else directory / SAFETENSORS[1]))
+    else:
+        for path in files:
+            tensors.update(_read_torch(path))
     return Weights({_normalise(name, strip_prefix): value for name, value in tensors.items()},
                    directory)
 
@@ -88,29 +133,6 @@ def _normalise(name: str, strip_prefix: str) -> str:
         if name.endswith(old):
             name = name[: -len(old)] + new
     return name
-
-
-def _weight_files(directory: pathlib.Path) -> list[pathlib.Path]:
-    for single, index in (SAFETENSORS, TORCH_FILES):
-        if (directory / single).is_file():
-            return [directory / single]
-        if (directory / index).is_file():
-            weight_map = json.loads((directory / index).read_text()).get("weight_map", {})
-            return [directory / name for name in sorted(set(weight_map.values()))]
-    raise CheckpointError(
-        f"{directory} holds no model.safetensors or pytorch_model.bin (nor a sharded index): "
-        "save the model with save_pretrained"
-    )
-
-
-def _read_safetensors(path: pathlib.Path) -> dict[str, np.ndarray]:
-    """Through the flax backend, which also reads bfloat16 (numpy has no such dtype)."""
-    from safetensors.flax import load_file
-
-    try:
-        return {name: np.asarray(value, np.float32) for name, value in load_file(path).items()}
-    except Exception as err:  # safetensors raises its own error types for damaged files
-        raise CheckpointError(f"{path} is not a readable safetensors file ({err})") from None
 
 
 def _read_torch(path: pathlib.Path) -> dict[str, np.ndarray]:
