@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import sys
 
 import pytest
 
@@ -155,6 +156,7 @@ def test_cli_dry_run_prints_one_command_per_line(capsys):
     assert lines == [shlex.join(argv) for argv in (
         commands.state_command(target), commands.delete_command(target),
         commands.create_command(slice_spec), *commands.setup_commands(target, version_package("0.3.0")),
+        [sys.executable, "-m", "lmjax.cloud.install_check", "my-slice", "--zone", ZONE],
         commands.run_command(target, run, "r1", "gs://b/runs"))]
 
 
@@ -171,7 +173,8 @@ def test_cli_options_after_the_name_and_command_options_after_dashes(capsys):
 @pytest.mark.parametrize("argv, message", [
     (["create", "s", "--type", "v5e-16", "--zone", ZONE],
      "unknown TPU accelerator type 'v5e-16': use one of v2-N, v3-N, v4-N, v5litepod-N, v5p-N, v6e-N"),
-    (["create", "s", "--type", "v5p-12", "--zone", ZONE], "a multiple of 8 cores"),
+    (["create", "s", "--type", "v5p-12", "--zone", ZONE],
+     "'v5p-12' is not a published v5p slice: use one of v5p-8, v5p-16, v5p-32"),
     (["create", "s", "--type", "v5p-64"], "no zone given: pass --zone ZONE"),
     (["create", "My_Slice", "--type", "v5p-64", "--zone", ZONE], "TPU name 'My_Slice' is not valid"),
     (["run", "s", "--zone", ZONE, "--output-dir", "gs://b", "--"], "lmjax tpu run needs a command after '--'"),

@@ -62,10 +62,14 @@ def dry_setup(capsys, *options):
 
 def test_default_setup_builds_copies_installs_and_records_the_checkout(tiny_checkout, capsys):
     code, lines, _ = dry_setup(capsys, "--source", str(tiny_checkout))
-    assert code == 0 and len(lines) == 5
-    build, venv, scp, pip, record = (shlex.split(line) for line in lines)
-    assert build[1:5] == ["-m", "pip", "wheel", "--no-deps"] and build[-1] == str(tiny_checkout)
+    assert code == 0 and len(lines) == 7
+    archive, build, venv, scp, pip, record, check = (shlex.split(line) for line in lines)
+    assert check == [sys.executable, "-m", "lmjax.cloud.install_check", "my-slice", "--zone", ZONE]
     wheel_dir = build[build.index("--wheel-dir") + 1]
+    assert archive == ["git", "-C", str(tiny_checkout), "archive", "--format=tar.gz",
+                       "--prefix=lmjax-src/", "--output", f"{wheel_dir}/lmjax-src.tar.gz", "HEAD"]
+    assert build[1:5] == ["-m", "pip", "wheel", "--no-deps"]
+    assert build[-1] == f"{wheel_dir}/lmjax-src.tar.gz"
     assert scp == ["gcloud", "compute", "tpus", "tpu-vm", "scp",
                    f"{wheel_dir}/lmjax-9.8.7-py3-none-any.whl",
                    "my-slice:lmjax-wheels/lmjax-9.8.7-py3-none-any.whl", "--zone", ZONE,
@@ -98,7 +102,7 @@ def test_bad_sources_are_one_line_errors(tiny_checkout, capsys, options, message
 def test_a_dirty_tree_is_built_with_allow_dirty_and_recorded_dirty(tiny_checkout, capsys):
     (tiny_checkout / "lmjax" / "__init__.py").write_text("VALUE = 2\n")
     code, lines, _ = dry_setup(capsys, "--source", str(tiny_checkout), "--allow-dirty")
-    assert code == 0 and shlex.split(shlex.split(lines[-1])[-1])[-2] == "1"
+    assert code == 0 and shlex.split(shlex.split(lines[-2])[-1])[-2] == "1"  # the record line
 
 
 def test_a_tree_outside_git_is_refused_without_allow_dirty(tiny_checkout, capsys):
@@ -116,11 +120,16 @@ def test_git_and_version_sources_install_with_pip_on_the_workers():
     assert len(lines) == 3 and not any("scp" in argv for argv in lines)
 
 
-def test_the_wheel_is_built_for_real_and_its_digest_recorded(tiny_checkout, tmp_path):
-    package, build = install.plan(str(tiny_checkout), None, False, tmp_path / "wheels", build=True)
+def test_the_wheel_is_built_for_real_from_the_commit_and_its_digest_recorded(tiny_checkout, tmp_path):
+    """The wheel holds the committed files only: not an ignored file lying in the package."""
+    (tiny_checkout / ".gitignore").write_text("/build/\n*.egg-info/\nlmjax/scratch.py\n")
+    git(tiny_checkout, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "ignore")
+    (tiny_checkout / "lmjax" / "scratch.py").write_text("LEFTOVER = 1\n")
+    package, _ = install.plan(str(tiny_checkout), None, False, tmp_path / "wheels", build=True)
     wheel = pathlib.Path(package.local_wheel)
-    assert wheel.name == "lmjax-9.8.7-py3-none-any.whl" and build[-1] == str(tiny_checkout)
-    assert "lmjax/__init__.py" in zipfile.ZipFile(wheel).namelist()
+    assert wheel.name == "lmjax-9.8.7-py3-none-any.whl"
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "lmjax/__init__.py" in names and "lmjax/scratch.py" not in names
     assert package.sha256 == hashlib.sha256(wheel.read_bytes()).hexdigest()
     assert package.commit == git(tiny_checkout, "rev-parse", "HEAD") and not package.dirty
     assert git(tiny_checkout, "status", "--porcelain") == ""  # the build dirtied nothing
@@ -151,7 +160,8 @@ def test_worker_lines_in_a_real_shell_converge_and_record_the_install(tmp_path, 
     record = json.loads((tmp_path / "lmjax-venv" / "lmjax-install.json").read_text())
     assert json.loads(printed) == record
     assert record["python"] == ".".join(map(str, sys.version_info[:3]))
-    assert (record["source"], record["requirement"], record["commit"]) == ("version", "lmjax==0.3.0", "")
+    assert (record["source"], record["requirement"], record["commit"], record["dirty"]) == (
+        "version", "lmjax==0.3.0", "", False)
     assert record["lmjax"] is None  # the install line did not run: nothing claims otherwise
     collected = run_worker_lines([install_record.collect_line("~/lmjax-venv")], tmp_path, 3)
     assert install_record.parse_records(collected) == {"worker-3": record}
@@ -189,3 +199,83 @@ def test_venv_and_python_are_settable_for_a_local_drill(monkeypatch):
     monkeypatch.setenv("LMJAX_TPU_VENV", "/tmp/a b")
     with pytest.raises(ConfigError, match="LMJAX_TPU_VENV='/tmp/a b' must be a path"):
         install.remote_venv()
+
+
+FAKE_GCLOUD = '''#!{python}
+"""gcloud for one local worker whose home is $FAKE_HOME: ssh runs the line in bash there,
+scp copies into it; every call is logged."""
+import os, shutil, subprocess, sys
+args = sys.argv[1:]
+home = os.environ["FAKE_HOME"]
+with open(os.environ["FAKE_LOG"], "a") as log:
+    log.write(" ".join(args[:4]) + "\\n")
+if args[:2] == ["auth", "list"]:
+    print("me@example.com")
+elif any(a.startswith("--format=value(tpu.") for a in args):
+    print("v4-8")
+elif args[2:4] == ["tpu-vm", "scp"]:
+    shutil.copy(args[4], os.path.join(home, args[5].split(":", 1)[1]))
+elif args[2:4] == ["tpu-vm", "ssh"]:
+    line = args[args.index("--command") + 1]
+    env = {{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}}
+    env.update(HOME=home, TPU_WORKER_ID="0")
+    if "LMJAX_RUN_ID" in line:  # the run's lmjax (publish) is this checkout's
+        env["PYTHONPATH"] = os.environ["FAKE_RUN_PYTHONPATH"]
+    sys.exit(subprocess.run(["bash", "-c", line], env=env).returncode)
+'''
+
+
+@pytest.mark.slow
+def test_setup_twice_then_run_on_a_local_worker(tiny_checkout, tmp_path, monkeypatch):
+    """`lmjax tpu setup` (not a dry run) against a fake gcloud whose one worker is a local
+    home: the wheel is built, copied, installed into a fresh venv and recorded; setup run a
+    second time converges; `run` checks the record, activates the venv and copies the record
+    into the run directory."""
+    import site
+
+    home, bin_dir = tmp_path / "worker", tmp_path / "bin"
+    home.mkdir()
+    bin_dir.mkdir()
+    (bin_dir / "gcloud").write_text(FAKE_GCLOUD.format(python=sys.executable))
+    (bin_dir / "gcloud").chmod(0o755)
+    for name, value in {"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_HOME": str(home),
+                        "FAKE_LOG": str(tmp_path / "calls.log"),
+                        "FAKE_RUN_PYTHONPATH": f"{REPO}:{site.getsitepackages()[0]}",
+                        "LMJAX_TPU_PYTHON": sys.executable, "LMJAX_TPU_EXTRAS": ""}.items():
+        monkeypatch.setenv(name, value)
+    for _ in range(2):
+        assert main(["tpu", "setup", "s", "--zone", ZONE, "--source", str(tiny_checkout)]) == 0
+    wheel = home / "lmjax-wheels" / "lmjax-9.8.7-py3-none-any.whl"
+    record = json.loads((home / "lmjax-venv" / "lmjax-install.json").read_text())
+    assert record == {
+        "lmjax": "9.8.7", "source": "wheel", "requirement": f"~/lmjax-wheels/{wheel.name}",
+        "commit": git(tiny_checkout, "rev-parse", "HEAD"), "dirty": False,
+        "wheel_sha256": hashlib.sha256(wheel.read_bytes()).hexdigest(), "jax": None,
+        "jaxlib": None, "libtpu": None, "python": ".".join(map(str, sys.version_info[:3]))}
+    command = ["python", "-c", "import sys; open('ran', 'w').write(sys.prefix)"]
+    assert main(["tpu", "run", "s", "--zone", ZONE, "--output-dir", str(tmp_path / "out"),
+                 "--run-id", "r1", "--", *command]) == 0
+    assert (home / "lmjax" / "ran").read_text() == str(home / "lmjax-venv")
+    published = tmp_path / "out" / "r1" / "installs" / "worker-0.json"
+    assert json.loads(published.read_text()) == record
+    calls = (tmp_path / "calls.log").read_text().splitlines()
+    assert calls.count("compute tpus tpu-vm scp") == 2 and calls[-1] == "compute tpus tpu-vm ssh"
+
+
+def test_a_wheel_that_will_not_build_stops_setup_before_any_worker_is_touched(
+        tiny_checkout, tmp_path, monkeypatch, capsys):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gcloud").write_text('#!/bin/bash\necho "$*" >> "$FAKE_LOG"\n'
+                                    '[ "$1" = auth ] && echo me@example.com\nexit 0\n')
+    (bin_dir / "gcloud").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_LOG", str(tmp_path / "calls.log"))
+    (tiny_checkout / "pyproject.toml").write_text("[project\nname = ")
+    git(tiny_checkout, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "break")
+    assert main(["tpu", "setup", "s", "--zone", ZONE, "--source", str(tiny_checkout)]) == 2
+    err = capsys.readouterr().err
+    assert f"the wheel of {tiny_checkout} did not build (pip wheel exited 2: " in err
+    assert err.count("\n") == 1
+    assert (tmp_path / "calls.log").read_text().splitlines() == [
+        "auth list --filter=status:ACTIVE --format=value(account)"]

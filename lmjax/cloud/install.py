@@ -130,12 +130,20 @@ def _git(source: pathlib.Path, *args: str) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
-def wheel_build_command(source: pathlib.Path, wheel_dir: pathlib.Path) -> list[str]:
-    """pip builds the wheel (no dependencies); with the build backend already installed here
-    it builds without isolation, so no index is needed."""
+def wheel_build_commands(source: pathlib.Path, wheel_dir: pathlib.Path, dirty: bool) -> list[list[str]]:
+    """pip builds the wheel (no dependencies), from `git archive HEAD` for a clean tree, so the
+    wheel holds exactly the recorded commit (an in-tree build could pick up stale files from
+    build/); from the tree itself with --allow-dirty. With the build backend installed here it
+    builds without isolation, so no package index is needed."""
     isolation = ["--no-build-isolation"] if _has_backend() else []
-    return [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", *isolation,
-            "--wheel-dir", str(wheel_dir), str(source)]
+    target = str(source)
+    commands = []
+    if not dirty:
+        target = str(wheel_dir / "lmjax-src.tar.gz")
+        commands.append(["git", "-C", str(source), "archive", "--format=tar.gz",
+                         "--prefix=lmjax-src/", "--output", target, "HEAD"])
+    return [*commands, [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", *isolation,
+                        "--wheel-dir", str(wheel_dir), target]]
 
 
 def _has_backend() -> bool:
@@ -152,12 +160,17 @@ def expected_wheel_name(source: pathlib.Path) -> str:
     return f"lmjax-{match.group(1)}-py3-none-any.whl"
 
 
-def build_wheel(source: pathlib.Path, wheel_dir: pathlib.Path) -> pathlib.Path:
-    """Builds the wheel into an empty `wheel_dir`; a failed build is one line naming the tree."""
+def build_wheel(source: pathlib.Path, wheel_dir: pathlib.Path,
+                build: list[list[str]]) -> pathlib.Path:
+    """Runs the `build` commands into an emptied `wheel_dir` (our own); a failed build is one
+    line naming the tree."""
     wheel_dir.mkdir(parents=True, exist_ok=True)
-    for old in wheel_dir.glob("lmjax-*.whl"):
-        old.unlink()  # a previous build of ours, in our own build directory
-    done = subprocess.run(wheel_build_command(source, wheel_dir), capture_output=True, text=True)
+    for old in [*wheel_dir.glob("lmjax-*.whl"), *wheel_dir.glob("lmjax-src.tar.gz")]:
+        old.unlink()  # a previous build of ours
+    for argv in build:
+        done = subprocess.run(argv, capture_output=True, text=True)
+        if done.returncode:
+            break
     wheels = sorted(wheel_dir.glob("lmjax-*.whl"))
     if done.returncode or not wheels:
         lines = (done.stderr or done.stdout or "no output").strip().splitlines()
@@ -207,19 +220,20 @@ def worker_lines(package: Package) -> list[str]:
 
 
 def plan(source: str | None, version: str | None, allow_dirty: bool, build_dir: pathlib.Path,
-         build: bool) -> tuple[Package, list[str] | None]:
-    """The package setup installs and, for a local wheel, the command that builds it; with
+         build: bool) -> tuple[Package, list[list[str]]]:
+    """The package setup installs and, for a local wheel, the commands that build it; with
     `build` the wheel is built now (a failure is one line), else only its name is predicted
     (`--dry-run`). Every check of the checkout runs either way, before anything is created."""
     if version is not None:
-        return version_package(version), None
+        return version_package(version), []
     if source is not None and source.startswith("git+"):
-        return git_package(source), None
+        return git_package(source), []
     tree = pathlib.Path(source).resolve() if source is not None else checkout_of_running_lmjax()
     if not (tree / "pyproject.toml").is_file():
         raise ConfigError(f"--source {tree} holds no pyproject.toml: give an lmjax checkout, "
                           "git+URL@REF or --version X")
     commit, dirty = checkout_state(tree, allow_dirty)
-    command = wheel_build_command(tree, build_dir)
-    wheel = build_wheel(tree, build_dir) if build else build_dir / expected_wheel_name(tree)
-    return wheel_package(wheel, commit, dirty), command
+    commands = wheel_build_commands(tree, build_dir, dirty)
+    wheel = (build_wheel(tree, build_dir, commands) if build
+             else build_dir / expected_wheel_name(tree))
+    return wheel_package(wheel, commit, dirty), commands

@@ -6,6 +6,12 @@ chips); v5e (`v5litepod-N`) and v6e (`v6e-N`) count chips. A v2/v3 host drives 8
 v4/v5p host 4 chips (8 cores), and a multi-host v5e/v6e slice 4 chips per host (their 1-, 4-
 and 8-chip slices are one host). The runtime defaults are the TPU VM images Google documents
 for JAX on each generation.
+
+Only the sizes Google's Cloud TPU documentation publishes for each generation are accepted
+(docs/tpu.md cites the pages): v2 and v3 list theirs; v5e and v6e have the 2D slices 1x1,
+2x2, 2x4, 4x4, 4x8, 8x8, 8x16 and 16x16 chips; v4 and v5p have 2x2x1, 2x2x2, 2x2x4 and 2x4x4
+below one cube, and whole 4x4x4-chip cubes from one cube up (v4: a pod of 4x4x4 cubes;
+v5p: at most 16x16x24 chips, 4x4x6 cubes).
 """
 
 from __future__ import annotations
@@ -26,15 +32,26 @@ class Generation:
     per_host: int  # that unit per host on a multi-host slice
     single_host_max: int  # slices up to this size are one host
     runtime: str  # default TPU VM software version
+    sizes: tuple[int, ...]  # the published slice sizes, in `counts`
 
 
+def _cube_sizes(max_cubes: tuple[int, int, int]) -> tuple[int, ...]:
+    """Cores of the sub-cube slices (2x2x1, 2x2x2, 2x2x4, 2x4x4 chips) and of every slice of
+    whole 4x4x4-chip cubes (64 chips, 128 cores each) up to `max_cubes` along each axis."""
+    cubes = {a * b * c for a in range(1, max_cubes[0] + 1) for b in range(1, max_cubes[1] + 1)
+             for c in range(1, max_cubes[2] + 1)}
+    return (8, 16, 32, 64, *sorted(128 * n for n in cubes))
+
+
+_2D_CHIPS = (1, 4, 8, 16, 32, 64, 128, 256)  # 1x1, 2x2, 2x4, 4x4, 4x8, 8x8, 8x16, 16x16
 GENERATIONS = {
-    "v2": Generation("v2", "cores", 8, 8, "tpu-ubuntu2204-base"),
-    "v3": Generation("v3", "cores", 8, 8, "tpu-ubuntu2204-base"),
-    "v4": Generation("v4", "cores", 8, 8, "tpu-ubuntu2204-base"),
-    "v5e": Generation("v5litepod", "chips", 4, 8, "v2-alpha-tpuv5-lite"),
-    "v5p": Generation("v5p", "cores", 8, 8, "v2-alpha-tpuv5"),
-    "v6e": Generation("v6e", "chips", 4, 8, "v2-alpha-tpuv6e"),
+    "v2": Generation("v2", "cores", 8, 8, "tpu-ubuntu2204-base", (8, 32, 128, 256, 512)),
+    "v3": Generation("v3", "cores", 8, 8, "tpu-ubuntu2204-base",
+                     (8, 32, 64, 128, 256, 512, 1024, 2048)),
+    "v4": Generation("v4", "cores", 8, 8, "tpu-ubuntu2204-base", _cube_sizes((4, 4, 4))),
+    "v5e": Generation("v5litepod", "chips", 4, 8, "v2-alpha-tpuv5-lite", _2D_CHIPS),
+    "v5p": Generation("v5p", "cores", 8, 8, "v2-alpha-tpuv5", _cube_sizes((4, 4, 6))),
+    "v6e": Generation("v6e", "chips", 4, 8, "v2-alpha-tpuv6e", _2D_CHIPS),
 }
 _BY_FAMILY = {gen.family: name for name, gen in GENERATIONS.items()}
 _TYPE = re.compile(r"^([a-z0-9]+)-(\d+)$")
@@ -116,10 +133,10 @@ def _parse_type(accelerator_type: str) -> tuple[str, int]:
     generation = _BY_FAMILY[family]
     size = int(match.group(2))
     gen = GENERATIONS[generation]
-    if size < 1 or (size > gen.single_host_max and size % gen.per_host):
+    if size not in gen.sizes:
         raise ConfigError(
-            f"TPU accelerator type {accelerator_type!r} is not a slice size: a multi-host "
-            f"{family} slice is a multiple of {gen.per_host} {gen.counts}"
+            f"TPU accelerator type {accelerator_type!r} is not a published {family} slice: "
+            f"use one of {', '.join(f'{family}-{n}' for n in gen.sizes)} ({gen.counts})"
         )
     return generation, size
 

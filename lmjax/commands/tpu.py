@@ -116,12 +116,16 @@ def _spec(args: argparse.Namespace):
 def _install(args: argparse.Namespace, target) -> tuple[list[list[str]], list[list[str]]]:
     """(local steps, worker steps) of the setup: the wheel's build, then scp and ssh lines.
     Checks the checkout (and builds the wheel unless --dry-run) before anything is created."""
-    from lmjax.cloud import commands, install
+    from lmjax.cloud import commands, install, install_check
 
     build_dir = pathlib.Path(tempfile.gettempdir()) / f"lmjax-wheel-{os.getuid()}-{target.name}"
     package, build = install.plan(args.source, args.version, args.allow_dirty, build_dir,
                                   build=not args.dry_run)
-    return ([build] if build else []), commands.setup_commands(target, package)
+    if build and not args.dry_run:
+        state = "dirty" if package.dirty else "clean"
+        print(f"lmjax tpu: built {package.local_wheel} (commit {package.commit or 'none'}, "
+              f"{state} tree)", file=sys.stderr, flush=True)
+    return build, [*commands.setup_commands(target, package), install_check.command(target)]
 
 
 def _run_line(args: argparse.Namespace, target, action: str, accelerator_type: str | None) -> list[str]:
@@ -166,18 +170,24 @@ def _create(args: argparse.Namespace) -> int:
 
 
 def _setup(args: argparse.Namespace) -> int:
+    from lmjax.cloud.launcher import Launcher, check_tools
+
     target = _target(args)
-    if not args.dry_run:
-        _check_gcloud()  # before the wheel's build, which takes a while
-    build, setup = _install(args, target)
-    return _execute(args, (build if args.dry_run else []) + setup)
+    if args.dry_run:
+        build, setup = _install(args, target)
+        return Launcher(dry_run=True).run_all([*build, *setup])
+    _check_gcloud()  # before the wheel's build, which takes a while
+    _, setup = _install(args, target)
+    check_tools(setup)
+    return Launcher().run_all(setup)
 
 
 def _run(args: argparse.Namespace) -> int:
     """Checks the slice's type (asked of gcloud when --type is absent), the command against
     it, and that every worker has the same install, before the command starts anywhere."""
-    from lmjax.cloud import commands, install_record
+    from lmjax.cloud import commands, install_check
     from lmjax.cloud.launcher import Launcher
+    from lmjax.cloud.spec import TpuSpec
 
     target = _target(args)
     if args.dry_run:
@@ -187,12 +197,8 @@ def _run(args: argparse.Namespace) -> int:
     _check_gcloud()
     accelerator_type = args.accelerator_type or _slice_type(target)
     run = _run_line(args, target, "run", accelerator_type)
-    collected = Launcher()(commands.collect_installs_command(target), capture=True)
-    from lmjax.cloud.spec import TpuSpec
-
-    install_record.check_same(install_record.parse_records(collected.stdout),
-                              TpuSpec(target, accelerator_type).hosts, target.name)
-    return _execute(args, [run])
+    install_check.check_installs(target, TpuSpec(target, accelerator_type).hosts)
+    return Launcher().run_all([run])
 
 
 def _slice_type(target) -> str:
