@@ -76,12 +76,10 @@ def running_on_tpu_vm() -> bool:
     return bool(cloud_tpu_cluster.running_in_cloud_tpu_vm)
 
 
-def detect_tpu_slice(env: Mapping[str, str] | None = None,
-                     metadata: Metadata = gce_metadata,
-                     on_tpu_vm: Callable[[], bool] = running_on_tpu_vm) -> TpuSlice | None:
+def detect_tpu_slice() -> TpuSlice | None:
     """The TPU job this process belongs to, or None when JAX would find no TPU cluster."""
-    env = os.environ if env is None else env
-    if not on_tpu_vm():
+    env, metadata = os.environ, gce_metadata
+    if not running_on_tpu_vm():
         return None
     worker = metadata("agent-worker-number") if env.get("TPU_SKIP_MDS_QUERY") is None else None
     if worker is not None:

@@ -142,9 +142,12 @@ def test_a_wheel_that_will_not_build_is_one_line_naming_the_tree(tiny_checkout, 
 
 
 def run_worker_lines(lines, home, worker_id):
-    env = {**os.environ, "HOME": str(home), "TPU_WORKER_ID": str(worker_id)}
+    """As a worker's shell runs them: in its home, without this checkout on PYTHONPATH."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HOME=str(home), TPU_WORKER_ID=str(worker_id))
     for line in lines:
-        done = subprocess.run(["bash", "-c", line], env=env, capture_output=True, text=True)
+        done = subprocess.run(["bash", "-c", line], env=env, cwd=home, capture_output=True,
+                              text=True)
         assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -221,7 +224,7 @@ elif args[2:4] == ["tpu-vm", "ssh"]:
     env.update(HOME=home, TPU_WORKER_ID="0")
     if "LMJAX_RUN_ID" in line:  # the run's lmjax (publish) is this checkout's
         env["PYTHONPATH"] = os.environ["FAKE_RUN_PYTHONPATH"]
-    sys.exit(subprocess.run(["bash", "-c", line], env=env).returncode)
+    sys.exit(subprocess.run(["bash", "-c", line], env=env, cwd=home).returncode)
 '''
 
 
