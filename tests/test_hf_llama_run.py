@@ -126,3 +126,18 @@ def test_convert_hf_exports_a_sharded_qwen2_that_opens_with_the_same_logits(qwen
         theirs = hf(input_ids=torch.tensor(ids)).logits.numpy()
     ours = np.asarray(jax.jit(run.model.apply)({"params": run.params}, input_ids=ids))
     assert np.max(np.abs(ours - theirs)) <= 1e-4
+
+
+def test_each_tensor_is_placed_before_the_next_is_read(qwen_dir, monkeypatch):
+    """The host holds one tensor at a time: reads and placements alternate."""
+    from lmjax.runs.importers.hf.shards import TensorRef
+
+    directory, _ = qwen_dir
+    found = locate(directory)
+    events = []
+    read, put = TensorRef.read, jax.device_put
+    monkeypatch.setattr(TensorRef, "read", lambda self: events.append("read") or read(self))
+    monkeypatch.setattr(jax, "device_put", lambda *a, **k: events.append("put") or put(*a, **k))
+    run = found.open(parallel.make_mesh(MeshConfig(data=2, fsdp=2, tensor=2)))
+    n_leaves = len(jax.tree.leaves(run.params))
+    assert events == ["read", "put"] * n_leaves
