@@ -13,7 +13,7 @@ from lmjax import parallel
 from lmjax.config import MeshConfig
 from lmjax.eval.api import loglikelihood
 from lmjax.runs.importers.hf.weights import Deferred
-from lmjax.runs.open import locate, open_run
+from lmjax.runs.open import abstract_params, locate, open_run
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -61,7 +61,9 @@ def test_parameters_are_placed_on_the_mesh_as_they_are_read(qwen_dir):
         for key in path:
             leaf = leaf[key]
         assert leaf.sharding.is_equivalent_to(NamedSharding(mesh, spec), leaf.ndim), path
-    assert all(leaf.sharding.mesh.shape == mesh.shape for leaf in jax.tree.leaves(run.params))
+    targets = abstract_params(run.config.model, mesh, parallel.axis_rules(run.config.mesh))
+    for leaf, target in zip(jax.tree.leaves(run.params), jax.tree.leaves(targets), strict=True):
+        assert leaf.sharding.is_equivalent_to(target.sharding, leaf.ndim)  # every parameter
     ids = np.random.default_rng(0).integers(0, VOCAB, (2, 9))
     with torch.no_grad():
         theirs = hf(input_ids=torch.tensor(ids)).logits.numpy()
