@@ -123,3 +123,20 @@ def test_convert_writes_nothing_for_a_bad_checkpoint(sharded, tmp_path):
     with pytest.raises(CheckpointError, match="yarn"):
         export(directory, out)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("options, named", [
+    (dict(rope_scaling="yarn"), "model.rope_scaling='yarn' is not one of none, linear, llama3"),
+    (dict(rope_scaling="linear", rope_scaling_factor=0.0), "model.rope_scaling_factor=0.0"),
+    (dict(rope_scaling="llama3", rope_low_freq_factor=4.0), "model.rope_high_freq_factor=4.0"),
+    (dict(qkv_bias=True, use_bias=True), "model.qkv_bias=true"),
+])
+def test_the_new_model_options_are_validated(options, named):
+    from lmjax.config import ModelConfig, validate_model
+    from lmjax.errors import ConfigError
+
+    llama = dict(norm="rmsnorm", position="rope", mlp="swiglu", use_bias=False)
+    validate_model(ModelConfig(**llama))
+    with pytest.raises(ConfigError) as err:
+        validate_model(ModelConfig(**{**llama, **options}))
+    assert str(err.value).startswith(named) and "\n" not in str(err.value)

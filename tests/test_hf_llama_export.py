@@ -129,3 +129,19 @@ def test_what_llama_cannot_express_is_named(field, value, named):
     reason = exporter.unsupported(ModelConfig(**{**llama, field: value}))
     assert reason is not None and reason.startswith(named) and "\n" not in reason
     assert exporter.HF_CLASS == "LlamaForCausalLM"
+
+
+def test_llama2c_stories260k_exported_reproduces_llama2c_in_transformers(tmp_path, data_dir):
+    """An independent reference for the RoPE reordering: llama2.c's own greedy output of
+    stories260K (interleaved RoPE, as lmjax) from transformers' LlamaForCausalLM (halves)."""
+    from lmjax.runs.importers import llama2c
+
+    folder = data_dir / "stories260K"
+    reference = json.loads((folder / "greedy_reference.json").read_text())["generated_ids"][:60]
+    model_config, params = llama2c.load(folder / "stories260K.bin")
+    hf = transformers.LlamaForCausalLM.from_pretrained(
+        export_to(tmp_path / "out", params, model_config)).eval()
+    with torch.no_grad():
+        generated = hf.generate(torch.tensor([[1]]), max_new_tokens=60, do_sample=False,
+                                min_new_tokens=60, pad_token_id=0)
+    assert generated[0, 1:].tolist() == reference

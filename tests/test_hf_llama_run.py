@@ -13,7 +13,7 @@ from lmjax import parallel
 from lmjax.config import MeshConfig
 from lmjax.eval.api import loglikelihood
 from lmjax.runs.importers.hf.weights import Deferred
-from lmjax.runs.open import locate, open_run
+from lmjax.runs.open import abstract_params, locate, open_run
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -61,7 +61,9 @@ def test_parameters_are_placed_on_the_mesh_as_they_are_read(qwen_dir):
         for key in path:
             leaf = leaf[key]
         assert leaf.sharding.is_equivalent_to(NamedSharding(mesh, spec), leaf.ndim), path
-    assert all(leaf.sharding.mesh.shape == mesh.shape for leaf in jax.tree.leaves(run.params))
+    targets = abstract_params(run.config.model, mesh, parallel.axis_rules(run.config.mesh))
+    for leaf, target in zip(jax.tree.leaves(run.params), jax.tree.leaves(targets), strict=True):
+        assert leaf.sharding.is_equivalent_to(target.sharding, leaf.ndim)  # every parameter
     ids = np.random.default_rng(0).integers(0, VOCAB, (2, 9))
     with torch.no_grad():
         theirs = hf(input_ids=torch.tensor(ids)).logits.numpy()
@@ -126,3 +128,18 @@ def test_convert_hf_exports_a_sharded_qwen2_that_opens_with_the_same_logits(qwen
         theirs = hf(input_ids=torch.tensor(ids)).logits.numpy()
     ours = np.asarray(jax.jit(run.model.apply)({"params": run.params}, input_ids=ids))
     assert np.max(np.abs(ours - theirs)) <= 1e-4
+
+
+def test_each_tensor_is_placed_before_the_next_is_read(qwen_dir, monkeypatch):
+    """The host holds one tensor at a time: reads and placements alternate."""
+    from lmjax.runs.importers.hf.shards import TensorRef
+
+    directory, _ = qwen_dir
+    found = locate(directory)
+    events = []
+    read, put = TensorRef.read, jax.device_put
+    monkeypatch.setattr(TensorRef, "read", lambda self: events.append("read") or read(self))
+    monkeypatch.setattr(jax, "device_put", lambda *a, **k: events.append("put") or put(*a, **k))
+    run = found.open(parallel.make_mesh(MeshConfig(data=2, fsdp=2, tensor=2)))
+    n_leaves = len(jax.tree.leaves(run.params))
+    assert events == ["read", "put"] * n_leaves

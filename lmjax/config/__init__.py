@@ -4,7 +4,7 @@ re-exported here, so `from lmjax.config import load_config, Config, validate` ke
 
 from lmjax.config.schema import (ARCH_OBJECTIVE, ARCH_POSITIONS, ARCHS, ATTENTION_IMPLS, DTYPES,
                                  KERNEL_PLATFORM, MLPS, NORMS, OBJECTIVE_ARCH, OBJECTIVES,
-                                 POSITIONS, REMAT, ROPE_SCALINGS, SOURCE_FORMATS, SOURCE_KEYS, TOKENIZERS,
+                                 POSITIONS, REMAT, SOURCE_FORMATS, SOURCE_KEYS, TOKENIZERS,
                                  UTF8_POLICIES, CheckpointConfig, Config, DataConfig, MeshConfig,
                                  ModelConfig, SourceConfig, TrainConfig, default_axis_rules,
                                  source_configs)

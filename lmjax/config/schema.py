@@ -71,7 +71,7 @@ class ModelConfig:
     rope_original_max_len: int = 8192  # llama3: the context length before scaling
     mlp: str = "gelu"
     use_bias: bool = True
-    qkv_bias: bool = False  # biases on the query/key/value projections only (Qwen2), with use_bias=false
+    qkv_bias: bool = False  # biases on query/key/value only (Qwen2), with use_bias=false
     tie_embeddings: bool = True
     dtype: str = "auto"  # compute dtype; parameters stay float32 (lmjax.models.platform)
     remat: str = "none"

@@ -39,18 +39,18 @@ def params(weights: Weights, cfg: ModelConfig, hf: dict) -> dict:
                                                     (cfg.max_len, d))},
         "type_embed": {"embedding": weights.get("embeddings.token_type_embeddings.weight",
                                                 (cfg.type_vocab_size, d))},
-        "embed_norm": _layernorm(weights, "embeddings.LayerNorm", d),
+        "embed_norm": layernorm(weights, "embeddings.LayerNorm", d),
         "mlm": _mlm_head(weights, cfg),
     }
     for layer in range(cfg.n_layers):
-        tree[f"layer_{layer}"] = _block(weights, f"encoder.layer.{layer}.", cfg)
+        tree[f"layer_{layer}"] = encoder_block(weights, f"encoder.layer.{layer}.", cfg)
     if cfg.nsp:
-        tree["nsp"] = {"pooler": _dense(weights, "pooler.dense", d, d),
-                       "classifier": _dense(weights, "cls.seq_relationship", d, 2)}
+        tree["nsp"] = {"pooler": dense(weights, "pooler.dense", d, d),
+                       "classifier": dense(weights, "cls.seq_relationship", d, 2)}
     return tree
 
 
-def _block(weights: Weights, prefix: str, cfg: ModelConfig) -> dict:
+def encoder_block(weights: Weights, prefix: str, cfg: ModelConfig) -> dict:
     d, h, k, f = cfg.d_model, cfg.n_heads, cfg.d_head, cfg.d_ff
     attn = {
         name: {"kernel": weights.linear(f"{prefix}attention.self.{name}.weight", (d,), (h, k)),
@@ -61,18 +61,18 @@ def _block(weights: Weights, prefix: str, cfg: ModelConfig) -> dict:
                    "bias": weights.get(prefix + "attention.output.dense.bias", (d,))}
     return {
         "attn": attn,
-        "attn_norm": _layernorm(weights, prefix + "attention.output.LayerNorm", d),
-        "mlp": {"wi": _dense(weights, prefix + "intermediate.dense", d, f),
-                "wo": _dense(weights, prefix + "output.dense", f, d)},
-        "mlp_norm": _layernorm(weights, prefix + "output.LayerNorm", d),
+        "attn_norm": layernorm(weights, prefix + "attention.output.LayerNorm", d),
+        "mlp": {"wi": dense(weights, prefix + "intermediate.dense", d, f),
+                "wo": dense(weights, prefix + "output.dense", f, d)},
+        "mlp_norm": layernorm(weights, prefix + "output.LayerNorm", d),
     }
 
 
 def _mlm_head(weights: Weights, cfg: ModelConfig) -> dict:
     d, v = cfg.d_model, cfg.vocab_size
     head = {
-        "transform": _dense(weights, "cls.predictions.transform.dense", d, d),
-        "transform_norm": _layernorm(weights, "cls.predictions.transform.LayerNorm", d),
+        "transform": dense(weights, "cls.predictions.transform.dense", d, d),
+        "transform_norm": layernorm(weights, "cls.predictions.transform.LayerNorm", d),
         "bias": weights.get("cls.predictions.bias", (v,)),
     }
     if not cfg.tie_embeddings:
@@ -80,10 +80,10 @@ def _mlm_head(weights: Weights, cfg: ModelConfig) -> dict:
     return head
 
 
-def _dense(weights: Weights, prefix: str, d_in: int, d_out: int) -> dict:
+def dense(weights: Weights, prefix: str, d_in: int, d_out: int) -> dict:
     return {"kernel": weights.linear(prefix + ".weight", (d_in,), (d_out,)),
             "bias": weights.get(prefix + ".bias", (d_out,))}
 
 
-def _layernorm(weights: Weights, prefix: str, d: int) -> dict:
+def layernorm(weights: Weights, prefix: str, d: int) -> dict:
     return {"scale": weights.get(prefix + ".weight", (d,)), "bias": weights.get(prefix + ".bias", (d,))}

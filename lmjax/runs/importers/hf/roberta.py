@@ -52,11 +52,11 @@ def params(weights: Weights, cfg: ModelConfig, hf: dict) -> dict:
         "position_embed": {"embedding": positions[first:]},
         "type_embed": {"embedding": weights.get("embeddings.token_type_embeddings.weight",
                                                 (cfg.type_vocab_size, d))},
-        "embed_norm": bert._layernorm(weights, "embeddings.LayerNorm", d),
+        "embed_norm": bert.layernorm(weights, "embeddings.LayerNorm", d),
         "mlm": _mlm_head(weights, cfg),
     }
     for layer in range(cfg.n_layers):
-        tree[f"layer_{layer}"] = bert._block(weights, f"encoder.layer.{layer}.", cfg)
+        tree[f"layer_{layer}"] = bert.encoder_block(weights, f"encoder.layer.{layer}.", cfg)
     return tree
 
 
@@ -69,8 +69,8 @@ def _output_bias(weights: Weights) -> str:
 def _mlm_head(weights: Weights, cfg: ModelConfig) -> dict:
     d, v = cfg.d_model, cfg.vocab_size
     head = {
-        "transform": bert._dense(weights, "lm_head.dense", d, d),
-        "transform_norm": bert._layernorm(weights, "lm_head.layer_norm", d),
+        "transform": bert.dense(weights, "lm_head.dense", d, d),
+        "transform_norm": bert.layernorm(weights, "lm_head.layer_norm", d),
         "bias": weights.get(_output_bias(weights), (v,)),
     }
     if not cfg.tie_embeddings:
