@@ -79,7 +79,8 @@ def test_a_branch_trains_bitwise_as_a_fresh_run_with_its_schedule(tmp_path, monk
     spec = sweep_file(tmp_path)
     found = points(spec)
     parent, fresh, branch = (point_dir(spec, p) for p in found)
-    counts = run_sweep(spec, found, LocalExecutor(workers=2), RunOptions())
+    # three workers: the branch would start at once beside its parent if it did not wait
+    counts = run_sweep(spec, found, LocalExecutor(workers=3), RunOptions())
     assert counts["succeeded"] == 3, [status_lib.read_status(d) for d in (parent, fresh, branch)]
     assert (parent / "checkpoints" / "16").is_dir()  # kept although checkpoint.keep is 1
     want = losses(fresh)
