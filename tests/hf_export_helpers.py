@@ -19,7 +19,8 @@ from lmjax.runs.params import save_params
 
 TOLERANCE = 1e-4
 TEXTS = ["First Citizen:\nBefore we proceed any further, hear me speak.",
-         "  two leading spaces, a tab\tand digits 12345", "Ünïcödé: héllo wörld — ça va?", ""]
+         "  two leading spaces, a tab\tand digits 12345", "Ünïcödé: héllo wörld — ça va?",
+         "中文字 l'été", ""]
 
 
 def random_export(directory: pathlib.Path, model: ModelConfig, tokenizer=None, seed: int = 0,

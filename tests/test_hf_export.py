@@ -105,6 +105,9 @@ def hf_models():
         "bert_pretraining": lambda: transformers.BertForPreTraining(transformers.BertConfig(**bert)),
         "t5_v1_0": lambda: transformers.T5ForConditionalGeneration(
             transformers.T5Config(**t5, num_decoder_layers=3)),
+        # transformers 5 builds v1.1 tied but unscaled: lmjax holds it untied, the export ties it back
+        "t5_v1_1_tied": lambda: transformers.T5ForConditionalGeneration(transformers.T5Config(
+            **t5, feed_forward_proj="gated-gelu", tie_word_embeddings=False)),
         "t5_v1_1": lambda: _untied_t5(transformers.T5Config(
             **t5, feed_forward_proj="gated-gelu", tie_word_embeddings=False)),
     }
