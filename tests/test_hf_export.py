@@ -89,6 +89,19 @@ def test_random_models_of_every_exported_shape_match(name, tmp_path):
         assert np.max(np.abs(np.asarray(nsp) - theirs.seq_relationship_logits.numpy())) <= TOLERANCE
 
 
+def test_a_rope_rmsnorm_swiglu_gpt_exports_as_llama(tmp_path):
+    pytest.importorskip("lmjax.runs.exporters.llama", reason="the Llama exporter (issue 21.2)")
+    model = ModelConfig(arch="gpt", vocab_size=97, d_model=32, n_layers=2, n_heads=4,
+                        n_kv_heads=2, d_ff=48, max_len=16, norm="rmsnorm", norm_eps=1e-6,
+                        position="rope", rope_theta=500.0, mlp="swiglu", use_bias=False,
+                        tie_embeddings=False)
+    source = random_export(tmp_path / "lmjax", model, seed=7)
+    export = to_hf(source, tmp_path / "hf")
+    assert json.loads((export / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
+    inputs = feeds("gpt", model.vocab_size, seed=4)
+    assert np.max(np.abs(lmjax_logits(source, inputs) - hf_logits(load_hf(export), inputs))) <= TOLERANCE
+
+
 def hf_models():
     """Tiny random transformers models of every class lmjax imports and exports."""
     gpt2 = dict(vocab_size=99, n_embd=24, n_head=3, n_layer=2, n_positions=16, bos_token_id=0,
@@ -97,11 +110,13 @@ def hf_models():
                 intermediate_size=40, max_position_embeddings=16, type_vocab_size=3)
     t5 = dict(vocab_size=99, d_model=24, d_kv=6, num_heads=4, d_ff=40, num_layers=2,
               relative_attention_num_buckets=8, relative_attention_max_distance=12)
-    return {
+    return {  # bert_untied: see UNTIED_BERT_IMPORT
         "gpt2": lambda: transformers.GPT2LMHeadModel(transformers.GPT2Config(**gpt2)),
         "gpt2_untied": lambda: transformers.GPT2LMHeadModel(
             transformers.GPT2Config(**gpt2, tie_word_embeddings=False)),
         "bert": lambda: transformers.BertForMaskedLM(transformers.BertConfig(**bert)),
+        "bert_untied": lambda: transformers.BertForMaskedLM(
+            transformers.BertConfig(**bert, tie_word_embeddings=False)),
         "bert_pretraining": lambda: transformers.BertForPreTraining(transformers.BertConfig(**bert)),
         "t5_v1_0": lambda: transformers.T5ForConditionalGeneration(
             transformers.T5Config(**t5, num_decoder_layers=3)),
@@ -119,7 +134,13 @@ def _untied_t5(config):
     return model
 
 
-@pytest.mark.parametrize("name", sorted(hf_models()))
+UNTIED_BERT_IMPORT = pytest.mark.xfail(strict=True, reason=(
+    "the importer (lmjax/runs/importers/hf/bert.py, issue 21.2's area) reads "
+    "cls.predictions.bias, but an untied BertForMaskedLM adds cls.predictions.decoder.bias"))
+
+
+@pytest.mark.parametrize("name", [*sorted(set(hf_models()) - {"bert_untied"}),
+                                  pytest.param("bert_untied", marks=UNTIED_BERT_IMPORT)])
 def test_hf_to_lmjax_to_hf_gives_back_the_same_tensors(name, tmp_path):
     torch.manual_seed(len(name))
     original = hf_models()[name]()
@@ -132,7 +153,11 @@ def test_hf_to_lmjax_to_hf_gives_back_the_same_tensors(name, tmp_path):
     before = load_file(tmp_path / "original" / "model.safetensors")
     after = load_file(export / "model.safetensors")
     assert sorted(after) == sorted(before)
+    # An untied BertForMaskedLM adds cls.predictions.decoder.bias and never reads this one.
+    unused = {"cls.predictions.bias"} if name == "bert_untied" else set()
     for key, value in before.items():
+        if key in unused:
+            continue
         assert after[key].dtype == value.dtype and np.array_equal(after[key], value), key
     config = json.loads((export / "config.json").read_text())
     assert config["architectures"] == original.config.architectures
