@@ -87,6 +87,13 @@ def test_bad_options_are_refused_before_anything_is_read(source, tmp_path, capsy
     assert listing(tmp_path) == []
 
 
+def test_a_bucket_output_is_refused(source, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    error = one_line_error(capsys, ["convert", "to-hf", str(source), "gs://bucket/export"])
+    assert "is a URI: to-hf writes a local directory" in error
+    assert listing(tmp_path) == []
+
+
 def test_a_model_no_transformers_class_expresses_is_refused(tmp_path, capsys):
     rope_layernorm = dataclasses.replace(GPT, position="rope")
     source = random_export(tmp_path / "lmjax", rope_layernorm)

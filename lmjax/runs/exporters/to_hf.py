@@ -50,6 +50,9 @@ def export_to_hf(source: PathLike, out_dir: PathLike, *, dtype: str = "float32",
                  shard_size: str = "2GB", overwrite: bool = False) -> Exported:
     """Writes the transformers export of `source` into `out_dir`."""
     cast_to, max_bytes = numpy_dtype(dtype), parse_size(shard_size)
+    if "://" in os.fspath(out_dir):
+        raise CheckpointError(f"OUT_DIR {out_dir} is a URI: to-hf writes a local directory (which "
+                              "transformers loads); copy it to the bucket afterwards")
     target = pathlib.Path(os.fspath(out_dir)).absolute()
     _check_target(target, overwrite)
     found = locate(source)
