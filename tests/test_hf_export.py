@@ -48,6 +48,11 @@ def test_a_trained_run_exports_with_equal_logits_and_tokenizer(trained, tmp_path
     tokenizer = transformers.AutoTokenizer.from_pretrained(export)
     for sample in TEXTS:
         assert tokenizer(sample, add_special_tokens=False)["input_ids"] == run.tokenizer.encode(sample)
+    config = json.loads((export / "generation_config.json").read_text())
+    assert (config.get("bos_token_id"), config.get("eos_token_id"), config.get("pad_token_id")) == (
+        run.tokenizer.bos_id, run.tokenizer.eos_id, run.tokenizer.pad_id)
+    if arch == "t5":  # span corruption feeds the decoder the padding id first
+        assert config["decoder_start_token_id"] == run.tokenizer.pad_id
     specials = run.tokenizer.special_tokens
     assert {token: tokenizer.convert_tokens_to_ids(token) for token in specials} == specials
 

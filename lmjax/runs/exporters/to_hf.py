@@ -61,7 +61,7 @@ def export_to_hf(source: PathLike, out_dir: PathLike, *, dtype: str = "float32",
     tokenizer = found.load_tokenizer()
     skipped = tokenizer_unsupported(tokenizer)
     params = unstack_layers(jax.tree.map(np.asarray, jax.device_get(found.open().params)), model)
-    config = {**exporter.hf_config(model), **_token_ids(tokenizer), "dtype": dtype}
+    config = _with_token_ids(exporter.hf_config(model), tokenizer) | {"dtype": dtype}
     staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:
         files = write_weights(exporter.state_dict(params, model), staging, cast_to, max_bytes)
@@ -87,13 +87,17 @@ def _check_target(target: pathlib.Path, overwrite: bool) -> None:
         raise CheckpointError(f"cannot write in {target.parent}: give OUT_DIR somewhere writable")
 
 
-def _token_ids(tokenizer: Tokenizer | None) -> dict:
+def _with_token_ids(config: dict, tokenizer: Tokenizer | None) -> dict:
     """The special ids transformers' generate and padding use (None where the tokenizer has none,
-    which also keeps GPT-2's default 50256 out of a smaller vocabulary)."""
-    if tokenizer is None:
-        return {"bos_token_id": None, "eos_token_id": None, "pad_token_id": None}
-    return {"bos_token_id": tokenizer.bos_id, "eos_token_id": tokenizer.eos_id,
-            "pad_token_id": tokenizer.pad_id}
+    which also keeps GPT-2's default 50256 out of a smaller vocabulary). A T5 decodes from the
+    padding id, as lmjax's span-corruption objective trains it to."""
+    ids = {"bos_token_id": None, "eos_token_id": None, "pad_token_id": None}
+    if tokenizer is not None:
+        ids = {"bos_token_id": tokenizer.bos_id, "eos_token_id": tokenizer.eos_id,
+               "pad_token_id": tokenizer.pad_id}
+        if "decoder_start_token_id" in config and tokenizer.pad_id is not None:
+            ids["decoder_start_token_id"] = tokenizer.pad_id
+    return {**config, **ids}
 
 
 def _write_json(directory: pathlib.Path, config: dict) -> list[str]:
