@@ -1,7 +1,8 @@
 """The µP lr-transfer figure and table from `lmjax sweep run experiments/mup_lr_transfer.yaml`:
 final eval loss against lr, one line per width, a panel per parametrization; the best lr per
 width; whether it stays within one grid step across widths. Copies the sweep's results.jsonl
-to docs/scaling/mup/lr_transfer_results.jsonl and writes lr_transfer.png, lr_transfer.json.
+to docs/scaling/mup/lr_transfer_results.jsonl and writes lr_transfer.png, lr_transfer.json and
+lr_transfer.md (the table in docs/scaling.md).
 
     PYTHONPATH=$PWD python experiments/mup_lr_transfer_plot.py [sweeps/mup_lr_transfer]
 """
@@ -37,15 +38,19 @@ def load(sweep_dir: pathlib.Path) -> dict[str, dict[int, dict[float, float]]]:
 
 
 def summary(losses) -> dict:
-    """Best lr per width and its spread across widths, in grid steps (10^0.5 each)."""
+    """Best lr per width and its spread across widths, in grid steps (10^0.5 each); widths
+    whose lr grid has not finished are listed apart, not ranked."""
+    grid = max((len(by_lr) for by_width in losses.values() for by_lr in by_width.values()), default=0)
     out = {}
     for parametrization, by_width in losses.items():
-        best = {w: min(by_lr, key=by_lr.get) for w, by_lr in sorted(by_width.items()) if by_lr}
+        best = {w: min(by_lr, key=by_lr.get) for w, by_lr in sorted(by_width.items())
+                if len(by_lr) == grid}
         steps = [round(2 * math.log10(lr)) for lr in best.values()]
         out[parametrization] = {
             "best_lr": {str(w): lr for w, lr in best.items()},
             "best_loss": {str(w): by_width[w][lr] for w, lr in best.items()},
             "spread_grid_steps": (max(steps) - min(steps)) if steps else None,
+            "unfinished_widths": sorted(w for w, by_lr in by_width.items() if len(by_lr) < grid),
         }
     return out
 
@@ -55,7 +60,9 @@ def plot(losses, stats) -> None:
     for ax, (parametrization, title) in zip(axes, PARAMETRIZATIONS.items()):
         for width, by_lr in sorted(losses[parametrization].items()):
             lrs = sorted(by_lr)
-            ax.plot(lrs, [by_lr[lr] for lr in lrs], marker="o", label=f"d_model={width}")
+            unfinished = width in stats[parametrization]["unfinished_widths"]
+            ax.plot(lrs, [by_lr[lr] for lr in lrs], marker="o", linestyle=":" if unfinished else "-",
+                    label=f"d_model={width}" + (" (unfinished)" if unfinished else ""))
         ax.set_xscale("log")
         ax.set_xlabel("learning rate")
         spread = stats[parametrization]["spread_grid_steps"]
@@ -64,6 +71,20 @@ def plot(losses, stats) -> None:
     axes[0].legend()
     fig.tight_layout()
     fig.savefig(OUT / "lr_transfer.png", dpi=110)
+
+
+def table(losses) -> str:
+    """Markdown: eval loss per (parametrization, width) row and lr column, best in bold."""
+    lrs = sorted({lr for by_width in losses.values() for by_lr in by_width.values() for lr in by_lr})
+    lines = ["| eval loss | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " |",
+             "|---|" + "---|" * len(lrs)]
+    for parametrization, by_width in losses.items():
+        for width, by_lr in sorted(by_width.items()):
+            best = min(by_lr, key=by_lr.get)
+            cells = [("**%.3f**" if lr == best else "%.3f") % by_lr[lr] if lr in by_lr else "–"
+                     for lr in lrs]
+            lines.append(f"| {parametrization}, d_model={width} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -77,6 +98,7 @@ def main() -> None:
                             for p, by_w in losses.items()}, "summary": stats}
     (OUT / "lr_transfer.json").write_text(json.dumps(record, indent=1) + "\n")
     plot(losses, stats)
+    (OUT / "lr_transfer.md").write_text(table(losses))
     print(json.dumps(stats, indent=1))
 
 
