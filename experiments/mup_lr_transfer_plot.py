@@ -40,7 +40,8 @@ def load(sweep_dir: pathlib.Path) -> dict[str, dict[int, dict[float, float]]]:
 def summary(losses) -> dict:
     """Best lr per width and its spread across widths, in grid steps (10^0.5 each); widths
     whose lr grid has not finished are listed apart, not ranked."""
-    grid = max((len(by_lr) for by_width in losses.values() for by_lr in by_width.values()), default=0)
+    grid = max((len(by_lr) for by_width in losses.values() for by_lr in by_width.values()),
+               default=0)
     out = {}
     for parametrization, by_width in losses.items():
         best = {w: min(by_lr, key=by_lr.get) for w, by_lr in sorted(by_width.items())
@@ -61,7 +62,8 @@ def plot(losses, stats) -> None:
         for width, by_lr in sorted(losses[parametrization].items()):
             lrs = sorted(by_lr)
             unfinished = width in stats[parametrization]["unfinished_widths"]
-            ax.plot(lrs, [by_lr[lr] for lr in lrs], marker="o", linestyle=":" if unfinished else "-",
+            ax.plot(lrs, [by_lr[lr] for lr in lrs], marker="o",
+                    linestyle=":" if unfinished else "-",
                     label=f"d_model={width}" + (" (unfinished)" if unfinished else ""))
         ax.set_xscale("log")
         ax.set_xlabel("learning rate")
@@ -75,7 +77,8 @@ def plot(losses, stats) -> None:
 
 def table(losses) -> str:
     """Markdown: eval loss per (parametrization, width) row and lr column, best in bold."""
-    lrs = sorted({lr for by_width in losses.values() for by_lr in by_width.values() for lr in by_lr})
+    lrs = sorted({lr for by_width in losses.values() for by_lr in by_width.values()
+                  for lr in by_lr})
     lines = ["| eval loss | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " |",
              "|---|" + "---|" * len(lrs)]
     for parametrization, by_width in losses.items():

@@ -69,21 +69,22 @@ def readout_multiplier(model, params, example) -> float:
 # init variance ∝ fan_in^var, Adam lr ∝ fan_in^lr. Input weights and biases: 0, 0; hidden
 # weights: -1, -1; output weights: -2, -1 (of the effective weight, multiplier included).
 TABLE3 = {"input": (0, 0), "hidden": (-1, -1), "output": (-2, -1)}
-# Which entry and fan-in each GPT kernel has, from its place in the network (not its axes).
+# Which entry of Table 3 each GPT kernel is, from its place in the network (not its axes);
+# every fan-in (d or 4·d) grows by WIDE / BASE.
 GPT_KERNELS = {
-    ("wte", "embedding"): ("input", None), ("wpe", "embedding"): ("input", None),
-    ("attn", "query", "kernel"): ("hidden", "d"), ("attn", "key", "kernel"): ("hidden", "d"),
-    ("attn", "value", "kernel"): ("hidden", "d"), ("attn", "out", "kernel"): ("hidden", "d"),
-    ("mlp", "wi", "kernel"): ("hidden", "d"), ("mlp", "wo", "kernel"): ("hidden", "4d"),
-    ("lm_head", "kernel"): ("output", "d"),
+    ("wte", "embedding"): "input", ("wpe", "embedding"): "input",
+    ("attn", "query", "kernel"): "hidden", ("attn", "key", "kernel"): "hidden",
+    ("attn", "value", "kernel"): "hidden", ("attn", "out", "kernel"): "hidden",
+    ("mlp", "wi", "kernel"): "hidden", ("mlp", "wo", "kernel"): "hidden",
+    ("lm_head", "kernel"): "output",
 }
 
 
-def table3_role(path: tuple[str, ...]) -> tuple[str, str | None]:
+def table3_role(path: tuple[str, ...]) -> str:
     for suffix, role in GPT_KERNELS.items():
         if path[-len(suffix):] == suffix:
             return role
-    return "input", None  # biases and norm scales
+    return "input"  # biases and norm scales
 
 
 def leaves(tree) -> dict[tuple[str, ...], np.ndarray]:
@@ -101,8 +102,7 @@ def test_init_scale_and_first_adam_step_follow_table3_for_every_gpt_parameter():
     ratio = WIDE / BASE
     for path, (base_init, base_after, base_mult) in measured[BASE].items():
         wide_init, wide_after, wide_mult = measured[WIDE][path]
-        kind, fan_in = table3_role(path)
-        var_exp, lr_exp = TABLE3[kind]
+        var_exp, lr_exp = TABLE3[table3_role(path)]
         if np.std(base_init) > 0:  # zero-initialised biases have no scale to compare
             std_ratio = np.std(wide_init * wide_mult) / np.std(base_init * base_mult)
             assert std_ratio == pytest.approx(ratio ** (var_exp / 2), rel=0.06), path
@@ -175,10 +175,10 @@ def test_the_trainer_initialises_and_steps_with_mups_multipliers(tmp_path):
     (std_params, std_updates), (mup_params, mup_updates) = states[0], states[2]
     wi = ("h_0", "mlp", "wi", "kernel")
     np.testing.assert_allclose(mup_params[wi], std_params[wi] * 2**-0.5, rtol=1e-6)
-    np.testing.assert_array_equal(mup_params[("wte", "embedding")], std_params[("wte", "embedding")])
+    wte = ("wte", "embedding")
+    np.testing.assert_array_equal(mup_params[wte], std_params[wte])
     assert mup_updates[wi].max() == pytest.approx(0.5 * std_updates[wi].max(), rel=1e-6)
-    assert mup_updates[("wte", "embedding")].max() == pytest.approx(
-        std_updates[("wte", "embedding")].max(), rel=1e-6)
+    assert mup_updates[wte].max() == pytest.approx(std_updates[wte].max(), rel=1e-6)
 
 
 def test_coordinate_check_is_flat_in_width_under_mup_and_grows_under_standard():
@@ -200,7 +200,8 @@ def test_coordinate_check_is_flat_in_width_under_mup_and_grows_under_standard():
     (["model.parametrization=mup", "model.mup_base_width=-32"], "needs model.mup_base_width > 0"),
     (["model.parametrization=mup", "model.mup_base_width=30"],
      "model.mup_base_width=30 is not a multiple of model.n_heads=4"),
-    (["model.mup_base_width=32"], "model.mup_base_width=32 is set but model.parametrization=standard"),
+    (["model.mup_base_width=32"],
+     "model.mup_base_width=32 is set but model.parametrization=standard"),
     (["model.parametrization=mup", "model.mup_base_width=32", "model.head_dim=8"],
      "needs the head size to grow with d_model"),
 ])

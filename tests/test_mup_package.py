@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -106,7 +105,8 @@ def test_first_adamw_step_matches_mups_muadamw_parameter_by_parameter():
 def test_readout_multiplier_and_init_scales_match_mup():
     config = ModelConfig(d_model=WIDTH, n_heads=4, parametrization="mup", mup_base_width=BASE)
     net = mup_net(WIDTH)
-    assert config.logit_multiplier == pytest.approx(net.readout.output_mult / net.readout.width_mult())
+    readout = net.readout
+    assert config.logit_multiplier == pytest.approx(readout.output_mult / readout.width_mult())
     assert config.logit_multiplier == pytest.approx(BASE / WIDTH)
     # The init std's change from base to this width, per parameter: mup rescales the readout
     # by sqrt(m) and leaves PyTorch's 1/fan_in init elsewhere; lmjax multiplies its own.
