@@ -22,6 +22,7 @@ NORMS = ("layernorm", "rmsnorm")
 POSITIONS = ("learned", "rope", "relative")
 MLPS = ("gelu", "gelu_exact", "relu", "swiglu", "geglu")  # gelu: tanh approximation; gelu_exact: erf
 DTYPES = ("auto", "float32", "bfloat16")  # auto: bfloat16 on GPU/TPU, float32 on CPU
+PARAMETRIZATIONS = ("standard", "mup")  # mup: lmjax.train.mup, docs/scaling.md "µP"
 ATTENTION_IMPLS = ("auto", "xla", "cudnn", "splash")  # lmjax.models.attention_kernels
 KERNEL_PLATFORM = {"cudnn": "gpu", "splash": "tpu"}
 REMAT = ("none", "full", "dots_saveable")
@@ -86,6 +87,8 @@ class ModelConfig:
     nsp: bool = False  # BERT's next-sentence-prediction head on [CLS] (off, as in RoBERTa)
     relpos_buckets: int = 32  # T5's relative position buckets
     relpos_max_distance: int = 128  # T5: distances beyond this share the last bucket
+    parametrization: str = "standard"  # standard | mup (Tensor Programs V; lmjax.train.mup)
+    mup_base_width: int = 0  # mup: the d_model at which µP equals the standard parametrization
 
     @property
     def d_head(self) -> int:
@@ -98,6 +101,25 @@ class ModelConfig:
     @property
     def kv_heads(self) -> int:
         return self.n_kv_heads or self.n_heads
+
+    @property
+    def width_multiplier(self) -> float:
+        """µP's m = d_model / mup_base_width (1 under the standard parametrization)."""
+        if self.parametrization != "mup":
+            return 1.0
+        return self.d_model / self.mup_base_width
+
+    @property
+    def logit_multiplier(self) -> float:
+        """µP multiplies the output layer's input by 1/m (Tensor Programs V, Table 3 in the
+        form of Microsoft's `mup` MuReadout), so logits stay O(1) as width grows."""
+        return 1.0 / self.width_multiplier
+
+    @property
+    def attention_multiplier(self) -> float:
+        """µP scores attention by 1/d_head, not 1/sqrt(d_head): with heads fixed and
+        d_head ∝ m, the standard scale times m^-1/2 (equal to it at the base width)."""
+        return self.width_multiplier**-0.5
 
 
 @dataclasses.dataclass

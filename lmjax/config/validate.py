@@ -10,8 +10,8 @@ import math
 
 from lmjax.config.schema import (ARCH_OBJECTIVE, ARCH_POSITIONS, ARCHS, ATTENTION_IMPLS,
                                  DTYPES, KERNEL_PLATFORM, MLPS, NORMS, OBJECTIVE_ARCH, OBJECTIVES,
-                                 POSITIONS, REMAT, ROPE_SCALINGS, SOURCE_FORMATS, TOKENIZERS,
-                                 UTF8_POLICIES,
+                                 PARAMETRIZATIONS, POSITIONS, REMAT, ROPE_SCALINGS, SOURCE_FORMATS,
+                                 TOKENIZERS, UTF8_POLICIES,
                                  CheckpointConfig, Config, DataConfig, MeshConfig, ModelConfig,
                                  TrainConfig, source_configs)
 from lmjax.errors import ConfigError
@@ -86,6 +86,30 @@ def validate_model(model: ModelConfig) -> None:
     _validate_attention_impl(model)
     _validate_loss_chunks(model)
     _validate_arch(model)
+    _validate_parametrization(model)
+
+
+def _validate_parametrization(model: ModelConfig) -> None:
+    """µP widens with the head count fixed, so the head size must follow d_model at the base
+    width too (lmjax.train.mup); the base width only means something under µP."""
+    _choice("model.parametrization", model.parametrization, PARAMETRIZATIONS)
+    if model.parametrization != "mup":
+        if model.mup_base_width:
+            raise ConfigError(f"model.mup_base_width={model.mup_base_width} is set but "
+                              "model.parametrization=standard: set model.parametrization=mup "
+                              "or drop model.mup_base_width")
+        return
+    if model.mup_base_width <= 0:
+        raise ConfigError(f"model.parametrization=mup needs model.mup_base_width > 0 (got "
+                          f"{model.mup_base_width}): set it to the d_model whose lr you tuned")
+    if model.mup_base_width % model.n_heads:
+        raise ConfigError(f"model.mup_base_width={model.mup_base_width} is not a multiple of "
+                          f"model.n_heads={model.n_heads}: µP keeps the heads and widens each, "
+                          "so pick a base width the head count divides")
+    if model.head_dim is not None and model.head_dim * model.n_heads != model.d_model:
+        raise ConfigError(f"model.parametrization=mup needs the head size to grow with d_model: "
+                          f"model.head_dim={model.head_dim} times n_heads={model.n_heads} is not "
+                          f"d_model={model.d_model}; unset model.head_dim")
 
 
 def _validate_rope_scaling(model: ModelConfig) -> None:

@@ -16,7 +16,8 @@ import jax.numpy as jnp
 from lmjax.config import ModelConfig
 from lmjax.models.gpt import compute_dtype
 from lmjax.models.attention import MultiHeadAttention, key_padding_mask
-from lmjax.models.layers import ACTIVATIONS, Dense, Embed, Mlp, constrain, norm_layer
+from lmjax.models.layers import (ACTIVATIONS, Dense, Embed, Mlp, constrain, mup_attention_scale,
+                                 mup_readout, norm_layer)
 from lmjax.models.scan import apply_layers
 
 
@@ -40,7 +41,8 @@ class EncoderBlock(nn.Module):
         dtype = compute_dtype(cfg)
         attention = MultiHeadAttention(
             d_model=cfg.d_model, n_heads=cfg.n_heads, n_kv_heads=cfg.kv_heads, head_dim=cfg.d_head,
-            use_bias=cfg.use_bias, dtype=dtype, attention_impl=cfg.attention_impl, name="attn",
+            use_bias=cfg.use_bias, dtype=dtype, attention_impl=cfg.attention_impl,
+            scale=mup_attention_scale(cfg, None), name="attn",
         )
         x_BTD = x_BTD + attention(x_BTD, mask=mask_BTS)
         x_BTD = norm_layer(cfg.norm, cfg.norm_eps, cfg.use_bias, dtype, name="attn_norm")(x_BTD)
@@ -62,6 +64,7 @@ class MlmHead(nn.Module):
         h_BTD = Dense((cfg.d_model,), ("embed", "mlp"), dtype=dtype, name="transform")(x_BTD)
         h_BTD = ACTIVATIONS[cfg.mlp](h_BTD)
         h_BTD = norm_layer(cfg.norm, cfg.norm_eps, cfg.use_bias, dtype, name="transform_norm")(h_BTD)
+        h_BTD = mup_readout(cfg, h_BTD)
         if cfg.tie_embeddings:
             logits_BTV = token_embed.attend(h_BTD)
         else:
@@ -84,6 +87,7 @@ class NspHead(nn.Module):
         pooled_BD = jnp.tanh(
             Dense((self.config.d_model,), ("embed", "mlp"), dtype=dtype, name="pooler")(cls_BD)
         )
+        pooled_BD = mup_readout(self.config, pooled_BD)
         return Dense((2,), ("mlp", "classes"), dtype=dtype, name="classifier")(pooled_BD)
 
 

@@ -16,7 +16,8 @@ import jax.numpy as jnp
 
 from lmjax.config import ModelConfig
 from lmjax.models.attention import LayerCache, MultiHeadAttention, key_padding_mask
-from lmjax.models.layers import Embed, Mlp, RopeScaling, constrain, norm_layer
+from lmjax.models.layers import (Embed, Mlp, RopeScaling, constrain, mup_attention_scale,
+                                 mup_readout, norm_layer)
 from lmjax.models.platform import compute_dtype_name
 from lmjax.models.scan import apply_layers, cache_index, stacked_cache
 from lmjax.models.unembed import Unembed, Unembedded
@@ -107,6 +108,7 @@ class DecoderBlock(nn.Module):
             qkv_bias=cfg.use_bias or cfg.qkv_bias,
             causal_blocks=cfg.attention_blocks,
             attention_impl=cfg.attention_impl,
+            scale=mup_attention_scale(cfg, None),
             name="attn",
         )
         attended = attention(norm("ln_1")(x_BTD), causal=True, mask=keys_B1S,
@@ -166,6 +168,7 @@ class GPT(nn.Module):
         x_BTD, new_cache = apply_layers(DecoderBlock, cfg, cfg.n_layers, "h", x_BTD,
                                         (positions_BT, keys_B1S), cache)
         x_BTD = norm_layer(cfg.norm, cfg.norm_eps, cfg.use_bias, dtype, name="ln_f")(x_BTD)
+        x_BTD = mup_readout(cfg, x_BTD)
         head = (None if cfg.tie_embeddings
                 else Unembed(cfg.d_model, cfg.vocab_size, dtype, name="lm_head"))
         if output_hidden and cache is None:

@@ -32,6 +32,20 @@ def normal(stddev: float) -> Initializer:
     return nn.initializers.normal(stddev)
 
 
+def mup_readout(config: Any, x: jax.Array) -> jax.Array:
+    """The output layer's input times µP's logit multiplier 1/m (`ModelConfig.logit_multiplier`;
+    the rest of µP is `lmjax.train.mup`); untouched under the standard parametrization."""
+    return x if config.parametrization != "mup" else x * config.logit_multiplier
+
+
+def mup_attention_scale(config: Any, standard: float | None) -> float | None:
+    """The attention score scale: `standard` (None: 1/sqrt(d_head)), or under µP that times
+    m^-1/2, which makes it ∝ 1/d_head (`ModelConfig.attention_multiplier`)."""
+    if config.parametrization != "mup":
+        return standard
+    return (config.d_head**-0.5 if standard is None else standard) * config.attention_multiplier
+
+
 class Embed(nn.Module):
     """Token (or position, or segment) embedding table, reusable as a tied output layer."""
 

@@ -22,7 +22,8 @@ from lmjax.errors import ConfigError
 from lmjax.models.gpt import compute_dtype
 from lmjax.models.attention import CrossKV, LayerCache, MultiHeadAttention, key_padding_mask
 from lmjax.models.layers import (
-    Dense, Embed, Mlp, RelativePositionBias, constrain, norm_layer, normal,
+    Dense, Embed, Mlp, RelativePositionBias, constrain, mup_attention_scale, mup_readout,
+    norm_layer, normal,
 )
 from lmjax.models.scan import apply_layers, cache_index, stacked_cache
 
@@ -48,7 +49,7 @@ def init_cache(config: ModelConfig, batch: int, length: int) -> Any:
 def _attention(cfg: ModelConfig, name: str) -> MultiHeadAttention:
     return MultiHeadAttention(
         d_model=cfg.d_model, n_heads=cfg.n_heads, n_kv_heads=cfg.kv_heads, head_dim=cfg.d_head,
-        use_bias=cfg.use_bias, dtype=compute_dtype(cfg), scale=1.0,
+        use_bias=cfg.use_bias, dtype=compute_dtype(cfg), scale=mup_attention_scale(cfg, 1.0),
         attention_impl=cfg.attention_impl, name=name,
     )
 
@@ -205,6 +206,7 @@ class T5(nn.Module):
             constrain(self.token_embed(decoder_ids_BT), ("batch", "length", "embed")), encoded_BSD,
             decoder_keys_B1T, input_keys_B1S, cache,
         )
+        x_BTD = mup_readout(cfg, x_BTD)
         if cfg.tie_embeddings:
             logits_BTV = self.token_embed.attend(x_BTD * cfg.d_model**-0.5)
         else:

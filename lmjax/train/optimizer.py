@@ -59,15 +59,24 @@ def decay_mask(params):
     return jax.tree.map(lambda p: p.ndim >= 2, params)
 
 
-def make_optimizer(train: TrainConfig) -> optax.GradientTransformation:
+def make_optimizer(train: TrainConfig,
+                   per_parameter: optax.GradientTransformation | None = None
+                   ) -> optax.GradientTransformation:
+    """Clipping, then AdamW. `per_parameter` rescales each parameter's Adam direction before
+    weight decay and the learning rate: µP's lr multipliers (`lmjax.train.mup.lr_scaling`),
+    which like Microsoft's MuAdamW leave lr·weight_decay alone; None: `optax.adamw` itself."""
     return optax.chain(
         optax.clip_by_global_norm(train.grad_clip) if train.grad_clip > 0 else optax.identity(),
-        optax.adamw(
-            learning_rate_schedule(train),
-            b1=train.b1,
-            b2=train.b2,
-            eps=train.eps,
-            weight_decay=train.weight_decay,
-            mask=decay_mask,
-        ),
+        adamw(train, per_parameter),
+    )
+
+
+def adamw(train: TrainConfig, per_parameter: optax.GradientTransformation | None):
+    """`optax.adamw`'s own chain (same state, so checkpoints restore), with `per_parameter`
+    after the Adam direction when given."""
+    return optax.chain(
+        optax.scale_by_adam(b1=train.b1, b2=train.b2, eps=train.eps),
+        *([per_parameter] if per_parameter is not None else []),
+        optax.add_decayed_weights(train.weight_decay, decay_mask),
+        optax.scale_by_learning_rate(learning_rate_schedule(train)),
     )

@@ -34,6 +34,7 @@ from lmjax.runs.version import check_version, write_version
 from lmjax.scaling.flops import train_flops
 from lmjax.scaling.params import ParamCounts, param_counts
 from lmjax.tokenizers import Tokenizer
+from lmjax.train import mup
 from lmjax.train.checkpoint import Checkpointer, is_primary
 from lmjax.train.optimizer import learning_rate_schedule, make_optimizer
 from lmjax.train.state import abstract_state, init_state, state_shardings
@@ -181,8 +182,8 @@ def build_setup(config: Config, *, restart_from: int | None = None) -> TrainSetu
                if config.data.sources else None)
     objective = objective_for(config, tokenizer)
     model = build_model(config.model)
-    optimizer = make_optimizer(config.train)
     example = example_inputs(objective, config.data.seq_len)
+    optimizer = make_optimizer(config.train, mup.lr_scaling(model, example))
     shardings = state_shardings(model, optimizer, example, mesh, rules)
     input_shapes = {k: (config.train.global_batch_size, *v.shape[1:]) for k, v in example.items()}
     train_step, eval_step = _jit_steps(config, mesh, model, objective, optimizer, shardings,

@@ -16,13 +16,14 @@ import optax
 from jax.sharding import Mesh
 
 from lmjax import parallel
+from lmjax.train import mup
 
 TrainState = dict[str, Any]
 
 
 def _boxed_state_fn(model: nn.Module, optimizer: optax.GradientTransformation, example: dict):
     def init(rng: jax.Array) -> TrainState:
-        params = model.init(rng, **example)["params"]
+        params = mup.scale_init(model.init(rng, **example)["params"], model.config)
         return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": optimizer.init(params)}
 
     return init
