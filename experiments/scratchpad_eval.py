@@ -25,8 +25,8 @@ def trained_points(runs: pathlib.Path) -> list[tuple[dict, pathlib.Path]]:
     """(sweep values, run directory) of every point with a final checkpoint."""
     points = []
     for point in sorted(runs.glob("*/point.json")):
-        status = json.loads((point.parent / "status.json").read_text())
-        if status.get("state") == "succeeded":
+        status = point.parent / "status.json"
+        if status.is_file() and json.loads(status.read_text()).get("state") == "succeeded":
             points.append((json.loads(point.read_text())["values"], point.parent))
     return points
 
