@@ -84,7 +84,8 @@ def plot(rows: list[dict], path: pathlib.Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for max_digits in sorted({row["max_digits"] for row in rows}):
-        for fmt, key, label, style in [("direct", "greedy", "direct", "o-"), ("scratchpad", "greedy", "scratchpad", "s-"),
+        for fmt, key, label, style in [("direct", "greedy", "direct", "o-"),
+                                       ("scratchpad", "greedy", "scratchpad", "s-"),
                                        ("scratchpad", "sc5", "scratchpad SC K=5", "^--"),
                                        ("scratchpad", "sc10", "scratchpad SC K=10", "v--")]:
             points = sorted((row["digits"], 100 * row[key]) for row in rows

@@ -97,7 +97,8 @@ def test_self_consistency_scores_and_records_every_path(arithmetic_dir):
              "A: 35", "A: 36", "A: 36",        # 12*3: first wrong, vote right
              "A: 1000", "oops", "A: 999"]      # 999+1: 1-1-1 tie, first answer (1000) wins
     record, model = scripted_eval(arithmetic_dir, paths, samples=3)
-    assert record["metrics"] == {"exact_match/first": pytest.approx(2 / 3), "exact_match/vote": pytest.approx(2 / 3)}
+    assert record["metrics"] == {"exact_match/first": pytest.approx(2 / 3),
+                                 "exact_match/vote": pytest.approx(2 / 3)}
     assert record["examples"]["effective"] == 3
     by_question = {r["arguments"][0][0]: r for r in record["prompts"]}
     first = by_question["Q: 57+68\n"]

@@ -158,7 +158,8 @@ class LmjaxLM(TemplateLM):
         return outputs
 
 
-def _generation_key(gen_kwargs: dict, default_max: int, temperature: float = 0.0) -> tuple[tuple[str, ...], int]:
+def _generation_key(gen_kwargs: dict, default_max: int,
+                    temperature: float = 0.0) -> tuple[tuple[str, ...], int]:
     """(stop strings, new tokens). A task asking for sampling is refused unless the model was
     given a temperature (`--temperature`), which then decides for every task alike."""
     until = gen_kwargs.get("until", [])
