@@ -172,7 +172,9 @@ def test_eval_records_every_sampled_path_and_repeats_them(stories_args, arithmet
         code = cli.main(["eval", *stories_args, "--data-dir", str(arithmetic_dir), "--tasks",
                          "arithmetic_scratchpad", "--samples", "3", "--temperature", "0.8", "--seed", "7",
                          "--output", str(output), "--write-prompts", "--no-published"])
-        assert code == 0, capsys.readouterr()
+        printed, errors = capsys.readouterr()
+        assert code == 0, errors
+        assert "Arith scratchpad (EM)" in printed and "Arith scratchpad vote (EM)" in printed
         outputs.append(json.loads(output.read_text()))
     first, second = (o["tasks"]["arithmetic_scratchpad"] for o in outputs)
     assert outputs[0]["generation"] == {"samples": 3, "temperature": 0.8, "seed": 7}
