@@ -220,3 +220,16 @@ def test_an_extraction_regex_that_does_not_compile_names_the_file_and_filter(tmp
     assert str(broken) in message and "'vote'" in message and "A: (-?[0-9]+" in message
     assert "\n" not in message
 
+
+
+def test_t5_samples_reproducible_paths_through_the_same_path(tmp_path_factory):
+    """A T5 run (encoder input, sampled decoder) gives K distinct paths, the same twice."""
+    run_dir = tmp_path_factory.mktemp("t5_tiny")
+    assert cli.main(["train", "--config", "t5_tiny", f"run_dir={run_dir}", "train.steps=2",
+                     "checkpoint.every=2", "train.eval_every=1000", "train.eval_batches=1",
+                     "train.peak_flops=1e12"]) == 0
+    model = LmjaxLM(str(run_dir), batch_size=4, max_gen_toks=8, temperature=1.0, seed=3)
+    requests = requests_for(["To be, or not to be", "ROMEO:"], repeats=3)
+    first = model.generate_until(requests, disable_tqdm=True)
+    assert first == model.generate_until(requests, disable_tqdm=True)
+    assert len(set(first[:3])) > 1 and len(set(first[3:])) > 1
