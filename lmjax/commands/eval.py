@@ -39,6 +39,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="cut prompts longer than the model's context from the left (the harness's "
                         "transformers behaviour) instead of refusing them")
     parser.add_argument("--no-published", action="store_true", help="leave the GPT-2 rows out of the table")
+    # Generation tasks: self-consistency (lmjax.eval.generation).
+    parser.add_argument("--samples", type=int, default=1,
+                        help="generation tasks: K sampled paths per prompt, majority vote on the answer "
+                        "(needs --temperature > 0)")
+    parser.add_argument("--temperature", type=float, default=0.0,
+                        help="generation tasks: sampling temperature (0, the default, is greedy)")
+    parser.add_argument("--seed", type=int, default=0, help="generation tasks: seed of the sampled paths")
     parser.set_defaults(func=run)
 
 
@@ -46,11 +53,13 @@ def run(args: argparse.Namespace) -> int:
     from lmjax.eval import evaluate
     from lmjax.eval.adapters import batch_size_of
     from lmjax.eval.dependency import require_harness
+    from lmjax.eval.generation import SelfConsistency
     from lmjax.eval.harness import LmjaxLM
     from lmjax.eval.table import render
     from lmjax.eval.tasks import check_harness_equivalents, default_data_dir, expand, harness_task_names
 
     require_harness()
+    SelfConsistency(args.samples, args.temperature, args.seed)
     output = pathlib.Path(args.output).absolute()
     check_output(output)
     batch_size_of(args.batch_size)
@@ -60,9 +69,9 @@ def run(args: argparse.Namespace) -> int:
     evaluations = []
     for checkpoint in args.checkpoint:
         model = LmjaxLM(checkpoint, tokenizer=args.tokenizer, batch_size=args.batch_size,
-                        truncate=args.truncate)
+                        truncate=args.truncate, temperature=args.temperature, seed=args.seed)
         evaluations.append(evaluate(model, args.tasks, args.shots, data_dir, args.limit,
-                                    write_prompts=args.write_prompts))
+                                    write_prompts=args.write_prompts, samples=args.samples))
     output.parent.mkdir(parents=True, exist_ok=True)
     document = evaluations[0] if len(evaluations) == 1 else evaluations
     output.write_text(json.dumps(document, indent=2, default=str) + "\n")

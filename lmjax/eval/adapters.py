@@ -51,7 +51,8 @@ class ModelAdapter:
               with_greedy: bool = True) -> list[Score]:
         raise NotImplementedError
 
-    def generate(self, contexts: Sequence[str], max_new_tokens: int) -> list[str]:
+    def generate(self, contexts: Sequence[str], max_new_tokens: int, temperature: float = 0.0,
+                 seed: Any = 0) -> list[str]:
         raise ConfigError(f"a {self.kind} model cannot generate text")
 
     def unsupported(self, output_type: str, task: str = "") -> str | None:
@@ -72,7 +73,7 @@ class NeuralAdapter(ModelAdapter):
         self.run, self.tokenizer = run, run.tokenizer
         self.max_len = run.config.model.max_len
         self.batch_size = batch_size
-        self._generator = None
+        self._generators: dict[float, Any] = {}
         self.identity = {"source": run.source, "path": str(run.path), "step": run.step,
                          "arch": run.config.model.arch, "name": run.config.name,
                          "parameters": int(sum(np.size(leaf) for leaf in _leaves(run.params)))}
@@ -84,16 +85,26 @@ class NeuralAdapter(ModelAdapter):
               with_greedy: bool = True) -> list[Score]:
         return self.scorer.score(pairs, progress)
 
-    def greedy(self, prompts: list[list[int]], max_new_tokens: int) -> list[str]:
-        """Greedy continuations (GPT) or decoder outputs (T5) of `prompts`, up to EOS."""
+    def continue_prompts(self, prompts: list[list[int]], max_new_tokens: int, temperature: float = 0.0,
+                         seed: Any = 0) -> list[str]:
+        """Continuations (GPT) or decoder outputs (T5) of `prompts`, up to EOS, in batches of
+        `batch_size` rows through the key/value-cache generator: greedy at temperature 0,
+        else sampled, batch b with the seed drawn from (seed, b)."""
         from lmjax.decoding import Sampling, make_generator
 
         self.check_one_host()
-        if self._generator is None:
-            self._generator = make_generator(self.run.model, self.run.params, Sampling(temperature=0.0),
-                                             self.tokenizer.vocab_size, T5_DECODER_START_ID)
+        if temperature not in self._generators:
+            self._generators[temperature] = make_generator(
+                self.run.model, self.run.params, Sampling(temperature=temperature),
+                self.tokenizer.vocab_size, T5_DECODER_START_ID)
+        generator = self._generators[temperature]
         stop = () if self.tokenizer.eos_id is None else (self.tokenizer.eos_id,)
-        return [self.decode(ids) for ids in self._generator.generate(prompts, max_new_tokens, stop_ids=stop)]
+        texts = []
+        for batch, start in enumerate(range(0, len(prompts), self.batch_size)):
+            ids = generator.generate(prompts[start:start + self.batch_size], max_new_tokens,
+                                     seed=batch_seed(seed, batch), stop_ids=stop)
+            texts.extend(self.decode(row) for row in ids)
+        return texts
 
     def check_one_host(self) -> None:
         """Generation is not broadcast to other hosts (scoring is): refuse it there."""
@@ -120,10 +131,11 @@ class CausalAdapter(NeuralAdapter):
         bos = self.tokenizer.bos_id
         return [bos, *ids] if special and bos is not None else ids
 
-    def generate(self, contexts: Sequence[str], max_new_tokens: int) -> list[str]:
+    def generate(self, contexts: Sequence[str], max_new_tokens: int, temperature: float = 0.0,
+                 seed: Any = 0) -> list[str]:
         keep = max(1, self.max_len - max_new_tokens)
-        return self.greedy([(self.encode(text) or [self.prefix])[-keep:] for text in contexts],
-                           max_new_tokens)
+        return self.continue_prompts([(self.encode(text) or [self.prefix])[-keep:] for text in contexts],
+                                     max_new_tokens, temperature, seed)
 
 
 class Seq2SeqAdapter(NeuralAdapter):
@@ -141,8 +153,10 @@ class Seq2SeqAdapter(NeuralAdapter):
         eos = self.tokenizer.eos_id
         return [*ids, eos] if special and eos is not None else ids
 
-    def generate(self, contexts: Sequence[str], max_new_tokens: int) -> list[str]:
-        return self.greedy([self.encode(text)[-self.max_len:] for text in contexts], max_new_tokens)
+    def generate(self, contexts: Sequence[str], max_new_tokens: int, temperature: float = 0.0,
+                 seed: Any = 0) -> list[str]:
+        return self.continue_prompts([self.encode(text)[-self.max_len:] for text in contexts],
+                                     max_new_tokens, temperature, seed)
 
     def unsupported(self, output_type: str, task: str = "") -> str | None:
         if output_type == "loglikelihood_rolling":
@@ -263,6 +277,13 @@ def encode_request(adapter: ModelAdapter, context: str, continuation: str) -> tu
         return adapter.encode(context), adapter.encode(continuation, special=False)
     whole, context_ids = adapter.encode(context + continuation), adapter.encode(context)
     return context_ids, whole[len(context_ids):]
+
+
+def batch_seed(seed: Any, batch: int) -> int:
+    """A 32-bit seed for one generation batch from the caller's seed (an int or a tuple of
+    ints) and the batch's index: reproducible, and different for every batch."""
+    parts = [*seed, batch] if isinstance(seed, tuple) else [seed, batch]
+    return int(np.random.SeedSequence([int(part) for part in parts]).generate_state(1)[0])
 
 
 def _leaves(tree: Any) -> list:

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import math
@@ -20,6 +21,7 @@ from lmjax.eval import multihost
 from lmjax.eval import tasks as task_lib
 from lmjax.eval.adapters import adapter_for, encode_request
 from lmjax.eval.dependency import harness_version, require_harness
+from lmjax.eval.generation import SelfConsistency, sampled_paths
 
 HARNESS = "EleutherAI lm-evaluation-harness"
 
@@ -38,7 +40,8 @@ def loglikelihood(run: Any, contexts: Sequence[str], continuations: Sequence[str
 
 def evaluate(run: Any, tasks: Sequence[str] | str, shots: int = 0, data_dir: str | None = None,
              limit: int | None = None, *, batch_size: int = 8, write_prompts: bool = False,
-             truncate: bool = False) -> dict[str, Any] | None:
+             truncate: bool = False, samples: int = 1, temperature: float | None = None,
+             seed: int | None = None) -> dict[str, Any] | None:
     """Every task's metrics through the harness, as eval.json holds them: per task the metrics
     (or "n/a" with the reason), example counts and harness config; the harness version, the
     model's identity and the settings. `run` is a path, an opened `Run`, an `NGramLM` or an
@@ -53,12 +56,18 @@ def evaluate(run: Any, tasks: Sequence[str] | str, shots: int = 0, data_dir: str
         raise ConfigError(f"--shots={shots} must be >= 0")
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit={limit} must be >= 1")
+    if not isinstance(run, LmjaxLM):  # an LmjaxLM's own temperature is checked below
+        SelfConsistency(samples, temperature or 0.0)
     names = task_lib.expand(tasks, task_lib.harness_task_names(tasks))
     data_dir = task_lib.default_data_dir(data_dir)
     renamed = task_lib.check_harness_equivalents(_explicit(tasks), data_dir)
     explicit = {renamed.get(name, name) for name in _explicit(tasks)}
     plan = {name: _missing_data(name, data_dir, explicit=name in explicit) for name in names}
     model = run if isinstance(run, LmjaxLM) else LmjaxLM(run, batch_size=batch_size, truncate=truncate)
+    # Self-consistency (lmjax.eval.generation): checked before any task runs.
+    model.temperature = model.temperature if temperature is None else float(temperature)
+    model.seed = model.seed if seed is None else int(seed)
+    sampling = SelfConsistency(samples, model.temperature, model.seed)
     scorer = getattr(model.adapter, "scorer", None)
     spans_hosts = multihost.multi_process() and scorer is not None and scorer.mesh is not None
     if spans_hosts and not multihost.is_driver():
@@ -73,7 +82,7 @@ def evaluate(run: Any, tasks: Sequence[str] | str, shots: int = 0, data_dir: str
                 model.progress_label, model.shots = name, 0  # its prompts have no examples
                 results[name] = lambada_token.evaluate(model, data_dir, limit)
             else:
-                results[name] = _run_task(model, name, data_dir, shots, limit, write_prompts)
+                results[name] = _run_task(model, name, data_dir, shots, limit, write_prompts, samples)
     finally:
         if spans_hosts:
             scorer.end_followers()
@@ -83,6 +92,7 @@ def evaluate(run: Any, tasks: Sequence[str] | str, shots: int = 0, data_dir: str
         "shots": shots, "limit": limit, "data_dir": data_dir,
         "truncate": not model.strict_context, "rolling_context": model.rolling_context,
         **({"renamed_tasks": renamed} if renamed else {}),
+        "generation": dataclasses.asdict(sampling),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "tasks": results,
     }
@@ -107,17 +117,17 @@ def _missing_data(name: str, data_dir: str, explicit: bool) -> str | None:
 
 
 def _run_task(model: Any, name: str, data_dir: str, shots: int, limit: int | None,
-              write_prompts: bool) -> dict[str, Any]:
+              write_prompts: bool, samples: int = 1) -> dict[str, Any]:
     from lm_eval import evaluator
 
-    task = task_lib.build_task(name, data_dir, shots) if name in task_lib.local_tasks() else name
+    task = task_lib.build_task(name, data_dir, shots, samples) if name in task_lib.local_tasks() else name
     output_type = task.OUTPUT_TYPE if not isinstance(task, str) else None
     reason = model.adapter.unsupported(output_type, name) if output_type else None
     if reason:
         return {"n/a": reason}
     _check_shots(task, name, shots)
     if isinstance(task, str):
-        task = _harness_task(name, shots)
+        task = _harness_task(name, shots, samples)
     model.progress_label, model.shots = name, shots
     out = evaluator.simple_evaluate(model=model, tasks=[task], limit=limit, bootstrap_iters=0,
                                     log_samples=write_prompts, verbosity="ERROR",
@@ -125,11 +135,13 @@ def _run_task(model: Any, name: str, data_dir: str, shots: int, limit: int | Non
     return without_unsupported_metrics(task_record(out, name, write_prompts), model.adapter)
 
 
-def _harness_task(name: str, shots: int) -> Any:
+def _harness_task(name: str, shots: int, samples: int = 1) -> Any:
     from lm_eval.tasks import TaskManager, get_task_dict
 
     task = get_task_dict([name], TaskManager())[name]
     task.set_config(key="num_fewshot", value=shots)
+    if samples > 1 and task.OUTPUT_TYPE == "generate_until":
+        task.set_config(key="repeats", value=samples)
     return task
 
 
@@ -143,17 +155,27 @@ def _check_shots(task: Any, name: str, shots: int) -> None:
 
 
 def task_record(out: dict[str, Any], name: str, with_prompts: bool = False) -> dict[str, Any]:
-    """One task's part of simple_evaluate's output: metrics without the filter suffix
-    ("acc,none" -> "acc"; standard errors dropped, bootstrap is off), example counts, config."""
+    """One task's part of simple_evaluate's output: metrics without the filter suffix when the
+    task has no filters ("acc,none" -> "acc"), else with the filter's name ("exact_match,vote"
+    -> "exact_match/vote"); standard errors dropped (bootstrap is off); example counts, config.
+    A generation task's prompts hold every path and the answer extracted from each."""
     raw = out["results"][name]
-    metrics = {key.split(",")[0]: _number(value) for key, value in raw.items()
+    metrics = {_metric_name(key): _number(value) for key, value in raw.items()
                if "," in key and "_stderr" not in key}
+    config = out["configs"][name]
     record = {"metrics": metrics, "examples": out.get("n-samples", {}).get(name, {}),
-              "config": json.loads(json.dumps(out["configs"][name], default=str))}
+              "config": json.loads(json.dumps(config, default=str))}
     if with_prompts:
-        record["prompts"] = [{"doc_id": sample["doc_id"], "arguments": sample["arguments"]}
-                             for sample in out.get("samples", {}).get(name, [])]
+        logged = out.get("samples", {}).get(name, [])
+        record["prompts"] = (sampled_paths(logged, config) if config.get("output_type") == "generate_until"
+                             else [{"doc_id": sample["doc_id"], "arguments": sample["arguments"]}
+                                   for sample in logged])
     return record
+
+
+def _metric_name(key: str) -> str:
+    metric, _, filter_name = key.partition(",")
+    return metric if filter_name == "none" else f"{metric}/{filter_name}"
 
 
 def without_unsupported_metrics(record: dict[str, Any], adapter: Any) -> dict[str, Any]:

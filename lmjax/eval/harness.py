@@ -46,9 +46,11 @@ class LmjaxLM(TemplateLM):
 
     def __init__(self, checkpoint: Any, tokenizer: Any = None, batch_size: int | str = 8,
                  rolling_context: int | str = 1, max_gen_toks: int | str = DEFAULT_MAX_GEN_TOKS,
-                 truncate: bool | str = False, **harness_options: Any) -> None:
+                 truncate: bool | str = False, temperature: float | str = 0.0, seed: int | str = 0,
+                 **harness_options: Any) -> None:
         """`harness_options` (device, max_batch_size, ...) are what `lm_eval` passes every
-        model; lmjax places and batches by itself, so they are not used."""
+        model; lmjax places and batches by itself, so they are not used. `temperature` > 0
+        samples generations (self-consistency's paths) with keys from `seed`; 0 is greedy."""
         super().__init__()
         rows = batch_size_of(batch_size)
         self.adapter: ModelAdapter = adapter_for(open_model(checkpoint, tokenizer), rows)
@@ -58,6 +60,9 @@ class LmjaxLM(TemplateLM):
         self.backend = "seq2seq" if self.adapter.kind in ("seq2seq", "pll") else "causal"
         self.rolling_context = int(rolling_context)
         self.max_gen_toks = int(max_gen_toks)
+        self.temperature, self.seed = float(temperature), int(seed)
+        if self.temperature < 0:
+            raise ConfigError(f"temperature={self.temperature} must be >= 0 (0 is greedy)")
         self.strict_context = str(truncate).lower() not in ("true", "1")
         self.progress_label = ""  # the task's name on the progress bars, set by evaluate()
         self.shots = 0  # the task's in-context examples, set by evaluate(), for error messages
@@ -133,27 +138,35 @@ class LmjaxLM(TemplateLM):
             max_seq_len=self.adapter.max_len, context_len=self.rolling_context)))
 
     def generate_until(self, requests: list, disable_tqdm: bool = False) -> list[str]:
-        """Greedy continuations with the key/value cache, cut at the first `until` string;
-        requests with the same generation settings run as one batch."""
+        """Continuations with the key/value cache (greedy, or sampled at `temperature`), cut
+        at the first `until` string; requests with the same generation settings run in
+        batches of `batch_size` rows. Sampled paths are reproducible: group g, batch b draws
+        with seed (seed, g, b), so the same requests give the same paths, and the harness's K
+        copies of a prompt (`repeats`) get K different rows of noise."""
         self._check("generate_until")
         groups: dict[tuple, list[int]] = defaultdict(list)
         for index, req in enumerate(requests):
-            groups[_generation_key(req.args[1], self.max_gen_toks)].append(index)
+            groups[_generation_key(req.args[1], self.max_gen_toks, self.temperature)].append(index)
         outputs: list[str] = [""] * len(requests)
         with tqdm(total=len(requests), desc=self.progress_label or "generate_until", disable=disable_tqdm) as bar:
-            for (until, max_new), indices in groups.items():
-                texts = self.adapter.generate([requests[i].args[0] for i in indices], max_new)
+            for group, ((until, max_new), indices) in enumerate(groups.items()):
+                texts = self.adapter.generate([requests[i].args[0] for i in indices], max_new,
+                                              temperature=self.temperature, seed=(self.seed, group))
                 for i, text in zip(indices, texts):
                     outputs[i] = _cut(text, until)
                 bar.update(len(indices))
         return outputs
 
 
-def _generation_key(gen_kwargs: dict, default_max: int) -> tuple[tuple[str, ...], int]:
+def _generation_key(gen_kwargs: dict, default_max: int,
+                    temperature: float = 0.0) -> tuple[tuple[str, ...], int]:
+    """(stop strings, new tokens). A task asking for sampling is refused unless the model was
+    given a temperature (`--temperature`), which then decides for every task alike."""
     until = gen_kwargs.get("until", [])
     until = (until,) if isinstance(until, str) else tuple(until)
-    if gen_kwargs.get("do_sample") and float(gen_kwargs.get("temperature", 0.0)) > 0:
-        raise ConfigError("lmjax evaluates with greedy decoding: set do_sample false or temperature 0")
+    if temperature <= 0 and gen_kwargs.get("do_sample") and float(gen_kwargs.get("temperature", 0.0)) > 0:
+        raise ConfigError("lmjax evaluates with greedy decoding unless given a temperature: set do_sample "
+                          "false or temperature 0 in the task, or pass --temperature T (temperature=T)")
     return until, int(gen_kwargs.get("max_gen_toks", default_max))
 
 

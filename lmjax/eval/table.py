@@ -23,7 +23,7 @@ GPT2_COLUMNS = [
     ("WikiText103 (PPL)", "wikitext103", "word_perplexity", 1),
     ("1BW (PPL)", "1bw", "word_perplexity", 1),
 ]
-# Columns beyond the paper's: lambada_openai's last-word accuracy and SuperGLUE.
+# Columns beyond the paper's: lambada_openai's last-word accuracy, SuperGLUE, arithmetic.
 EXTRA_COLUMNS = [
     ("LAMBADA word (ACC)", "lambada", "acc", 100),
     ("BoolQ (ACC)", "boolq", "acc", 100),
@@ -35,6 +35,11 @@ EXTRA_COLUMNS = [
     ("RTE (ACC)", "rte", "acc", 100),
     ("WiC (ACC)", "wic", "acc", 100),
     ("WSC (ACC)", "wsc", "acc", 100),
+    # Generation tasks: the first path's answer, and the majority over --samples paths.
+    ("Arith direct (EM)", "arithmetic_direct", "exact_match/first", 100),
+    ("Arith direct vote (EM)", "arithmetic_direct", "exact_match/vote", 100),
+    ("Arith scratchpad (EM)", "arithmetic_scratchpad", "exact_match/first", 100),
+    ("Arith scratchpad vote (EM)", "arithmetic_scratchpad", "exact_match/vote", 100),
 ]
 # Radford et al. (2019), "Language Models are Unsupervised Multitask Learners", Table 3,
 # in GPT2_COLUMNS order.

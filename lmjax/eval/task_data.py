@@ -270,3 +270,18 @@ def cbt_text(doc: dict) -> str:
 
 def cbt_choices(doc: dict) -> list[str]:
     return [f" {candidate}{doc['query_after']}" for candidate in doc["candidates"]]
+
+
+def arithmetic(data_dir: str | None = None, file: str = "", **_: Any) -> dict[str, Any]:
+    """Arithmetic problems for the generation tasks (`arithmetic_direct`,
+    `arithmetic_scratchpad`): jsonl rows {"question", "scratchpad", "answer"} (any further
+    fields, e.g. "digits", are kept), as experiments/scratchpad_data.py writes them."""
+    path = data_file(data_dir, file)
+
+    def check(record: dict) -> dict:
+        row = {**record, **{key: str(record[key]) for key in ("question", "scratchpad", "answer")}}
+        if not row["answer"].lstrip("-").isdigit():
+            raise ValueError(f"answer {row['answer']!r} is not a whole number")
+        return row
+
+    return _split(_jsonl(path, check))

@@ -103,7 +103,11 @@ def task_config(name: str, data_dir: str) -> dict[str, Any]:
     """The task's harness config with `data_dir` in its metadata."""
     from lm_eval.tasks._yaml_loader import load_yaml
 
-    config = load_yaml(local_tasks()[name])
+    from lmjax.eval.generation import check_filters
+
+    path = local_tasks()[name]
+    config = load_yaml(path)
+    check_filters(config, path)
     config["metadata"] = {**(config.get("metadata") or {}), "data_dir": data_dir}
     return config
 
@@ -113,11 +117,14 @@ def data_path(name: str, data_dir: str) -> pathlib.Path:
     return pathlib.Path(data_dir) / DATA_FILE_LINE.findall(local_tasks()[name].read_text(encoding="utf-8"))[0]
 
 
-def build_task(name: str, data_dir: str, shots: int) -> Any:
-    """A harness task object for one of our tasks, `shots` examples in each prompt."""
+def build_task(name: str, data_dir: str, shots: int, samples: int = 1) -> Any:
+    """A harness task object for one of our tasks, `shots` examples in each prompt and, for a
+    generation task, `samples` paths per prompt (self-consistency)."""
     from lm_eval.api.task import ConfigurableTask
 
-    config = task_config(name, data_dir)
+    from lmjax.eval.generation import with_samples
+
+    config = with_samples(task_config(name, data_dir), samples)
     config["num_fewshot"] = shots
     return ConfigurableTask(config=config)
 
