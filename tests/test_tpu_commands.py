@@ -135,6 +135,7 @@ def test_setup_commands():
     assert ssh[-1].endswith("-e '.[tpu]'")
 
 
+@pytest.mark.smoke
 def test_cli_dry_run_prints_one_command_per_line(capsys):
     code = main(["tpu", "babysit", "my-slice", "--zone", ZONE, "--type", "v5p-64", "--spot",
                  "--version", "0.3.0", "--output-dir", "gs://b/runs", "--run-id", "r1",
