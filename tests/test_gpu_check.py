@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -72,3 +74,45 @@ def test_tiny_scorer_agrees_with_hflm(tiny_run):
     scorer = records["tiny scorer vs HFLM"]
     assert scorer["documents"] == 2 and scorer["tokens"] > 60
     assert scorer["max_relative_difference"] < 1e-4
+
+
+# Stands in for the venv's interpreter: answers the version probe, and as gpu_bench.py writes
+# the first configuration's record, fails the second, hangs in the third.
+FAKE_PYTHON = textwrap.dedent("""\
+    #!/usr/bin/env bash
+    case "$1" in -c) exit 0 ;; -) cat > /dev/null; echo "fake versions"; exit 0 ;; esac
+    case "$*" in *--table*) echo "table of $3"; exit 0 ;; esac
+    case "$3" in
+      *"xla scan=false") echo "{\\"check\\": \\"$3\\", \\"status\\": \\"ok\\"}" >> "$5" ;;
+      *"xla scan=true") exit 3 ;;
+      *) sleep 60 ;;
+    esac
+    """)
+
+
+def test_each_check_leaves_a_record_when_it_fails_times_out_or_the_budget_is_spent(tmp_path):
+    python = tmp_path / "python"
+    python.write_text(FAKE_PYTHON)
+    python.chmod(0o755)
+    result = subprocess.run(["bash", str(REPO_ROOT / "experiments" / "gpu_check.sh"), "--tiny",
+                             "--python", str(python), "--out", str(tmp_path / "out"), "--budget", "22"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in (tmp_path / "out" / "gpu_bench.jsonl").read_text().splitlines()]
+    assert [r["check"] for r in records] == TINY_CHECKS
+    statuses = [r["status"] for r in records]
+    assert statuses[:2] == ["ok", "failed with exit code 3"]
+    assert re.fullmatch(r"timed out after 2[12]s", statuses[2]), statuses
+    assert statuses[3:] == ["skipped: the 22s budget was spent"] * 3
+    assert f"table of {tmp_path / 'out' / 'gpu_bench.jsonl'}" in result.stdout
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--budget", "ten"], "gpu_check: --budget must be whole seconds, not 'ten'"),
+    (["--fast"], "gpu_check: unknown argument --fast: use --tiny, --out DIR, --venv DIR, --python PATH or --budget SECONDS"),
+    (["--python", "/nonexistent/python"], "gpu_check: cannot run the interpreter /nonexistent/python"),
+])
+def test_bad_arguments_are_one_line_errors(tmp_path, argv, message):
+    result = subprocess.run(["bash", str(REPO_ROOT / "experiments" / "gpu_check.sh"),
+                             "--out", str(tmp_path / "out"), *argv], capture_output=True, text=True)
+    assert (result.returncode, result.stderr) == (2, message + "\n")
