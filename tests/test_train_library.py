@@ -79,7 +79,6 @@ class StopAtStep(Callback):
             self.stop.request()
 
 
-@pytest.mark.smoke
 def test_a_stop_request_from_a_callback_saves_and_returns_preempted(tmp_path):
     stop = StopRequest()
     config = load_config("gpt_tiny", [f"run_dir={tmp_path}", *RUN, "train.steps=50",
