@@ -20,6 +20,7 @@ def bert():
     return model, params, ids, jax.jit(model.apply)
 
 
+@pytest.mark.smoke
 def test_attention_sees_both_directions(bert):
     _, params, ids, apply = bert
     changed = ids.copy()

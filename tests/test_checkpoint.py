@@ -170,6 +170,7 @@ def test_a_leftover_temporary_directory_is_never_a_step(tmp_path, monkeypatch):
     checkpointer.close()
 
 
+@pytest.mark.smoke
 def test_restore_of_a_chosen_step_and_of_a_missing_one(tmp_path):
     checkpointer = Checkpointer(tmp_path / "checkpoints", keep=3)
     saved_steps(checkpointer, 4, 8)
@@ -253,6 +254,7 @@ def test_a_full_disk_names_the_space_needed_and_found(tmp_path):
     assert steps == "[1]" and "Traceback" not in result.stderr
 
 
+@pytest.mark.smoke
 def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, capsys):
     """End to end through `lmjax train`: the damaged step is quarantined, the run resumes from
     the one before and logs the same losses as the first run."""

@@ -59,6 +59,7 @@ def test_checkpoint_and_data_ranges(overrides, message):
     assert message in str(err.value)
 
 
+@pytest.mark.smoke
 def test_validate_checks_mesh_and_batch_layout_for_a_device_count():
     config = load_config("gpt_tiny", ["train.global_batch_size=12"])
     validate(config)  # without a device count only the config's own values are checked

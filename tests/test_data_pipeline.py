@@ -82,6 +82,7 @@ def test_every_epoch_sees_every_window_in_a_new_order(config, tokenizer, objecti
     assert not np.array_equal(*epochs)  # ... in another order
 
 
+@pytest.mark.smoke
 def test_resumes_mid_epoch_from_json_state(config, tokenizer, objective):
     uninterrupted = take(make_batches(config.data, config.train.global_batch_size, tokenizer, objective, "train"), 10)
     first = make_batches(config.data, config.train.global_batch_size, tokenizer, objective, "train")

@@ -21,6 +21,7 @@ def test_the_docstring_does_not_promise_the_harness_command_line():
     assert "cannot find it" in harness.__doc__ and "lmjax eval" in harness.__doc__
 
 
+@pytest.mark.smoke
 def test_the_harness_asks_the_run_layout_for_file_names():
     source = inspect.getsource(harness)
     assert '"config.yaml"' not in source and '"model.json"' not in source

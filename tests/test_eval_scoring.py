@@ -45,6 +45,7 @@ def reference_scores(model, params, pairs):
     return results
 
 
+@pytest.mark.smoke
 def test_scores_equal_each_pair_scored_alone_through_full_logits(tiny_gpt):
     model, params, config = tiny_gpt
     rng = np.random.default_rng(0)

@@ -37,6 +37,7 @@ def test_cli_reproduces_the_llama2c_greedy_reference(stories, capsys):
     assert decoded == reference["generated_text"]  # what the CLI prints without --ids
 
 
+@pytest.mark.smoke
 def test_prompt_continues_greedily_like_llama2c(stories):
     """The reference's first sentence as a prompt: BOS + its SentencePiece ids are exactly the
     reference's first 15 tokens, so the greedy continuation is the reference's remainder."""

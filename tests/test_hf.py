@@ -82,6 +82,7 @@ def bert_feeds(seed: int = 0) -> dict:
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
 
 
+@pytest.mark.smoke
 def test_bert_logits_match_with_token_types_and_padding(tmp_path):
     torch.manual_seed(1)
     hf = transformers.BertForMaskedLM(bert_config())

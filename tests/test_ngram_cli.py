@@ -27,6 +27,7 @@ def value(out: str, name: str) -> float:
     return float(re.search(rf"^{name}\s+(\S+)", out, re.M).group(1).rstrip("%"))
 
 
+@pytest.mark.smoke
 def test_train_eval_sample_words(capsys, tmp_path, corpus):
     code, out, _ = run(capsys, "ngram", "train", "--order", 2, "--smoothing", "mle", corpus, "--out", tmp_path / "m")
     assert code == 0 and "2-gram mle on 17 word tokens" in out

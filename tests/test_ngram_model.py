@@ -14,6 +14,7 @@ def aab_model() -> NGramLM:
     return NGramLM(2, "mle").fit([list("a" * 10 + "b" * 10)])
 
 
+@pytest.mark.smoke
 def test_worked_bigram_example():
     model = aab_model()
     assert [model.prob(w, [h]) for w, h in [("a", "<s>"), ("a", "a"), ("b", "a"), ("b", "b"), ("</s>", "b")]] == (

@@ -117,6 +117,7 @@ def test_noise_density_and_span_lengths_match_t5_over_a_large_sample():
         assert abs(counts[k] - expected) < 5 * math.sqrt(expected), k
 
 
+@pytest.mark.smoke
 def test_span_loss_counts_target_tokens_only():
     objective = SpanCorruption(seq_len=32, vocab_end=VOCAB, eos_id=EOS, pad_id=PAD)
     window = np.full(objective.window_length(32), PAD)
@@ -209,6 +210,7 @@ def test_next_sentence_pairs():
     assert 0.4 < np.mean(labels) < 0.6
 
 
+@pytest.mark.smoke
 def test_mlm_loss_and_accuracy_count_selected_positions_only():
     objective = bert_objective()
     window = windows(objective, 1)[0]

@@ -174,6 +174,7 @@ def test_a_transformers_directory_and_its_export_open_with_transformers_logits(f
                                    atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.smoke
 def test_llama2c_stories260k_predicts_its_greedy_reference(data_dir):
     """Teacher-forced on llama2.c's own greedy output, the opened model's argmax at every
     position is llama2.c's next token."""

@@ -30,6 +30,7 @@ def pair_arrays(n=8, seed=0):
     return rows
 
 
+@pytest.mark.smoke
 def test_dpo_loss_equals_hand_computation():
     pc, pr, rc, rr = (jnp.array(x) for x in ([-3.0, -5.0], [-4.0, -4.5], [-3.5, -5.2], [-3.9, -4.0]))
     beta = 0.5

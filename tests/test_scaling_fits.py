@@ -81,6 +81,7 @@ def test_compute_optimal_minimises_the_loss_along_an_isoflop_line():
     assert optimum["loss"] == pytest.approx(losses.min(), rel=1e-6)
 
 
+@pytest.mark.smoke
 def test_frontier_of_hand_made_points():
     compute = [1, 2, 2, 3, 4, 5]
     loss = [5.0, 4.5, 4.0, 4.2, 3.0, 3.5]

@@ -40,6 +40,7 @@ SWEEP = """
 """
 
 
+@pytest.mark.smoke
 def test_grid_zip_derived_expand_to_the_product(tmp_path):
     spec = load_spec(write(tmp_path, SWEEP), output_dir=str(tmp_path / "out"))
     found = points(spec)

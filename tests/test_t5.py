@@ -44,6 +44,7 @@ def t5():
     return config, model, objective, batch, variables
 
 
+@pytest.mark.smoke
 def test_decoder_is_causal_and_encoder_padding_is_invisible(t5):
     _, model, objective, batch, variables = t5
     params = nn.unbox(variables)["params"]

@@ -47,6 +47,7 @@ def gpt2(data_dir):
     return BPETokenizer.from_gpt2_files(folder / "encoder.json", folder / "vocab.bpe")
 
 
+@pytest.mark.smoke
 def test_gpt2_published_vectors(gpt2, data_dir):
     records = [json.loads(line) for line in (data_dir / "gpt2_bpe" / "tokenization_vectors.jsonl").open()]
     assert len(records) == 215

@@ -144,6 +144,7 @@ def test_setup_commands():
         "my-slice:lmjax-wheels/lmjax-0.1.0-py3-none-any.whl --zone us-east5-a --worker=all")
 
 
+@pytest.mark.smoke
 def test_cli_dry_run_prints_one_command_per_line(capsys):
     code = main(["tpu", "babysit", "my-slice", "--zone", ZONE, "--type", "v5p-64", "--spot",
                  "--version", "0.3.0", "--output-dir", "gs://b/runs", "--run-id", "r1",
