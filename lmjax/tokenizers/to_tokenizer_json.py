@@ -18,19 +18,16 @@ Without the `tokenizers` package (the `hf` extra) nothing is written.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lmjax.tokenizers import gpt2_format, hf_config
-
-if TYPE_CHECKING:
-    from lmjax.tokenizers.bpe import BPETokenizer
-    from lmjax.tokenizers.wordpiece import WordPieceTokenizer
+from lmjax.tokenizers.base import Tokenizer
 
 TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_CLASS = "PreTrainedTokenizerFast"
 
 
-def write_bpe(directory: Path, tokenizer: BPETokenizer, gpt2_pattern: str) -> list[str]:
+def write_bpe(directory: Path, tokenizer: Tokenizer, gpt2_pattern: str) -> list[str]:
     """tokenizer.json and tokenizer_config.json for a byte-level BPE; the files written."""
     hf = _tokenizers()
     if hf is None:
@@ -55,7 +52,7 @@ def write_bpe(directory: Path, tokenizer: BPETokenizer, gpt2_pattern: str) -> li
     return _write(directory, built, _specials(hf, special_by_id), config)
 
 
-def write_wordpiece(directory: Path, tokenizer: WordPieceTokenizer) -> list[str]:
+def write_wordpiece(directory: Path, tokenizer: Tokenizer) -> list[str]:
     """tokenizer.json and tokenizer_config.json for a WordPiece vocabulary; the files written."""
     hf = _tokenizers()
     if hf is None:
