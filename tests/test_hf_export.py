@@ -95,7 +95,6 @@ def test_random_models_of_every_exported_shape_match(name, tmp_path):
 
 
 def test_a_rope_rmsnorm_swiglu_gpt_exports_as_llama(tmp_path):
-    pytest.importorskip("lmjax.runs.exporters.llama", reason="the Llama exporter (issue 21.2)")
     model = ModelConfig(arch="gpt", vocab_size=97, d_model=32, n_layers=2, n_heads=4,
                         n_kv_heads=2, d_ff=48, max_len=16, norm="rmsnorm", norm_eps=1e-6,
                         position="rope", rope_theta=500.0, mlp="swiglu", use_bias=False,
@@ -115,7 +114,7 @@ def hf_models():
                 intermediate_size=40, max_position_embeddings=16, type_vocab_size=3)
     t5 = dict(vocab_size=99, d_model=24, d_kv=6, num_heads=4, d_ff=40, num_layers=2,
               relative_attention_num_buckets=8, relative_attention_max_distance=12)
-    return {  # bert_untied: see UNTIED_BERT_IMPORT
+    return {
         "gpt2": lambda: transformers.GPT2LMHeadModel(transformers.GPT2Config(**gpt2)),
         "gpt2_untied": lambda: transformers.GPT2LMHeadModel(
             transformers.GPT2Config(**gpt2, tie_word_embeddings=False)),
@@ -139,13 +138,7 @@ def _untied_t5(config):
     return model
 
 
-UNTIED_BERT_IMPORT = pytest.mark.xfail(strict=True, reason=(
-    "the importer (lmjax/runs/importers/hf/bert.py, issue 21.2's area) reads "
-    "cls.predictions.bias, but an untied BertForMaskedLM adds cls.predictions.decoder.bias"))
-
-
-@pytest.mark.parametrize("name", [*sorted(set(hf_models()) - {"bert_untied"}),
-                                  pytest.param("bert_untied", marks=UNTIED_BERT_IMPORT)])
+@pytest.mark.parametrize("name", sorted(hf_models()))
 def test_hf_to_lmjax_to_hf_gives_back_the_same_tensors(name, tmp_path):
     torch.manual_seed(len(name))
     original = hf_models()[name]()
