@@ -20,24 +20,33 @@ transformers = pytest.importorskip("transformers")
 from safetensors.numpy import load_file  # noqa: E402
 
 TRAIN_STEPS = 2
-# A GPT trained with scanned layers also exports (its parameters come stacked).
-TRAINED = {"gpt_tiny": ["model.scan_layers=true"], "bert_tiny": [], "t5_tiny": []}
+# A GPT trained with scanned layers also exports (its parameters come stacked); one with
+# RMSNorm, RoPE and SwiGLU exports as LlamaForCausalLM.
+LLAMA_LIKE = ["model.norm=rmsnorm", "model.position=rope", "model.mlp=swiglu", "model.use_bias=false",
+              "model.n_kv_heads=2"]
+TRAINED = {"gpt_tiny": ("gpt_tiny", ["model.scan_layers=true"]), "bert_tiny": ("bert_tiny", []),
+           "t5_tiny": ("t5_tiny", []), "gpt_llama": ("gpt_tiny", LLAMA_LIKE)}
+HF_CLASSES = {"gpt_tiny": "GPT2LMHeadModel", "bert_tiny": "BertForMaskedLM",
+              "t5_tiny": "T5ForConditionalGeneration", "gpt_llama": "LlamaForCausalLM"}
 
 
 @pytest.fixture(scope="module", params=sorted(TRAINED))
 def trained(request, tmp_path_factory):
     """A run of `lmjax train` (its own tokenizer, trained on tinyshakespeare) at a checkpoint."""
     run_dir = tmp_path_factory.mktemp(request.param)
-    code = cli.main(["train", "--config", request.param, f"run_dir={run_dir}",
+    preset, options = TRAINED[request.param]
+    code = cli.main(["train", "--config", preset, f"run_dir={run_dir}",
                      f"train.steps={TRAIN_STEPS}", f"checkpoint.every={TRAIN_STEPS}",
                      "train.eval_every=1000", "train.eval_batches=1", "train.peak_flops=1e12",
-                     *TRAINED[request.param]])
+                     *options])
     assert code == 0
-    return run_dir
+    return request.param, run_dir
 
 
 def test_a_trained_run_exports_with_equal_logits_and_tokenizer(trained, tmp_path):
+    name, trained = trained
     export = to_hf(trained, tmp_path / "hf")
+    assert json.loads((export / "config.json").read_text())["architectures"] == [HF_CLASSES[name]]
     run = open_run(trained)
     arch = run.config.model.arch
     inputs = feeds(arch, run.config.model.vocab_size)
