@@ -11,7 +11,9 @@ from hf_export_helpers import TEXTS, random_export, to_hf
 from lmjax import cli
 from lmjax.config import ModelConfig
 from lmjax.runs import open_run
+from lmjax.runs.exporters import tokenizer_files
 from lmjax.tokenizers import BPETokenizer, WordPieceTokenizer
+from lmjax.tokenizers.bpe import GPT2_PATTERN
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
@@ -61,3 +63,15 @@ def test_the_exported_tokenizer_json_encodes_as_lmjax_and_reimports_as_hf(kind, 
     assert back.kind == "hf"
     assert [back.encode(text) for text in texts] == [tokenizer.encode(text) for text in texts]
     assert back.special_tokens == tokenizer.special_tokens
+
+
+def test_without_tokenizers_only_a_gpt2_pattern_bpe_is_written(monkeypatch, tmp_path):
+    """GPT2Tokenizer (the fallback without tokenizer.json) has GPT-2's pattern only."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(CORPUS, encoding="utf-8")
+    own, gpt2_like = (BPETokenizer.train([corpus], 300, pattern=pattern)
+                      for pattern in (OWN_PATTERN, GPT2_PATTERN))
+    assert tokenizer_files.unsupported(own) is None
+    monkeypatch.setattr(tokenizer_files, "_has_tokenizers", lambda: False)
+    assert "pattern is not GPT-2's" in tokenizer_files.unsupported(own)
+    assert tokenizer_files.unsupported(gpt2_like) is None
