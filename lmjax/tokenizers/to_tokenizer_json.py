@@ -18,20 +18,17 @@ Without the `tokenizers` package (the `hf` extra) nothing is written.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from lmjax.tokenizers import gpt2_format, hf_config
-
-if TYPE_CHECKING:
-    from lmjax.tokenizers.bpe import BPETokenizer
-    from lmjax.tokenizers.wordpiece import WordPieceTokenizer
+from lmjax.tokenizers.base import Tokenizer  # not bpe/wordpiece: they import this module
 
 TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_CLASS = "PreTrainedTokenizerFast"
 
 
-def write_bpe(directory: Path, tokenizer: BPETokenizer, gpt2_pattern: str) -> list[str]:
-    """tokenizer.json and tokenizer_config.json for a byte-level BPE; the files written."""
+def write_bpe(directory: Path, tokenizer: Tokenizer, gpt2_pattern: str) -> list[str]:
+    """tokenizer.json and tokenizer_config.json for a byte-level `BPETokenizer`; the files written."""
     hf = _tokenizers()
     if hf is None:
         return []
@@ -55,8 +52,8 @@ def write_bpe(directory: Path, tokenizer: BPETokenizer, gpt2_pattern: str) -> li
     return _write(directory, built, _specials(hf, special_by_id), config)
 
 
-def write_wordpiece(directory: Path, tokenizer: WordPieceTokenizer) -> list[str]:
-    """tokenizer.json and tokenizer_config.json for a WordPiece vocabulary; the files written."""
+def write_wordpiece(directory: Path, tokenizer: Tokenizer) -> list[str]:
+    """tokenizer.json and tokenizer_config.json for a `WordPieceTokenizer`; the files written."""
     hf = _tokenizers()
     if hf is None:
         return []
