@@ -20,24 +20,33 @@ transformers = pytest.importorskip("transformers")
 from safetensors.numpy import load_file  # noqa: E402
 
 TRAIN_STEPS = 2
-# A GPT trained with scanned layers also exports (its parameters come stacked).
-TRAINED = {"gpt_tiny": ["model.scan_layers=true"], "bert_tiny": [], "t5_tiny": []}
+# A GPT trained with scanned layers also exports (its parameters come stacked); one with
+# RMSNorm, RoPE and SwiGLU exports as LlamaForCausalLM.
+LLAMA_LIKE = ["model.norm=rmsnorm", "model.position=rope", "model.mlp=swiglu", "model.use_bias=false",
+              "model.n_kv_heads=2"]
+TRAINED = {"gpt_tiny": ("gpt_tiny", ["model.scan_layers=true"]), "bert_tiny": ("bert_tiny", []),
+           "t5_tiny": ("t5_tiny", []), "gpt_llama": ("gpt_tiny", LLAMA_LIKE)}
+HF_CLASSES = {"gpt_tiny": "GPT2LMHeadModel", "bert_tiny": "BertForMaskedLM",
+              "t5_tiny": "T5ForConditionalGeneration", "gpt_llama": "LlamaForCausalLM"}
 
 
 @pytest.fixture(scope="module", params=sorted(TRAINED))
 def trained(request, tmp_path_factory):
     """A run of `lmjax train` (its own tokenizer, trained on tinyshakespeare) at a checkpoint."""
     run_dir = tmp_path_factory.mktemp(request.param)
-    code = cli.main(["train", "--config", request.param, f"run_dir={run_dir}",
+    preset, options = TRAINED[request.param]
+    code = cli.main(["train", "--config", preset, f"run_dir={run_dir}",
                      f"train.steps={TRAIN_STEPS}", f"checkpoint.every={TRAIN_STEPS}",
                      "train.eval_every=1000", "train.eval_batches=1", "train.peak_flops=1e12",
-                     *TRAINED[request.param]])
+                     *options])
     assert code == 0
-    return run_dir
+    return request.param, run_dir
 
 
 def test_a_trained_run_exports_with_equal_logits_and_tokenizer(trained, tmp_path):
+    name, trained = trained
     export = to_hf(trained, tmp_path / "hf")
+    assert json.loads((export / "config.json").read_text())["architectures"] == [HF_CLASSES[name]]
     run = open_run(trained)
     arch = run.config.model.arch
     inputs = feeds(arch, run.config.model.vocab_size)
@@ -95,7 +104,6 @@ def test_random_models_of_every_exported_shape_match(name, tmp_path):
 
 
 def test_a_rope_rmsnorm_swiglu_gpt_exports_as_llama(tmp_path):
-    pytest.importorskip("lmjax.runs.exporters.llama", reason="the Llama exporter (issue 21.2)")
     model = ModelConfig(arch="gpt", vocab_size=97, d_model=32, n_layers=2, n_heads=4,
                         n_kv_heads=2, d_ff=48, max_len=16, norm="rmsnorm", norm_eps=1e-6,
                         position="rope", rope_theta=500.0, mlp="swiglu", use_bias=False,
@@ -115,7 +123,7 @@ def hf_models():
                 intermediate_size=40, max_position_embeddings=16, type_vocab_size=3)
     t5 = dict(vocab_size=99, d_model=24, d_kv=6, num_heads=4, d_ff=40, num_layers=2,
               relative_attention_num_buckets=8, relative_attention_max_distance=12)
-    return {  # bert_untied: see UNTIED_BERT_IMPORT
+    return {
         "gpt2": lambda: transformers.GPT2LMHeadModel(transformers.GPT2Config(**gpt2)),
         "gpt2_untied": lambda: transformers.GPT2LMHeadModel(
             transformers.GPT2Config(**gpt2, tie_word_embeddings=False)),
@@ -139,13 +147,7 @@ def _untied_t5(config):
     return model
 
 
-UNTIED_BERT_IMPORT = pytest.mark.xfail(strict=True, reason=(
-    "the importer (lmjax/runs/importers/hf/bert.py, issue 21.2's area) reads "
-    "cls.predictions.bias, but an untied BertForMaskedLM adds cls.predictions.decoder.bias"))
-
-
-@pytest.mark.parametrize("name", [*sorted(set(hf_models()) - {"bert_untied"}),
-                                  pytest.param("bert_untied", marks=UNTIED_BERT_IMPORT)])
+@pytest.mark.parametrize("name", sorted(hf_models()))
 def test_hf_to_lmjax_to_hf_gives_back_the_same_tensors(name, tmp_path):
     torch.manual_seed(len(name))
     original = hf_models()[name]()

@@ -21,14 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from lmjax.tokenizers import gpt2_format, hf_config
-from lmjax.tokenizers.base import Tokenizer
+from lmjax.tokenizers.base import Tokenizer  # not bpe/wordpiece: they import this module
 
 TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_CLASS = "PreTrainedTokenizerFast"
 
 
 def write_bpe(directory: Path, tokenizer: Tokenizer, gpt2_pattern: str) -> list[str]:
-    """tokenizer.json and tokenizer_config.json for a byte-level BPE; the files written."""
+    """tokenizer.json and tokenizer_config.json for a byte-level `BPETokenizer`; the files written."""
     hf = _tokenizers()
     if hf is None:
         return []
@@ -53,7 +53,7 @@ def write_bpe(directory: Path, tokenizer: Tokenizer, gpt2_pattern: str) -> list[
 
 
 def write_wordpiece(directory: Path, tokenizer: Tokenizer) -> list[str]:
-    """tokenizer.json and tokenizer_config.json for a WordPiece vocabulary; the files written."""
+    """tokenizer.json and tokenizer_config.json for a `WordPieceTokenizer`; the files written."""
     hf = _tokenizers()
     if hf is None:
         return []

@@ -1,16 +1,19 @@
 """A run's tokenizer as files transformers' AutoTokenizer opens and encodes as lmjax does.
 
-Written from the files lmjax itself saves (renamed as transformers expects) with a
-`tokenizer_config.json` naming the class and the special tokens:
-- byte-level BPE: `vocab.json` + `merges.txt` as GPT2Tokenizer (GPT-2's pre-tokenizer
-  pattern only, the one GPT2Tokenizer has);
-- WordPiece: `vocab.txt` as BertTokenizer (lmjax's BERT pre-tokenizer does not split
-  Chinese characters apart, so neither does the export);
+Written from the files lmjax itself saves, with a `tokenizer_config.json` naming the class
+and the special tokens:
+- byte-level BPE, WordPiece and `hf` tokenizers: the Hugging Face `tokenizer.json` their
+  `save` writes (any BPE pre-tokenizer pattern, as a `Split`), as PreTrainedTokenizerFast
+  (an `hf` tokenizer keeps its own config). No vocab.json/merges.txt/vocab.txt beside it:
+  `from-hf` reads those first, and re-importing the export should give the `hf` kind;
+- without the `tokenizers` package (no tokenizer.json): BPE as `vocab.json` + `merges.txt`
+  for GPT2Tokenizer (GPT-2's pattern only), WordPiece as `vocab.txt` for BertTokenizer
+  (lmjax's BERT pre-tokenizer does not split Chinese characters apart, so neither does it);
 - SentencePiece: `tokenizer.model` as TokenizersBackend, which follows the model's own
   normalizer settings (T5Tokenizer and LlamaTokenizer would add a prefix space lmjax's models
   are not trained with); T5 sentinels are listed as added tokens.
-lmjax's own `tokenizer.json` (its format metadata) is never copied: transformers would read
-it as its own format.
+lmjax's own description file (`lmjax_tokenizer.json`, named `tokenizer.json` before hf-tok's
+rename) is never copied: only the files it names, and Hugging Face's tokenizer.json.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ import pathlib
 import shutil
 import tempfile
 
-from lmjax.tokenizers import BPETokenizer, SentencePieceTokenizer, Tokenizer, WordPieceTokenizer
-from lmjax.tokenizers.base import META_FILE
+from lmjax.tokenizers import (BPETokenizer, HFTokenizer, SentencePieceTokenizer, Tokenizer,
+                              WordPieceTokenizer)
+from lmjax.tokenizers.base import HF_FILE, META_FILE
 from lmjax.tokenizers.bpe import GPT2_PATTERN
+from lmjax.tokenizers.hf_config import read_config
 
 CONFIG_FILE = "tokenizer_config.json"
 
@@ -31,9 +36,10 @@ def unsupported(tokenizer: Tokenizer | None) -> str | None:
     """Why the tokenizer cannot be written for transformers, or None."""
     if tokenizer is None:
         return "the run has no tokenizer"
-    if isinstance(tokenizer, BPETokenizer) and tokenizer.pattern != GPT2_PATTERN:
-        return "its BPE pre-tokenizer pattern is not GPT-2's, the only one GPT2Tokenizer has"
-    if not isinstance(tokenizer, (BPETokenizer, WordPieceTokenizer, SentencePieceTokenizer)):
+    if isinstance(tokenizer, BPETokenizer) and tokenizer.pattern != GPT2_PATTERN and not _has_tokenizers():
+        return ("its BPE pre-tokenizer pattern is not GPT-2's, the only one GPT2Tokenizer has; "
+                "install Hugging Face's tokenizers (pip install 'lmjax[hf]') to write a tokenizer.json")
+    if not isinstance(tokenizer, (BPETokenizer, WordPieceTokenizer, SentencePieceTokenizer, HFTokenizer)):
         return f"lmjax has no transformers class for a {tokenizer.kind!r} tokenizer"
     return None
 
@@ -44,11 +50,14 @@ def write_tokenizer(tokenizer: Tokenizer, directory: pathlib.Path, max_len: int)
         saved = pathlib.Path(saved)
         tokenizer.save(saved)
         meta = json.loads((saved / META_FILE).read_text(encoding="utf-8"))
-        renames, options = _files_and_options(tokenizer, meta)
+        if (saved / HF_FILE).is_file():  # Hugging Face's format, written by this save
+            renames, options = {HF_FILE: HF_FILE}, read_config(saved / CONFIG_FILE)
+        else:
+            renames, options = _files_and_options(tokenizer, meta)
         for source, target in renames.items():
             shutil.copyfile(saved / source, directory / target)
-    config = {**options, "model_max_length": max_len, "added_tokens_decoder": _added(tokenizer),
-              "clean_up_tokenization_spaces": False}
+    config = {"model_max_length": max_len, "added_tokens_decoder": _added(tokenizer),
+              "clean_up_tokenization_spaces": False, **options}
     (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n",
                                          encoding="utf-8")
     return [*renames.values(), CONFIG_FILE]
@@ -87,3 +96,11 @@ def _added(tokenizer: Tokenizer) -> dict[str, dict]:
     return {str(token_id): {"content": token, "special": True, "normalized": False,
                             "lstrip": False, "rstrip": False, "single_word": False}
             for token, token_id in sorted(tokenizer.special_tokens.items(), key=lambda item: item[1])}
+
+
+def _has_tokenizers() -> bool:
+    try:
+        import tokenizers  # noqa: F401
+    except ImportError:
+        return False
+    return True

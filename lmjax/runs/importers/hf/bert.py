@@ -73,11 +73,18 @@ def _mlm_head(weights: Weights, cfg: ModelConfig) -> dict:
     head = {
         "transform": dense(weights, "cls.predictions.transform.dense", d, d),
         "transform_norm": layernorm(weights, "cls.predictions.transform.LayerNorm", d),
-        "bias": weights.get("cls.predictions.bias", (v,)),
+        "bias": weights.get(_output_bias(weights, cfg), (v,)),
     }
     if not cfg.tie_embeddings:
         head["decoder"] = {"kernel": weights.linear("cls.predictions.decoder.weight", (d,), (v,))}
     return head
+
+
+def _output_bias(weights: Weights, cfg: ModelConfig) -> str:
+    """An untied BertForMaskedLM adds its decoder's own bias and never reads
+    `cls.predictions.bias` (transformers 5 ties the two only with the embeddings)."""
+    untied = "cls.predictions.decoder.bias"
+    return untied if not cfg.tie_embeddings and weights.has(untied) else "cls.predictions.bias"
 
 
 def dense(weights: Weights, prefix: str, d_in: int, d_out: int) -> dict:

@@ -1,4 +1,5 @@
-"""A Hugging Face checkpoint written as an lmjax export: what `lmjax convert hf` does.
+"""A Hugging Face checkpoint written as an lmjax export: what `lmjax convert from-hf` does
+(`convert hf` is its old name).
 
 The export directory holds `config.yaml` (an lmjax Config whose model section is the
 checkpoint's architecture), `params/` (a parameters-only checkpoint that
