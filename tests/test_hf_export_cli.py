@@ -119,11 +119,24 @@ def test_each_exporter_names_the_option_its_class_lacks(exporter, model, option)
 
 
 def test_an_option_added_after_the_exporters_is_refused_unless_at_its_default():
-    """A knob ModelConfig gains later (say a parametrization) must not be dropped silently."""
-    extended = dataclasses.make_dataclass("Extended", [("parametrization", str, "standard")],
+    """A knob ModelConfig gains later must not be dropped silently."""
+    extended = dataclasses.make_dataclass("Extended", [("future_knob", str, "off")],
                                           bases=(ModelConfig,))
     assert gpt2.unsupported(extended(**dataclasses.asdict(GPT))) is None
-    changed = extended(**dataclasses.asdict(GPT), parametrization="mup")
-    assert "model.parametrization='mup'" in gpt2.unsupported(changed)
-    with pytest.raises(ConfigError, match="model.parametrization='mup'"):
+    changed = extended(**dataclasses.asdict(GPT), future_knob="on")
+    assert "model.future_knob='on'" in gpt2.unsupported(changed)
+    with pytest.raises(ConfigError, match="model.future_knob='on'"):
         exporter_for(changed)
+
+
+@pytest.mark.parametrize("model", [
+    dataclasses.replace(GPT, parametrization="mup", mup_base_width=GPT.d_model // 2),
+    ModelConfig(arch="gpt", norm="rmsnorm", position="rope", mlp="swiglu", use_bias=False,
+                parametrization="mup", mup_base_width=64),
+    dataclasses.replace(GPT, arch="bert", parametrization="mup", mup_base_width=GPT.d_model // 2),
+])
+def test_a_mup_model_is_refused_since_no_transformers_class_has_its_multipliers(model):
+    """µP's logit multiplier and 1/d_head attention scale exist in no HF class: exporting one
+    would give wrong logits, so the export names the option instead."""
+    with pytest.raises(ConfigError, match="model.parametrization='mup'"):
+        exporter_for(model)

@@ -17,11 +17,16 @@ import numpy as np
 
 from lmjax.config import ModelConfig
 from lmjax.models import unstack_layers
+from lmjax.runs.exporters.tensors import unknown_option
 from lmjax.runs.importers.hf.llama import pairs_to_halves
 
 HF_CLASS = "LlamaForCausalLM"
 REQUIRED = {"arch": ("gpt", "a decoder (model.arch=gpt)"), "norm": ("rmsnorm", "only RMSNorm"),
             "position": ("rope", "only RoPE"), "mlp": ("swiglu", "only a SwiGLU MLP")}
+# The Llama-only options hf_config writes; any other non-default option (µP's multipliers,
+# say) has no Llama equivalent and is refused by name.
+LLAMA_OPTIONS = frozenset({"rope_scaling", "rope_scaling_factor", "rope_low_freq_factor",
+                           "rope_high_freq_factor", "rope_original_max_len", "qkv_bias"})
 
 
 def unsupported(model: ModelConfig) -> str | None:
@@ -30,7 +35,7 @@ def unsupported(model: ModelConfig) -> str | None:
         value = getattr(model, field)
         if value != needed:
             return f"model.{field}={value}: {HF_CLASS} has {what}"
-    return None
+    return unknown_option(model, HF_CLASS, LLAMA_OPTIONS)
 
 
 def hf_config(model: ModelConfig) -> dict[str, Any]:
