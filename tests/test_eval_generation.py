@@ -222,6 +222,7 @@ def test_an_extraction_regex_that_does_not_compile_names_the_file_and_filter(tmp
 
 
 
+@pytest.mark.e2e
 def test_t5_samples_reproducible_paths_through_the_same_path(tmp_path_factory):
     """A T5 run (encoder input, sampled decoder) gives K distinct paths, the same twice."""
     run_dir = tmp_path_factory.mktemp("t5_tiny")

@@ -90,6 +90,7 @@ FAKE_PYTHON = textwrap.dedent("""\
     """)
 
 
+@pytest.mark.e2e
 def test_each_check_leaves_a_record_when_it_fails_times_out_or_the_budget_is_spent(tmp_path):
     python = tmp_path / "python"
     python.write_text(FAKE_PYTHON)

@@ -92,6 +92,7 @@ def test_the_new_endpoint_format_and_a_multislice_job_count_every_slice(tpu_vm):
     assert jax_detection()[1:] == (4, 3)
 
 
+@pytest.mark.e2e
 def test_a_single_host_tpu_vm_is_not_multi_host(tpu_vm):
     tpu_vm["agent-worker-number"] = "0"
     tpu_vm["worker-network-endpoints"] = "t1v-n-0:0:10.130.0.7"
@@ -100,6 +101,7 @@ def test_a_single_host_tpu_vm_is_not_multi_host(tpu_vm):
     assert jax_detection()[1:] == (1, 0)
 
 
+@pytest.mark.e2e
 def test_a_gke_pod_reads_its_slice_from_the_environment(tpu_vm, monkeypatch):
     # GKE's metadata server has no agent-worker-number; the pod's env lists the hosts.
     monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "job-0-0.svc,job-0-1.svc,job-0-2.svc,job-0-3.svc")
@@ -111,6 +113,7 @@ def test_a_gke_pod_reads_its_slice_from_the_environment(tpu_vm, monkeypatch):
     assert jax_detection() == ("127.0.0.1:8482", 4, 3)
 
 
+@pytest.mark.e2e
 def test_tpu_process_addresses_win_over_worker_hostnames_as_in_jax(tpu_vm, monkeypatch):
     monkeypatch.setenv("TPU_SKIP_MDS_QUERY", "1")
     monkeypatch.setenv("TPU_PROCESS_ADDRESSES", "127.0.0.1:8476,127.0.0.1:8477")

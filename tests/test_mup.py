@@ -181,6 +181,7 @@ def test_the_trainer_initialises_and_steps_with_mups_multipliers(tmp_path):
     assert mup_updates[wte].max() == pytest.approx(std_updates[wte].max(), rel=1e-6)
 
 
+@pytest.mark.e2e
 def test_coordinate_check_is_flat_in_width_under_mup_and_grows_under_standard():
     widths = [32, 64, 128, 256]
     slopes = {}

@@ -208,6 +208,7 @@ def printed_lines(capsys):
     return [line for line in lines if line.startswith("gcloud ")]
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("gcloud") is None, reason="the Google Cloud SDK is not installed")
 def test_every_printed_line_passes_gclouds_own_parser(capsys, tmp_path):

@@ -228,6 +228,7 @@ elif args[2:4] == ["tpu-vm", "ssh"]:
 '''
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_setup_twice_then_run_on_a_local_worker(tiny_checkout, tmp_path, monkeypatch):
     """`lmjax tpu setup` (not a dry run) against a fake gcloud whose one worker is a local

@@ -73,6 +73,7 @@ def losses(directory):
     return {r["step"]: (r["loss"], r["learning_rate"]) for r in records if "loss" in r}
 
 
+@pytest.mark.e2e
 def test_a_branch_trains_bitwise_as_a_fresh_run_with_its_schedule(tmp_path, monkeypatch):
     jax.devices()  # this process keeps its eight devices; only the workers get one
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
