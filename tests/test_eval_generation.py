@@ -18,6 +18,7 @@ from lmjax.errors import ConfigError  # noqa: E402
 from lmjax.eval import tasks as task_lib  # noqa: E402
 from lmjax.eval.api import task_record  # noqa: E402
 from lmjax.eval.harness import LmjaxLM  # noqa: E402
+from test_eval_cli import one_line_error  # noqa: E402  (the shared one-line check of `lmjax eval` errors)
 
 PROBLEMS = [  # question, scratchpad, answer: 57+68 = 125, 12*3 = 36, 999+1 = 1000
     {"question": "57+68", "scratchpad": "7+8+0=15 5+6+1=12", "answer": "125", "digits": 2},
@@ -183,17 +184,6 @@ def test_eval_records_every_sampled_path_and_repeats_them(stories_args, arithmet
     assert [p["paths"] for p in first["prompts"]] == [p["paths"] for p in second["prompts"]]
     for record in first["prompts"]:  # stories260K writes stories, not "A: <number>"
         assert len(record["answers"]) == 3 and record["filtered"]["first"] == record["answers"][0]
-
-
-def one_line_error(capsys, argv, *needles):
-    code = cli.main(["eval", *argv])
-    out, err = capsys.readouterr()
-    assert code == 2, out + err
-    line = err.strip().splitlines()[-1]
-    assert err.count("error:") == 1 and line.startswith("lmjax eval: error: "), err
-    for needle in needles:
-        assert needle in line
-    return line
 
 
 @pytest.mark.parametrize("extra,needles", [
