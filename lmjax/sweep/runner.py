@@ -31,7 +31,7 @@ class RunOptions:
     """How points are run: executor settings are in the executor object."""
 
     retry: bool = True
-    stale_after: float = 600.0
+    stale_after: float = status_lib.DEFAULT_STALE_AFTER
     heartbeat: float | None = None
 
 

@@ -28,7 +28,8 @@ EXIT = {"succeeded": 0, "failed": 1, "skipped": 3, "interrupted": 4}
 HARNESS_PREFIX = "harness/"  # lmjax.eval.callback names its metrics harness/<task>/<metric>
 
 
-def run_point(point_dir: str, *, stale_after: float = 600.0, retry: bool = True,
+def run_point(point_dir: str, *, stale_after: float = status_lib.DEFAULT_STALE_AFTER,
+              retry: bool = True,
               heartbeat_every: float | None = None) -> str:
     """Claims and trains the point in `point_dir`; returns its new state or 'skipped'."""
     from lmjax import config as config_lib
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     lifetime.die_with_runner()
     parser = argparse.ArgumentParser(prog="python -m lmjax.sweep.worker")
     parser.add_argument("point_dir")
-    parser.add_argument("--stale-after", type=float, default=600.0)
+    parser.add_argument("--stale-after", type=float, default=status_lib.DEFAULT_STALE_AFTER)
     parser.add_argument("--heartbeat", type=float, default=None)
     parser.add_argument("--no-retry", action="store_true")
     args = parser.parse_args(argv)
